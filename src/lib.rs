@@ -1,8 +1,12 @@
 //! vm-container: compiles Xen domain container files into ready domains.
 //!
-//! Layers, dependencies pointing down only:
-//! - `parser` (pure): container text → AST → validated plan;
+//! Layers, dependencies pointing one way (down this list):
 //! - `exec`: the only layer that orchestrates I/O;
-//! - format modules (`tree`, ...) that know nothing about containers.
+//! - `parser` (pure): container text → syntax tree → checked plan;
+//! - format and transport modules that know nothing about containers:
+//!   `xen` (Xen config syntax), `uri`, `tree` (the file-system tree model).
 
+pub mod parser;
 pub mod tree;
+pub mod uri;
+pub mod xen;

@@ -158,17 +158,29 @@ impl fmt::Debug for TreePath {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A regular file of `size` bytes; its data follows in the stream.
-    File { size: u64 },
+    File {
+        size: u64,
+    },
     Dir,
     /// A symbolic link; the target is bytes, never interpreted.
-    Symlink { target: Vec<u8> },
-    CharDev { major: u32, minor: u32 },
-    BlockDev { major: u32, minor: u32 },
+    Symlink {
+        target: Vec<u8>,
+    },
+    CharDev {
+        major: u32,
+        minor: u32,
+    },
+    BlockDev {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
     Socket,
     /// Another name for a regular file emitted earlier in the same stream.
     /// The entry's own metadata is that of the target (they share an inode).
-    HardLink { target: TreePath },
+    HardLink {
+        target: TreePath,
+    },
 }
 
 impl Kind {
@@ -293,7 +305,9 @@ mod tests {
         assert_eq!(p("/etc/passwd"), Err(PathError::Absolute));
         assert_eq!(p("a\0b"), Err(PathError::Nul));
         assert_eq!(
-            TreePath::from_absolute(b"/etc/HOSTNAME").unwrap().as_bytes(),
+            TreePath::from_absolute(b"/etc/HOSTNAME")
+                .unwrap()
+                .as_bytes(),
             b"etc/HOSTNAME"
         );
     }

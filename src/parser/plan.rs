@@ -1,0 +1,201 @@
+//! The checked plan: what a container file asks for, in order, with every
+//! word resolved (templates substituted, sizes and URIs parsed).
+
+use super::ast::Span;
+use crate::tree::TreePath;
+use crate::uri::Uri;
+use crate::xen;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// A URI with the text it was written as (after templates) and its place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UriRef {
+    pub uri: Uri,
+    pub text: String,
+    pub span: Span,
+}
+
+impl fmt::Display for UriRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.uri.fmt(f)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsType {
+    Ext2,
+    Ext3,
+}
+
+/// What `[populate KIND ...]` writes into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    Image,
+    Device,
+    Dir,
+}
+
+/// The options shared by `replace` and `copy`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edit {
+    /// The tree modified.
+    pub archive: UriRef,
+    /// Where to write the diff between the archive as fetched and after.
+    pub patch: Option<UriRef>,
+    /// Where to store the tree after this expression as `cpio.gz`.
+    pub fork: Option<UriRef>,
+    pub mode: Option<u32>,
+    pub owner: Option<(u32, u32)>,
+}
+
+/// What `[patch]` modifies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatchTarget {
+    /// The working tree of an archive.
+    Archive(UriRef),
+    /// A local ext2/ext3 image, updated in place.
+    Image(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Create {
+        src: PathBuf,
+        dest: UriRef,
+    },
+    Image {
+        path: PathBuf,
+        size: u64,
+        label: Vec<u8>,
+        fs: FsType,
+        block_size: Option<u32>,
+        inodes: Option<u32>,
+        uuid: Option<[u8; 16]>,
+    },
+    Populate {
+        kind: TargetKind,
+        target: PathBuf,
+        mount: String,
+        source: UriRef,
+    },
+    Replace {
+        path: TreePath,
+        edit: Edit,
+        content: Vec<u8>,
+    },
+    Copy {
+        path: TreePath,
+        edit: Edit,
+        source: UriRef,
+    },
+    Patch {
+        target: PatchTarget,
+        patch: UriRef,
+        fork: Option<UriRef>,
+    },
+}
+
+/// One step of the plan and where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub action: Action,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// The stripped Xen config.
+    pub stripped: String,
+    /// The Xen settings the stripped config defines, as `xl` reads them.
+    pub settings: BTreeMap<String, xen::Value>,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Create { src, dest } => write!(f, "create {} -> {dest}", src.display()),
+            Action::Image {
+                path,
+                size,
+                label,
+                fs,
+                ..
+            } => write!(
+                f,
+                "image {} {} bytes {} label {:?}",
+                path.display(),
+                size,
+                match fs {
+                    FsType::Ext2 => "ext2",
+                    FsType::Ext3 => "ext3",
+                },
+                String::from_utf8_lossy(label)
+            ),
+            Action::Populate {
+                kind,
+                target,
+                source,
+                ..
+            } => write!(
+                f,
+                "populate {} {} from {source}",
+                match kind {
+                    TargetKind::Image => "image",
+                    TargetKind::Device => "device",
+                    TargetKind::Dir => "dir",
+                },
+                target.display()
+            ),
+            Action::Replace {
+                path,
+                edit,
+                content,
+            } => {
+                write!(
+                    f,
+                    "replace {} in {} ({} bytes)",
+                    path.display_abs(),
+                    edit.archive,
+                    content.len()
+                )?;
+                edit_tail(f, edit)
+            }
+            Action::Copy { path, edit, source } => {
+                write!(
+                    f,
+                    "copy {source} to {} in {}",
+                    path.display_abs(),
+                    edit.archive
+                )?;
+                edit_tail(f, edit)
+            }
+            Action::Patch {
+                target,
+                patch,
+                fork,
+            } => {
+                match target {
+                    PatchTarget::Archive(u) => write!(f, "patch archive {u} with {patch}")?,
+                    PatchTarget::Image(p) => write!(f, "patch image {} with {patch}", p.display())?,
+                }
+                if let Some(fk) = fork {
+                    write!(f, ", fork -> {fk}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn edit_tail(f: &mut fmt::Formatter<'_>, e: &Edit) -> fmt::Result {
+    if let Some(p) = &e.patch {
+        write!(f, ", diff -> {p}")?;
+    }
+    if let Some(k) = &e.fork {
+        write!(f, ", fork -> {k}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! Xen domain configuration files as libxlutil (Xen 4.17) reads them.
+//!
+//! This module knows nothing about containers. It parses one statement at
+//! a time (so another language can interleave its own syntax between
+//! statements) or a whole file, and applies `=`/`+=` the way `xl` does.
+
+pub mod lexer;
+
+use lexer::{LexError, Lexer, Token, TokenKind};
+use std::collections::BTreeMap;
+
+/// A value as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// A quoted string, decoded.
+    Str(Vec<u8>),
+    /// A number, kept as its text as libxlutil does.
+    Number(String),
+    /// `${NAME}` where a value may stand (templates only).
+    Placeholder(String),
+    List(Vec<Value>),
+}
+
+impl Value {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) | Value::Number(_) | Value::Placeholder(_) => "string",
+            Value::List(_) => "list",
+        }
+    }
+
+    /// The text `xl` would read back for a scalar (numbers are strings).
+    pub fn scalar_text(&self) -> Option<Vec<u8>> {
+        match self {
+            Value::Str(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.clone().into_bytes()),
+            _ => None,
+        }
+    }
+}
+
+/// `=` or `+=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Assign,
+    Append,
+}
+
+/// One `name = value` statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    pub name: String,
+    pub op: Op,
+    pub value: Value,
+    /// Byte range of the name.
+    pub name_range: (usize, usize),
+    /// Byte range of the value as written.
+    pub value_range: (usize, usize),
+    /// Byte range from the name to the end of the value (terminator excluded).
+    pub range: (usize, usize),
+}
+
+/// A syntax or lexical error at a byte range, with an optional second
+/// location that explains it (where a list was opened).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub offset: usize,
+    pub len: usize,
+    pub message: String,
+    pub note: Option<(usize, String)>,
+}
+
+impl From<LexError> for SyntaxError {
+    fn from(e: LexError) -> Self {
+        SyntaxError {
+            offset: e.offset,
+            len: e.len,
+            message: e.message,
+            note: None,
+        }
+    }
+}
+
+struct Parser<'a> {
+    lex: Lexer<'a>,
+    peeked: Option<Token>,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&mut self) -> Result<&Token, SyntaxError> {
+        if self.peeked.is_none() {
+            self.peeked = Some(self.lex.next_token()?);
+        }
+        Ok(self.peeked.as_ref().expect("just filled"))
+    }
+
+    fn bump(&mut self) -> Result<Token, SyntaxError> {
+        match self.peeked.take() {
+            Some(t) => Ok(t),
+            None => Ok(self.lex.next_token()?),
+        }
+    }
+
+    fn unexpected(tok: &Token, expected: &str) -> SyntaxError {
+        SyntaxError {
+            offset: tok.start,
+            len: (tok.end - tok.start).max(1),
+            message: format!("expected {expected}, found {}", tok.kind.describe()),
+            note: None,
+        }
+    }
+
+    fn skip_newlines(&mut self) -> Result<(), SyntaxError> {
+        while self.peek()?.kind == TokenKind::Newline {
+            self.bump()?;
+        }
+        Ok(())
+    }
+
+    /// value: STRING | NUMBER | '[' nlok valuelist ']'
+    fn value(&mut self) -> Result<(Value, usize, usize), SyntaxError> {
+        let tok = self.bump()?;
+        match tok.kind {
+            TokenKind::Str(s) => Ok((Value::Str(s), tok.start, tok.end)),
+            TokenKind::Number(n) => Ok((Value::Number(n), tok.start, tok.end)),
+            TokenKind::Placeholder(n) => Ok((Value::Placeholder(n), tok.start, tok.end)),
+            TokenKind::Open => {
+                let open = tok.start;
+                let mut items = Vec::new();
+                self.skip_newlines()?;
+                loop {
+                    let t = self.peek()?.clone();
+                    if t.kind == TokenKind::Close {
+                        self.bump()?;
+                        return Ok((Value::List(items), open, t.end));
+                    }
+                    let (v, _, _) = match self.value() {
+                        Ok(v) => v,
+                        Err(mut e) => {
+                            e.note
+                                .get_or_insert((open, "the list opened here".to_string()));
+                            return Err(e);
+                        }
+                    };
+                    items.push(v);
+                    self.skip_newlines()?;
+                    let t = self.bump()?;
+                    match t.kind {
+                        TokenKind::Comma => self.skip_newlines()?,
+                        TokenKind::Close => return Ok((Value::List(items), open, t.end)),
+                        _ => {
+                            let mut e = Self::unexpected(&t, "`,` or `]`");
+                            if matches!(t.kind, TokenKind::Ident(_) | TokenKind::Eof) {
+                                e.message.push_str(" (is the list's closing `]` missing?)");
+                            }
+                            e.note = Some((open, "the list opened here is not closed".to_string()));
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            _ => Err(Self::unexpected(
+                &tok,
+                "a value (a number, a quoted string or a `[` list)",
+            )),
+        }
+    }
+}
+
+/// What follows a statement position.
+#[derive(Debug)]
+pub enum Parsed {
+    Statement(Statement),
+    /// The next token is not a name: the caller decides (end of file, an
+    /// empty statement, or its own syntax).
+    NotAStatement,
+}
+
+/// Parses one statement starting at byte `pos` of `text` (blanks first are
+/// skipped). On success returns the statement and the offset just after its
+/// terminator (newline or `;`, or end of file); a `#` comment ending the
+/// line belongs to the terminator.
+pub fn parse_statement(
+    text: &str,
+    pos: usize,
+    templates: bool,
+) -> Result<(Parsed, usize), SyntaxError> {
+    let mut p = Parser {
+        lex: Lexer::new(text, pos, templates),
+        peeked: None,
+    };
+    let first = p.peek()?.clone();
+    let TokenKind::Ident(name) = first.kind.clone() else {
+        return Ok((Parsed::NotAStatement, pos));
+    };
+    p.bump()?;
+    let op_tok = p.bump()?;
+    let op = match op_tok.kind {
+        TokenKind::Assign => Op::Assign,
+        TokenKind::Append => Op::Append,
+        _ => return Err(Parser::unexpected(&op_tok, "`=` or `+=`")),
+    };
+    let (value, vstart, vend) = p.value()?;
+    let end = p.bump()?;
+    let after = match end.kind {
+        TokenKind::Newline | TokenKind::Semicolon | TokenKind::Eof => end.end,
+        _ => {
+            return Err(Parser::unexpected(
+                &end,
+                "the end of the statement (a newline or `;`)",
+            ))
+        }
+    };
+    Ok((
+        Parsed::Statement(Statement {
+            name,
+            op,
+            value,
+            name_range: (first.start, first.end),
+            value_range: (vstart, vend),
+            range: (first.start, vend),
+        }),
+        after,
+    ))
+}
+
+/// Offset of the start of the next line after `pos` (or the end of text):
+/// where parsing resumes after an error, as libxlutil's `error NEWLINE`
+/// rule does.
+pub fn recover(text: &str, pos: usize) -> usize {
+    match text[pos.min(text.len())..].find('\n') {
+        Some(i) => pos + i + 1,
+        None => text.len(),
+    }
+}
+
+/// Parses a whole plain Xen config, collecting every error.
+pub fn parse_config(text: &str) -> (Vec<Statement>, Vec<SyntaxError>) {
+    let mut stmts = Vec::new();
+    let mut errors = Vec::new();
+    let mut pos = 0;
+    while pos < text.len() {
+        // empty statements: blank lines, `;`, comment lines
+        let mut lex = Lexer::new(text, pos, false);
+        match lex.next_token() {
+            Ok(t) if matches!(t.kind, TokenKind::Newline | TokenKind::Semicolon) => {
+                pos = t.end;
+                continue;
+            }
+            Ok(t) if t.kind == TokenKind::Eof => break,
+            Ok(_) => {}
+            Err(e) => {
+                errors.push(e.into());
+                pos = recover(text, pos);
+                continue;
+            }
+        }
+        match parse_statement(text, pos, false) {
+            Ok((Parsed::Statement(s), next)) => {
+                stmts.push(s);
+                pos = next;
+            }
+            Ok((Parsed::NotAStatement, _)) => {
+                let mut lex = Lexer::new(text, pos, false);
+                let t = lex.next_token();
+                if let Ok(t) = t {
+                    errors.push(Parser::unexpected(&t, "a setting name"));
+                }
+                pos = recover(text, pos);
+            }
+            Err(e) => {
+                let at = e.offset;
+                errors.push(e);
+                pos = recover(text, at.max(pos));
+            }
+        }
+    }
+    if let Err(e) = apply_all(&stmts) {
+        errors.push(e);
+    }
+    (stmts, errors)
+}
+
+/// The settings after applying every statement in order, as `xl` sees them:
+/// a repeated name keeps the last value, `+=` appends string to string and
+/// list to list, and acts as `=` when there is no earlier value.
+pub fn apply_all(stmts: &[Statement]) -> Result<BTreeMap<String, Value>, SyntaxError> {
+    let mut settings: BTreeMap<String, Value> = BTreeMap::new();
+    for s in stmts {
+        apply(&mut settings, s)?;
+    }
+    Ok(settings)
+}
+
+/// Applies one statement to a settings map.
+pub fn apply(settings: &mut BTreeMap<String, Value>, s: &Statement) -> Result<(), SyntaxError> {
+    match (s.op, settings.get_mut(&s.name)) {
+        (Op::Append, Some(old)) => match (old, &s.value) {
+            (Value::List(a), Value::List(b)) => a.extend(b.iter().cloned()),
+            (old @ (Value::Str(_) | Value::Number(_)), new @ (Value::Str(_) | Value::Number(_))) => {
+                let mut joined = old.scalar_text().unwrap_or_default();
+                joined.extend(new.scalar_text().unwrap_or_default());
+                *old = Value::Str(joined);
+            }
+            (old, new) => {
+                return Err(SyntaxError {
+                    offset: s.value_range.0,
+                    len: (s.value_range.1 - s.value_range.0).max(1),
+                    message: format!(
+                        "`{} +=` adds a {} to a {}: xl can only append a string to a string or a list to a list",
+                        s.name,
+                        new.type_name(),
+                        old.type_name()
+                    ),
+                    note: None,
+                })
+            }
+        },
+        _ => {
+            settings.insert(s.name.clone(), s.value.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Renders a string as a double-quoted Xen string literal.
+pub fn quote(s: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for ch in String::from_utf8_lossy(s).chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// True when `s` is a number as libxlutil's lexer reads one.
+pub fn is_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_digit()
+        && b.iter()
+            .all(|&c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c) || c == b'x')
+}
+
+/// Renders a value as Xen text.
+pub fn render(v: &Value) -> String {
+    match v {
+        Value::Str(s) => quote(s),
+        Value::Number(n) => n.clone(),
+        Value::Placeholder(n) => format!("${{{n}}}"),
+        Value::List(items) => {
+            let inner: Vec<String> = items.iter().map(render).collect();
+            format!("[{}]", inner.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,117 @@
+use super::*;
+
+fn ok(text: &str) -> BTreeMap<String, Value> {
+    let (stmts, errors) = parse_config(text);
+    assert!(errors.is_empty(), "{text:?}: {errors:?}");
+    apply_all(&stmts).unwrap()
+}
+
+/// (offset, message fragment) of the first error.
+fn err(text: &str) -> (usize, String) {
+    let (_, errors) = parse_config(text);
+    let e = errors
+        .first()
+        .unwrap_or_else(|| panic!("{text:?} should fail"));
+    (e.offset, e.message.clone())
+}
+
+fn s(v: &str) -> Value {
+    Value::Str(v.as_bytes().to_vec())
+}
+
+#[test]
+fn identifiers() {
+    assert_eq!(ok("a.b_9 = 1\n")["a.b_9"], Value::Number("1".into()));
+    assert_eq!(err("Memory = 1\n").0, 0);
+    assert_eq!(err("_a = 1\n").0, 0);
+    assert_eq!(err("mem-ory = 1\n").0, 3);
+}
+
+#[test]
+fn numbers_are_text() {
+    let m = ok("a = 0x1f\nb = 09\nc = 1a\n");
+    assert_eq!(m["a"], Value::Number("0x1f".into()));
+    assert_eq!(m["b"], Value::Number("09".into()));
+    assert_eq!(m["c"], Value::Number("1a".into()));
+    for bad in ["a = 0x1F\n", "a = 0X1f\n", "a = -1\n", "a = 1.5\n"] {
+        let (off, _) = err(bad);
+        assert!(off >= 4, "{bad:?} at {off}");
+    }
+    assert!(err("a = yes\n").1.contains("expected a value"));
+}
+
+#[test]
+fn strings_and_escapes() {
+    let m =
+        ok("a = \"x\\101Z\"\nb = '\\400Z'\nc = \"q\\\"\\'\\\\\\t\"\nd = 'it\\\"s'\ne = \"é\"\n");
+    assert_eq!(m["a"], s("xZ"));
+    assert_eq!(m["b"], s("Z"));
+    assert_eq!(m["c"], s("q\"'\\\t"));
+    assert_eq!(m["d"], s("it\"s"));
+    assert_eq!(m["e"], s("é"));
+    for bad in [
+        "a = \"\\0\"\n",
+        "a = \"\\1\"\n",
+        "a = \"\\17\"\n",
+        "a = \"\\x41\"\n",
+        "a = \"\\q\"\n",
+        "a = 'it\\'s'\n",
+        "a = \"open\n",
+        "a = \"cr\r\"\n",
+    ] {
+        err(bad);
+    }
+}
+
+#[test]
+fn statements_and_endings() {
+    let m = ok("a = 1; b = 2;;\n\n  \tc = 3");
+    assert_eq!(m.len(), 3);
+    assert_eq!(ok("").len(), 0);
+    assert_eq!(ok("# only a comment\n").len(), 0);
+    ok("a = 1 # c\n");
+    assert!(err("a = 1 # c").1.contains("must end with a newline"));
+    assert!(err("a = 1\r\n").1.contains("carriage return"));
+    // a value must start on the line of its `=`
+    err("a =\n 1\n");
+    err("a = 1 b = 2\n");
+}
+
+#[test]
+fn lists() {
+    let m = ok("d = [ 'x', 'y', ]\ne = []\nf = [\n  1, # one\n  [2, 3],\n\n]\n");
+    assert_eq!(m["d"], Value::List(vec![s("x"), s("y")]));
+    assert_eq!(m["e"], Value::List(vec![]));
+    assert_eq!(
+        m["f"],
+        Value::List(vec![
+            Value::Number("1".into()),
+            Value::List(vec![Value::Number("2".into()), Value::Number("3".into())])
+        ])
+    );
+    assert!(err("a = [1 2]\n").1.contains("`,` or `]`"));
+    err("a = [,]\n");
+}
+
+#[test]
+fn append_and_repeat() {
+    let m = ok("a = 1\na += 2\nb = ['x']\nb += ['y']\nc += 'z'\nd = 1\nd = 2\n");
+    assert_eq!(m["a"], s("12"));
+    assert_eq!(m["b"], Value::List(vec![s("x"), s("y")]));
+    assert_eq!(m["c"], s("z"));
+    assert_eq!(m["d"], Value::Number("2".into()));
+    assert!(err("a = 1\na += [2]\n").1.contains("append"));
+}
+
+#[test]
+fn systemimager_unclosed_disk_list() {
+    // From the SystemImager article: the disk list is never closed.
+    let text = "kernel = \"/boot/vmlinuz-2.4.29-xen0\"\nmemory = 64\nname = \"Subian-1A\"\nnics = 2\nvif = ['ip = \"\", bridge=xen-br0',\n        'ip = \"\", bridge=xen-br1']\n\ndisk = ['phy:vm_volumes/root-Subian-1A,sda1,w'\nroot = \"/dev/sda1 rw\"\n";
+    let (_, errors) = parse_config(text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = &errors[0];
+    let root_line_start = text.find("root =").unwrap();
+    assert_eq!(e.offset, root_line_start);
+    assert!(e.message.contains("closing `]` missing"), "{}", e.message);
+    assert_eq!(e.note.as_ref().unwrap().0, text.find("['phy").unwrap());
+}
