@@ -1,1 +1,143 @@
-fn main() {}
+//! The `vm-container` command: argument parsing and dispatch only; every
+//! error is rendered once, here.
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use std::process::ExitCode;
+use vm_container::exec::{self, Failure, RunOptions, Verbosity};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vm-container",
+    version,
+    about = "Compile a Xen domain container file into a ready domain",
+    long_about = "Compile a Xen domain container file into a ready domain: fetch cpio.gz trees, \
+build sparse ext3 images, customise files, verify signatures, publish forks and patches, \
+and write the stripped Xen config that `xl create` takes.\n\n\
+Legacy form:  vm-container --container my-domain --stripped my-config --log /var/log/domain --dir /var/images",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(flatten)]
+    run: RunArgs,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The container file (`-` = standard input)
+    #[arg(long, value_name = "FILE", required = true)]
+    container: Option<String>,
+    /// Write the stripped Xen config there (`-` = standard output)
+    #[arg(long, value_name = "OUT")]
+    stripped: Option<String>,
+    /// Append a plain-text log of every action
+    #[arg(long, value_name = "FILE")]
+    log: Option<std::path::PathBuf>,
+    /// Working directory: download cache, expanded trees, staging, state
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    vars: SetArgs,
+    /// Print the plan (every action with its source line); change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Touch no network; use the verified copies in the cache
+    #[arg(long)]
+    offline: bool,
+    /// If revalidating a cached artifact fails, use the cached copy with a warning
+    #[arg(long)]
+    allow_stale: bool,
+    /// Allow replacing output files that vm-container did not create
+    #[arg(long)]
+    force: bool,
+    /// Quieter
+    #[arg(short, long, action = ArgAction::SetTrue)]
+    quiet: bool,
+    /// Chattier
+    #[arg(short, long, action = ArgAction::SetTrue)]
+    verbose: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct SetArgs {
+    /// Template variable (repeatable): `${NAME}` becomes VALUE
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    set: Vec<(String, String)>,
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    let (n, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected NAME=VALUE"))?;
+    if n.is_empty() {
+        return Err(format!("`{s}`: the name is empty"));
+    }
+    Ok((n.to_string(), v.to_string()))
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Parse and validate; print every error with file:line:col; no side effects
+    Check {
+        file: String,
+        #[command(flatten)]
+        vars: SetArgs,
+    },
+    /// Print (or write) the stripped config only; runs no expression
+    Strip {
+        file: String,
+        #[command(flatten)]
+        vars: SetArgs,
+        /// Write to OUT instead of standard output
+        #[arg(short = 'o', value_name = "OUT")]
+        out: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Check { file, vars }) => exec::check(&file, &vars.set).map(|plan| {
+            println!(
+                "{file}: ok ({} expression{}, {} Xen setting{})",
+                plan.steps.len(),
+                if plan.steps.len() == 1 { "" } else { "s" },
+                plan.settings.len(),
+                if plan.settings.len() == 1 { "" } else { "s" }
+            );
+        }),
+        Some(Command::Strip { file, vars, out }) => exec::strip(&file, &vars.set, out.as_deref()),
+        None => {
+            let r = cli.run;
+            let opts = RunOptions {
+                container: r.container.unwrap_or_default(),
+                stripped: r.stripped,
+                log: r.log,
+                dir: r.dir,
+                set: r.vars.set,
+                dry_run: r.dry_run,
+                offline: r.offline,
+                allow_stale: r.allow_stale,
+                force: r.force,
+                verbosity: if r.quiet {
+                    Verbosity::Quiet
+                } else if r.verbose {
+                    Verbosity::Verbose
+                } else {
+                    Verbosity::Normal
+                },
+            };
+            exec::run(&opts)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { code, message }) => {
+            eprintln!("{message}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -823,9 +823,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "M" | "MB" | "MiB" => 20,
         "G" | "GB" | "GiB" => 30,
         "T" | "TB" | "TiB" => 40,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "size `{s}`: unknown unit `{unit}` (use K, M, G or T, optionally followed by B or iB)"
-        )),
+        ))
+        }
     };
     let n: u64 = num
         .parse()

@@ -1,0 +1,145 @@
+//! The executor: the only layer that orchestrates I/O. It loads a container
+//! file, asks the parser for a plan, and carries the plan out with the
+//! format and transport modules.
+
+pub mod load;
+pub mod log;
+pub mod output;
+
+use crate::parser::plan::Plan;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Why a command failed, rendered once by `main`.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1: a run failed; 2: usage or container-file error.
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    /// A run failed (exit status 1).
+    pub fn run(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: format!("error: {}", message.into()),
+        }
+    }
+
+    /// A usage or container-file error (exit status 2).
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: format!("error: {}", message.into()),
+        }
+    }
+
+    /// Container-file diagnostics, already rendered with their locations.
+    pub fn diagnostics(rendered: String) -> Failure {
+        Failure {
+            code: 2,
+            message: rendered,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Failure>;
+
+/// How chatty a run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    Quiet,
+    #[default]
+    Normal,
+    Verbose,
+}
+
+/// Everything the legacy form of the command line asks for.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub container: String,
+    pub stripped: Option<String>,
+    pub log: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    pub set: Vec<(String, String)>,
+    pub dry_run: bool,
+    pub offline: bool,
+    pub allow_stale: bool,
+    pub force: bool,
+    pub verbosity: Verbosity,
+}
+
+/// The working directory: `--dir`, else `/var/lib/vm-container` for root
+/// and `$XDG_CACHE_HOME/vm-container` (or `~/.cache/vm-container`) for
+/// others.
+pub fn default_dir() -> PathBuf {
+    if rustix_is_root() {
+        return PathBuf::from("/var/lib/vm-container");
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("vm-container");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".cache/vm-container"),
+        None => PathBuf::from("/tmp/vm-container"),
+    }
+}
+
+fn rustix_is_root() -> bool {
+    // the effective uid decides what the process may do
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// `check FILE`: parse and validate, print every error, no side effects.
+pub fn check(file: &str, set: &[(String, String)]) -> Result<Plan> {
+    let loaded = load::load(file, set)?;
+    Ok(loaded.plan)
+}
+
+/// `strip FILE [-o OUT]`: the stripped config only; runs no expression.
+pub fn strip(file: &str, set: &[(String, String)], out: Option<&str>) -> Result<()> {
+    let loaded = load::load(file, set)?;
+    output::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes(), true)
+}
+
+/// The legacy form: run every expression in order, then write the stripped
+/// config.
+pub fn run(opts: &RunOptions) -> Result<()> {
+    let loaded = load::load(&opts.container, &opts.set)?;
+    let mut log = log::Log::open(opts.log.as_deref())?;
+    log.line(&format!(
+        "start {} ({} expressions)",
+        loaded.name,
+        loaded.plan.steps.len()
+    ))?;
+    if opts.dry_run {
+        for step in &loaded.plan.steps {
+            println!("{}:{}: {}", loaded.name, step.span, step.action);
+        }
+        if let Some(out) = &opts.stripped {
+            println!("write stripped config -> {out}");
+        }
+        return Ok(());
+    }
+    if let Some(step) = loaded.plan.steps.first() {
+        return Err(Failure::run(format!(
+            "{}:{}: `{}` is not carried out by this build",
+            loaded.name, step.span, step.action
+        )));
+    }
+    if let Some(out) = &opts.stripped {
+        output::write_text(out, loaded.plan.stripped.as_bytes(), opts.force)?;
+        log.line(&format!("wrote stripped config {out}"))?;
+    }
+    log.line("done")?;
+    Ok(())
+}
