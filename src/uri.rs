@@ -72,6 +72,10 @@ impl Uri {
             } else {
                 Location::Local(PathBuf::from(percent_decode(rest)?))
             }
+        } else if let Some(rest) = main.strip_prefix("file:") {
+            // `file:/abs` (RFC 8089's short form) or `file:relative/path`
+            let p = PathBuf::from(percent_decode(rest)?);
+            Location::Local(if p.is_absolute() { p } else { base.join(p) })
         } else if let Some(rest) = main.strip_prefix("http://") {
             http(rest, main, false)?
         } else if let Some(rest) = main.strip_prefix("https://") {
@@ -319,6 +323,14 @@ mod tests {
             Location::Local("/base/rel/x.cpio.gz".into())
         );
         assert_eq!(p("/abs").unwrap().location, Location::Local("/abs".into()));
+        assert_eq!(
+            p("file:/abs").unwrap().location,
+            Location::Local("/abs".into())
+        );
+        assert_eq!(
+            p("file:rel/a").unwrap().location,
+            Location::Local("/base/rel/a".into())
+        );
         assert!(matches!(
             p("https://h:8443/a").unwrap().location,
             Location::Http { tls: true, .. }

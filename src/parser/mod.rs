@@ -96,6 +96,8 @@ pub fn parse(text: &str) -> ParseResult {
             Ok((Parsed::NotAStatement, _)) => {
                 let mut lex = Lexer::new(text, pos, true);
                 let msg = match lex.next_token() {
+                    // an illegal last byte, which xl drops
+                    Ok(t) if t.kind == TokenKind::Eof => break,
                     Ok(t) => match t.kind {
                         TokenKind::Close => {
                             "`]` outside any list or expression".to_string()

@@ -151,19 +151,17 @@ impl<'a> Lexer<'a> {
             }
             '#' => match rest.find('\n') {
                 Some(nl) => {
-                    if let Some(cr) = rest[..nl].find('\r') {
-                        return Err(self.err(start + cr, 1, CR_MESSAGE));
-                    }
                     self.pos = start + nl + 1;
                     Ok(tok(TokenKind::Newline, self.pos))
                 }
-                None => Err(self.err(
+                None => self.illegal(
                     start,
                     rest.len(),
                     "a `#` comment at the end of the file must end with a newline (xl rejects it)",
-                )),
+                ),
             },
-            '\r' => Err(self.err(start, 1, CR_MESSAGE)),
+            '\r' => self.illegal(start, 1, CR_MESSAGE),
+            '"' | '\'' if start + 1 == self.text.len() => self.illegal(start, 1, "unterminated string"),
             '"' | '\'' => {
                 let (value, len) = self.string(rest, start, c)?;
                 self.pos = start + len;
@@ -192,18 +190,39 @@ impl<'a> Lexer<'a> {
                 self.check_glued(after, "number")?;
                 Ok(tok(TokenKind::Number(n.to_string()), self.pos))
             }
-            c if c.is_ascii_uppercase() || c == '_' => Err(self.err(
+            c if c.is_ascii_uppercase() || c == '_' => self.illegal(
                 start,
                 1,
                 format!("`{c}` cannot start a name: xl accepts only lower-case names `[a-z][._0-9a-z]*`"),
-            )),
-            '-' | '+' | '.' | '(' | ')' | ':' | '{' | '}' | '*' | '/' => Err(self.err(
+            ),
+            '-' | '+' | '.' | '(' | ')' | ':' | '{' | '}' | '*' | '/' => self.illegal(
                 start,
                 1,
                 format!("unexpected `{c}`: xl accepts numbers, quoted strings and lists here (this looks like Python code, which xl no longer reads)"),
-            )),
-            c => Err(self.err(start, c.len_utf8(), format!("unexpected character `{}`", c.escape_debug()))),
+            ),
+            c => self.illegal(start, c.len_utf8(), format!("unexpected character `{}`", c.escape_debug())),
         }
+    }
+
+    /// A byte that cannot start a token. libxlutil's lexer reports it only
+    /// when at least one more byte follows: an illegal *last* byte of the
+    /// file is silently dropped (`a = 1;+` is accepted). `check` must agree
+    /// with `xl`, so such a byte ends the input here too.
+    fn illegal(
+        &mut self,
+        offset: usize,
+        len: usize,
+        message: impl Into<String>,
+    ) -> Result<Token, LexError> {
+        if offset + 1 == self.text.len() {
+            self.pos = self.text.len();
+            return Ok(Token {
+                kind: TokenKind::Eof,
+                start: offset,
+                end: self.text.len(),
+            });
+        }
+        Err(self.err(offset, len, message))
     }
 
     /// libxlutil's lexer has no rule for a name or number followed by a
@@ -215,10 +234,14 @@ impl<'a> Lexer<'a> {
             return Ok(());
         };
         if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '(' | ')') {
+            let offset = self.text.len() - after.len();
+            if offset + 1 == self.text.len() && !c.is_ascii_lowercase() && !c.is_ascii_digit() {
+                // an illegal last byte is dropped (see `illegal`)
+                return Ok(());
+            }
             let word_len = after
                 .find(|ch: char| !(ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-')))
                 .unwrap_or(after.len());
-            let offset = self.text.len() - after.len();
             let msg = if what == "number" {
                 format!(
                     "`{c}` cannot continue a number: xl reads numbers as `[0-9][0-9a-fx]*` (decimal, octal or lower-case hex; no sign, no fraction)"
@@ -253,7 +276,6 @@ impl<'a> Lexer<'a> {
                         "unterminated string: strings end on the line they start",
                     ))
                 }
-                b'\r' => return Err(self.err(start + i, 1, CR_MESSAGE)),
                 b if b == quote as u8 => return Ok((out, i + 1)),
                 b'\\' => {
                     let Some(&e) = bytes.get(i + 1) else {
@@ -277,10 +299,18 @@ impl<'a> Lexer<'a> {
                         i += 2;
                         continue;
                     }
-                    let octal = |k: usize| matches!(bytes.get(i + k), Some(b'0'..=b'7'));
-                    if octal(1) && octal(2) && octal(3) {
-                        // libxlutil consumes `\NNN` and stores nothing: a
-                        // quirk we keep so `check` agrees with `xl`.
+                    // libxlutil consumes `\NNN` and stores nothing. What
+                    // it takes for NNN is wider than octal, as measured on
+                    // Xen 4.17: an octal digit, then a digit, blank, `+` or
+                    // `-`, then a digit. We keep the quirk so `check`
+                    // agrees with `xl`.
+                    let first = matches!(bytes.get(i + 1), Some(b'0'..=b'7'));
+                    let second = matches!(
+                        bytes.get(i + 2),
+                        Some(b'0'..=b'9' | b' ' | b'\t' | 0x0b | 0x0c | b'\r' | b'+' | b'-')
+                    );
+                    let third = matches!(bytes.get(i + 3), Some(b'0'..=b'9'));
+                    if first && second && third {
                         i += 4;
                         continue;
                     }

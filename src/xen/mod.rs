@@ -262,9 +262,10 @@ pub fn parse_config(text: &str) -> (Vec<Statement>, Vec<SyntaxError>) {
             }
             Ok((Parsed::NotAStatement, _)) => {
                 let mut lex = Lexer::new(text, pos, false);
-                let t = lex.next_token();
-                if let Ok(t) = t {
-                    errors.push(Parser::unexpected(&t, "a setting name"));
+                match lex.next_token() {
+                    Ok(t) if t.kind == TokenKind::Eof => break,
+                    Ok(t) => errors.push(Parser::unexpected(&t, "a setting name")),
+                    Err(e) => errors.push(e.into()),
                 }
                 pos = recover(text, pos);
             }

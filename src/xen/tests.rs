@@ -46,6 +46,11 @@ fn strings_and_escapes() {
         ok("a = \"x\\101Z\"\nb = '\\400Z'\nc = \"q\\\"\\'\\\\\\t\"\nd = 'it\\\"s'\ne = \"é\"\n");
     assert_eq!(m["a"], s("xZ"));
     assert_eq!(m["b"], s("Z"));
+    let q = ok("a = \"\\191Z\"\nb = \"\\4 0\"\nc = '\\7-9x'\n");
+    assert_eq!((&q["a"], &q["b"], &q["c"]), (&s("Z"), &s(""), &s("x")));
+    err("a = \"\\9ab\"\n");
+    err("a = \"\\0abc\"\n");
+    err("a = \"\\48+\"\n");
     assert_eq!(m["c"], s("q\"'\\\t"));
     assert_eq!(m["d"], s("it\"s"));
     assert_eq!(m["e"], s("é"));
@@ -57,10 +62,11 @@ fn strings_and_escapes() {
         "a = \"\\q\"\n",
         "a = 'it\\'s'\n",
         "a = \"open\n",
-        "a = \"cr\r\"\n",
     ] {
         err(bad);
     }
+    // xl takes a raw CR inside a string or a comment
+    assert_eq!(ok("a = \"cr\r\" # c\r\n")["a"], s("cr\r"));
 }
 
 #[test]
@@ -72,6 +78,13 @@ fn statements_and_endings() {
     ok("a = 1 # c\n");
     assert!(err("a = 1 # c").1.contains("must end with a newline"));
     assert!(err("a = 1\r\n").1.contains("carriage return"));
+    // an illegal last byte is dropped, as libxlutil drops it
+    assert_eq!(ok("a = 1;+")["a"], Value::Number("1".into()));
+    assert_eq!(ok("a = 0x1F")["a"], Value::Number("0x1".into()));
+    ok("a = 1 #");
+    ok("a = 1\r");
+    err("a = 1;+-");
+    err("a = 1\n@\n");
     // a value must start on the line of its `=`
     err("a =\n 1\n");
     err("a = 1 b = 2\n");

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Runs at boot: reads /etc/HOSTNAME.
+hostname -F /etc/HOSTNAME

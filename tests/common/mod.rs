@@ -1,0 +1,74 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `vm-container` binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vm-container"))
+}
+
+/// The checker built around Xen's own libxlutil. Taken from `XLCFG_CHECK`,
+/// else built once from `../shared/tools/xlcfg-check` into `target/`.
+/// A test that needs it fails (never skips) when it cannot be had.
+pub fn xlcfg_check() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("XLCFG_CHECK") {
+            return PathBuf::from(p);
+        }
+        let out = root().join("target/xlcfg-check");
+        if out.exists() {
+            return out;
+        }
+        let build = root().join("../shared/tools/xlcfg-check/build.sh");
+        assert!(
+            build.exists(),
+            "xlcfg-check is needed: set XLCFG_CHECK or put the shared tools at {}",
+            build.display()
+        );
+        let st = Command::new("bash")
+            .arg(&build)
+            .arg(&out)
+            .status()
+            .expect("run xlcfg-check/build.sh");
+        assert!(
+            st.success(),
+            "building xlcfg-check failed (it needs libxen-dev)"
+        );
+        out
+    })
+    .clone()
+}
+
+/// Runs xlcfg-check on a config file: Ok(lines for keys) or Err(stderr).
+pub fn xl_read(config: &Path, keys: &[&str]) -> Result<Vec<String>, String> {
+    let out = Command::new(xlcfg_check())
+        .arg(config)
+        .args(keys)
+        .output()
+        .expect("run xlcfg-check");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A fresh temporary directory, removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("vmc-test-")
+        .tempdir()
+        .expect("tempdir")
+}
