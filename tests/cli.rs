@@ -1,0 +1,172 @@
+//! The binary as users run it: exit statuses, messages, both command forms.
+
+mod common;
+
+use common::{bin, root, tempdir};
+use std::fs;
+
+fn example(name: &str) -> String {
+    root()
+        .join("examples/containers")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn check_reports_ok_and_counts() {
+    let out = bin()
+        .args(["check", &example("fido.vmc")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("ok (4 expressions, 7 Xen settings)"), "{s}");
+}
+
+#[test]
+fn check_errors_exit_2_with_location_and_caret() {
+    let t = tempdir();
+    let f = t.path().join("bad.vmc");
+    fs::write(&f, "name = 'x'\n[image /img/a 50XB][end]\n[frob][end]\n").unwrap();
+    let out = bin().args(["check", f.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("bad.vmc:2:15: error: size `50XB`"), "{e}");
+    assert!(e.contains("  |               ^^^^"), "{e}");
+    assert!(
+        e.contains("bad.vmc:3:2: error: unknown expression keyword `frob`"),
+        "{e}"
+    );
+    assert!(e.contains("2 errors found; nothing was run"), "{e}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn strip_writes_to_a_file_or_stdout() {
+    let t = tempdir();
+    let out_file = t.path().join("fido.cfg");
+    let st = bin()
+        .args(["strip", &example("template.vmc"), "--set", "name=rex", "-o"])
+        .arg(&out_file)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = fs::read_to_string(&out_file).unwrap();
+    assert!(text.contains("name = \"rex\""));
+    assert!(text.contains("'file:build/rex-root,xvda1,w'"));
+    assert!(!text.contains('['.to_string().as_str()) || !text.contains("[end]"));
+}
+
+#[test]
+fn legacy_form_writes_the_stripped_config_atomically_and_logs() {
+    let t = tempdir();
+    let c = t.path().join("my-domain");
+    fs::write(&c, "name = \"fido\"\nmemory = 256\n").unwrap();
+    let cfg = t.path().join("my-config");
+    fs::write(&cfg, "old").unwrap();
+    let log = t.path().join("domain.log");
+    let st = bin()
+        .arg("--container")
+        .arg(&c)
+        .arg("--stripped")
+        .arg(&cfg)
+        .arg("--log")
+        .arg(&log)
+        .arg("--dir")
+        .arg(t.path().join("images"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        fs::read_to_string(&cfg).unwrap(),
+        "name = \"fido\"\nmemory = 256\n"
+    );
+    let l = fs::read_to_string(&log).unwrap();
+    assert!(l.contains("start ") && l.contains("done"), "{l}");
+    // no temporary left behind
+    let names: Vec<_> = fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.to_string_lossy().contains("tmp")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_bad_container_changes_nothing() {
+    let t = tempdir();
+    let c = t.path().join("c");
+    fs::write(
+        &c,
+        "name = 'x'\n[image /nonexistent/dir/img 5M][end]\nMemory = 1\n",
+    )
+    .unwrap();
+    let cfg = t.path().join("out.cfg");
+    fs::write(&cfg, "before").unwrap();
+    let out = bin()
+        .arg("--container")
+        .arg(&c)
+        .arg("--stripped")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(fs::read_to_string(&cfg).unwrap(), "before");
+}
+
+#[test]
+fn dry_run_prints_the_plan_with_lines() {
+    let out = bin()
+        .args(["--container", &example("fido.vmc"), "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(lines[0].contains("fido.vmc:16:1: create "), "{s}");
+    assert!(
+        lines[1].contains("fido.vmc:19:1: replace /etc/HOSTNAME"),
+        "{s}"
+    );
+    assert!(
+        lines[2].contains(":29:1: image ") && lines[3].contains(":30:1: populate image"),
+        "{s}"
+    );
+}
+
+#[test]
+fn container_from_stdin() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = bin()
+        .args(["--container", "-", "--stripped", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"memory = 128\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"memory = 128\n");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = bin().args(["--stripped", "x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin().args(["check", "/nonexistent/file"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/file: cannot read"));
+}
