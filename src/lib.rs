@@ -6,8 +6,11 @@
 //! - format and transport modules that know nothing about containers:
 //!   `xen` (Xen config syntax), `uri`, `tree` (the file-system tree model).
 
+pub mod cache;
+pub mod digest;
 pub mod exec;
 pub mod parser;
+pub mod transport;
 pub mod tree;
 pub mod uri;
 pub mod xen;

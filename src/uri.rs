@@ -1,378 +1,632 @@
-//! URIs naming archives, patches and files: `file:///p`, plain paths,
-//! `http://`, `https://`, `ftp://[user[:pass]@]host[:port]/p`, each with an
-//! optional `#sha256=HEX` pin. Pure syntax; fetching lives in `transport`.
+//! URIs naming artifacts: local files, HTTP(S) resources and FTP files,
+//! optionally pinned to a content digest with `#sha256=HEX`.
 
+use crate::digest::Digest;
+use std::ffi::OsString;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Component, Path, PathBuf};
 
-/// Where a URI points.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Location {
-    /// A local file or directory (from `file://` or a plain path), absolute.
-    Local(PathBuf),
-    /// `http://` or `https://`, the URL without its fragment.
-    Http { url: String, tls: bool },
-    Ftp {
-        user: Option<String>,
-        pass: Option<String>,
-        host: String,
-        port: u16,
-        /// The path on the server, percent-decoded, starting with `/`.
-        path: String,
-    },
-}
-
-/// A parsed URI.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Uri {
-    pub location: Location,
-    /// `#sha256=HEX`: the content must have this digest.
-    pub pin: Option<[u8; 32]>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a URI was refused. The URI is quoted with any password hidden.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UriError {
-    #[error("unsupported URI scheme `{0}:` (use file, http, https, ftp or a plain path)")]
-    Scheme(String),
-    #[error("`{0}` has no host")]
-    NoHost(String),
-    #[error("bad port in `{0}`")]
-    Port(String),
-    #[error("`file://{0}/...` names another host; use `file:///path`")]
-    FileHost(String),
-    #[error("bad fragment `#{0}`: a pin is `#sha256=` and 64 hex digits")]
-    Pin(String),
-    #[error("bad percent-escape in `{0}`")]
-    Percent(String),
     #[error("empty URI")]
     Empty,
+    #[error("{uri}: unknown scheme `{scheme}` (expected file, http, https or ftp)")]
+    UnknownScheme { uri: String, scheme: String },
+    #[error("{uri}: bad host `{host}`: {reason}")]
+    BadHost {
+        uri: String,
+        host: String,
+        reason: &'static str,
+    },
+    #[error("{uri}: bad port `{port}`")]
+    BadPort { uri: String, port: String },
+    #[error("{uri}: bad pin `{fragment}`: expected #sha256= followed by 64 hexadecimal digits")]
+    BadPin { uri: String, fragment: String },
+    #[error("{uri}: unsupported fragment `#{fragment}` (only #sha256=HEX pins content)")]
+    BadFragment { uri: String, fragment: String },
+    #[error("{uri}: bad percent-encoding in {part}")]
+    BadPercent { uri: String, part: &'static str },
+    #[error("{uri}: no file path")]
+    NoPath { uri: String },
+    #[error("{uri}: {reason}")]
+    Unsupported { uri: String, reason: &'static str },
 }
 
+/// Where an artifact lives.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// A local file; `as_url` remembers whether it was written `file://...`.
+    File {
+        path: PathBuf,
+        as_url: bool,
+    },
+    /// An HTTP or HTTPS resource. `target` is the path and query exactly as
+    /// written (still percent-encoded): servers get it byte for byte.
+    Http {
+        secure: bool,
+        host: String,
+        port: Option<u16>,
+        target: String,
+    },
+    Ftp(FtpLocation),
+}
+
+/// An FTP file, with user, password and path percent-decoded.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct FtpLocation {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub host: String,
+    pub port: u16,
+    /// Absolute path on the server, decoded, beginning with `/`.
+    pub path: String,
+}
+
+/// A parsed URI with its optional content pin.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Uri {
+    pub location: Location,
+    pub pin: Option<Digest>,
+}
+
+const PIN_PREFIX: &str = "sha256=";
+
 impl Uri {
-    /// Parses `text`; plain relative paths are resolved against `base`.
+    /// Parses `text`; a plain relative path is taken relative to `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Uri, UriError> {
         if text.is_empty() {
             return Err(UriError::Empty);
         }
-        let (main, pin) = match text.rsplit_once('#') {
-            // `#` inside a plain path is an ordinary character unless it
-            // reads as a pin fragment
-            Some((m, frag)) if frag.starts_with("sha256=") || has_scheme(text) => {
-                (m, Some(parse_pin(frag)?))
+        let shown = redact(text);
+        match split_scheme(text) {
+            Some((scheme, rest)) => {
+                let (body, fragment) = match rest.split_once('#') {
+                    Some((b, f)) => (b, Some(f)),
+                    None => (rest, None),
+                };
+                let pin = match fragment {
+                    None => None,
+                    Some(f) => Some(parse_pin(f, &shown)?),
+                };
+                let location = match scheme.to_ascii_lowercase().as_str() {
+                    "file" => parse_file_url(body, &shown)?,
+                    "http" => parse_http(body, false, &shown)?,
+                    "https" => parse_http(body, true, &shown)?,
+                    "ftp" => Location::Ftp(parse_ftp(body, &shown)?),
+                    _ => {
+                        return Err(UriError::UnknownScheme {
+                            uri: shown,
+                            scheme: scheme.to_string(),
+                        })
+                    }
+                };
+                Ok(Uri { location, pin })
             }
-            _ => (text, None),
-        };
-        let location = if let Some(rest) = main.strip_prefix("file://") {
-            if !rest.starts_with('/') {
-                let host = rest.split('/').next().unwrap_or("");
-                if host != "localhost" {
-                    return Err(UriError::FileHost(host.to_string()));
+            None => {
+                // A `#` in a plain path is part of the file name unless it
+                // introduces a pin: local names may legitimately contain `#`.
+                let (path, pin) = match text.rsplit_once('#') {
+                    Some((p, f)) if f.starts_with(PIN_PREFIX) => (p, Some(parse_pin(f, &shown)?)),
+                    _ => (text, None),
+                };
+                if path.is_empty() {
+                    return Err(UriError::NoPath { uri: shown });
                 }
-                Location::Local(PathBuf::from(percent_decode(&rest[host.len()..])?))
-            } else {
-                Location::Local(PathBuf::from(percent_decode(rest)?))
+                let path = Path::new(path);
+                let full = if path.is_absolute() {
+                    path.to_path_buf()
+                } else {
+                    base.join(path)
+                };
+                Ok(Uri {
+                    location: Location::File {
+                        path: normalize(&full),
+                        as_url: false,
+                    },
+                    pin,
+                })
             }
-        } else if let Some(rest) = main.strip_prefix("file:") {
-            // `file:/abs` (RFC 8089's short form) or `file:relative/path`
-            let p = PathBuf::from(percent_decode(rest)?);
-            Location::Local(if p.is_absolute() { p } else { base.join(p) })
-        } else if let Some(rest) = main.strip_prefix("http://") {
-            http(rest, main, false)?
-        } else if let Some(rest) = main.strip_prefix("https://") {
-            http(rest, main, true)?
-        } else if let Some(rest) = main.strip_prefix("ftp://") {
-            ftp(rest, main)?
-        } else if let Some(scheme) = scheme_of(main) {
-            return Err(UriError::Scheme(scheme.to_string()));
-        } else {
-            let p = Path::new(main);
-            Location::Local(if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            })
-        };
-        Ok(Uri { location, pin })
+        }
     }
 
-    pub fn is_remote(&self) -> bool {
-        !matches!(self.location, Location::Local(_))
-    }
-
+    /// The local path, for `file` locations.
     pub fn local_path(&self) -> Option<&Path> {
         match &self.location {
-            Location::Local(p) => Some(p),
+            Location::File { path, .. } => Some(path),
             _ => None,
         }
     }
 
-    /// The last path component, for naming staged files.
-    pub fn file_name(&self) -> String {
-        let s = match &self.location {
-            Location::Local(p) => p.to_string_lossy().into_owned(),
-            Location::Http { url, .. } => url.split('?').next().unwrap_or(url).to_string(),
-            Location::Ftp { path, .. } => path.clone(),
-        };
-        s.rsplit('/')
-            .find(|c| !c.is_empty())
-            .unwrap_or("artifact")
-            .to_string()
-    }
-
-    /// The same location with `suffix` appended to its path (`.sig`).
-    pub fn with_suffix(&self, suffix: &str) -> Uri {
-        let location = match &self.location {
-            Location::Local(p) => {
-                let mut s = p.clone().into_os_string();
-                s.push(suffix);
-                Location::Local(PathBuf::from(s))
-            }
-            Location::Http { url, tls } => Location::Http {
-                url: format!("{url}{suffix}"),
-                tls: *tls,
-            },
-            Location::Ftp {
-                user,
-                pass,
-                host,
-                port,
-                path,
-            } => Location::Ftp {
-                user: user.clone(),
-                pass: pass.clone(),
-                host: host.clone(),
-                port: *port,
-                path: format!("{path}{suffix}"),
-            },
-        };
+    /// The same location without the pin.
+    pub fn without_pin(&self) -> Uri {
         Uri {
-            location,
+            location: self.location.clone(),
             pin: None,
         }
     }
+
+    /// A stable text naming the resource (pin and password excluded), used
+    /// to key cached state: the same resource pinned differently or reached
+    /// with another password is still the same resource.
+    pub fn resource_key(&self) -> String {
+        self.without_pin().to_string()
+    }
+
+    /// The URL sent to an HTTP client (no fragment).
+    pub fn http_url(&self) -> Option<String> {
+        match &self.location {
+            Location::Http {
+                secure,
+                host,
+                port,
+                target,
+            } => Some(format!(
+                "{}://{}{}{}",
+                if *secure { "https" } else { "http" },
+                host,
+                port.map(|p| format!(":{p}")).unwrap_or_default(),
+                target
+            )),
+            _ => None,
+        }
+    }
 }
 
-/// Shown with the password hidden.
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.location {
-            Location::Local(p) => write!(f, "{}", p.display()),
-            Location::Http { url, .. } => f.write_str(url),
-            Location::Ftp {
-                user,
-                pass,
-                host,
-                port,
-                path,
-            } => {
-                f.write_str("ftp://")?;
-                if let Some(u) = user {
-                    f.write_str(u)?;
-                    if pass.is_some() {
-                        f.write_str(":***")?;
+            Location::File { path, as_url } => {
+                if *as_url {
+                    write!(f, "file://{}", encode_path(&path.to_string_lossy()))?;
+                } else {
+                    write!(f, "{}", path.display())?;
+                }
+            }
+            Location::Http { .. } => {
+                write!(f, "{}", self.http_url().unwrap_or_default())?;
+            }
+            Location::Ftp(loc) => {
+                write!(f, "ftp://")?;
+                if let Some(user) = &loc.user {
+                    write!(f, "{}", encode_userinfo(user))?;
+                    if loc.password.is_some() {
+                        write!(f, ":***")?;
                     }
-                    f.write_str("@")?;
+                    write!(f, "@")?;
                 }
-                f.write_str(host)?;
-                if *port != 21 {
-                    write!(f, ":{port}")?;
+                write!(f, "{}", loc.host)?;
+                if loc.port != 21 {
+                    write!(f, ":{}", loc.port)?;
                 }
-                f.write_str(path)
+                write!(f, "{}", encode_path(&loc.path))?;
             }
         }
+        if let Some(pin) = &self.pin {
+            write!(f, "#sha256={pin}")?;
+        }
+        Ok(())
     }
 }
 
-fn has_scheme(s: &str) -> bool {
-    scheme_of(s).is_some()
-}
-
-/// `abc:` followed by `//`, as opposed to a path that happens to hold `:`.
-fn scheme_of(s: &str) -> Option<&str> {
-    let (scheme, rest) = s.split_once(':')?;
-    let ok = !scheme.is_empty()
-        && scheme
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-    (ok && rest.starts_with("//")).then_some(scheme)
-}
-
-fn parse_pin(frag: &str) -> Result<[u8; 32], UriError> {
-    let hex = frag
-        .strip_prefix("sha256=")
-        .ok_or_else(|| UriError::Pin(frag.to_string()))?;
-    if hex.len() != 64 {
-        return Err(UriError::Pin(frag.to_string()));
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| UriError::Pin(frag.to_string()))?;
-    }
-    Ok(out)
-}
-
-fn split_authority(rest: &str) -> (&str, &str) {
-    match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+impl fmt::Debug for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Uri({self})")
     }
 }
 
-fn host_port(hp: &str, whole: &str, default: u16) -> Result<(String, u16), UriError> {
-    let (host, port) = if let Some(stripped) = hp.strip_prefix('[') {
-        // [v6]:port
-        let end = stripped
-            .find(']')
-            .ok_or_else(|| UriError::NoHost(whole.to_string()))?;
-        let host = &hp[..end + 2];
-        let tail = &stripped[end + 1..];
-        (host, tail.strip_prefix(':'))
+/// `scheme://rest` → (scheme, rest). Anything else is a plain path.
+fn split_scheme(text: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    if first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
+    {
+        Some((scheme, rest))
     } else {
-        match hp.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hp, None),
+        None
+    }
+}
+
+/// Hides the password of `scheme://user:pass@host...` in raw text.
+pub fn redact(text: &str) -> String {
+    let Some((scheme, rest)) = split_scheme(text) else {
+        return text.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => text.to_string(),
+        },
+        None => text.to_string(),
+    }
+}
+
+fn parse_pin(fragment: &str, shown: &str) -> Result<Digest, UriError> {
+    match fragment.strip_prefix(PIN_PREFIX) {
+        Some(hex) => Digest::from_hex(hex).ok_or_else(|| UriError::BadPin {
+            uri: shown.to_string(),
+            fragment: fragment.to_string(),
+        }),
+        None if fragment.to_ascii_lowercase().starts_with("sha256") => Err(UriError::BadPin {
+            uri: shown.to_string(),
+            fragment: fragment.to_string(),
+        }),
+        None => Err(UriError::BadFragment {
+            uri: shown.to_string(),
+            fragment: fragment.to_string(),
+        }),
+    }
+}
+
+fn parse_file_url(body: &str, shown: &str) -> Result<Location, UriError> {
+    let slash = body.find('/').ok_or_else(|| UriError::NoPath {
+        uri: shown.to_string(),
+    })?;
+    let (host, path) = body.split_at(slash);
+    if !(host.is_empty() || host.eq_ignore_ascii_case("localhost")) {
+        return Err(UriError::BadHost {
+            uri: shown.to_string(),
+            host: host.to_string(),
+            reason: "file URIs name local files only (host must be empty or localhost)",
+        });
+    }
+    if path.contains('?') {
+        return Err(UriError::Unsupported {
+            uri: shown.to_string(),
+            reason: "file URIs take no query",
+        });
+    }
+    let bytes = percent_decode(path).ok_or_else(|| UriError::BadPercent {
+        uri: shown.to_string(),
+        part: "path",
+    })?;
+    if bytes.contains(&0) {
+        return Err(UriError::BadPercent {
+            uri: shown.to_string(),
+            part: "path (NUL byte)",
+        });
+    }
+    let path = PathBuf::from(OsString::from_vec(bytes));
+    Ok(Location::File {
+        path: normalize(&path),
+        as_url: true,
+    })
+}
+
+fn parse_http(body: &str, secure: bool, shown: &str) -> Result<Location, UriError> {
+    let end = body.find(['/', '?']).unwrap_or(body.len());
+    let (authority, target) = body.split_at(end);
+    if authority.contains('@') {
+        return Err(UriError::Unsupported {
+            uri: shown.to_string(),
+            reason: "credentials in HTTP URIs are not supported",
+        });
+    }
+    let (host, port) = split_host_port(authority, shown)?;
+    if target.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(UriError::Unsupported {
+            uri: shown.to_string(),
+            reason: "HTTP path contains spaces or non-ASCII bytes (percent-encode them)",
+        });
+    }
+    let target = if target.is_empty() {
+        "/".to_string()
+    } else if target.starts_with('?') {
+        format!("/{target}")
+    } else {
+        target.to_string()
+    };
+    Ok(Location::Http {
+        secure,
+        host,
+        port,
+        target,
+    })
+}
+
+fn parse_ftp(body: &str, shown: &str) -> Result<FtpLocation, UriError> {
+    let end = body.find('/').unwrap_or(body.len());
+    let (authority, path) = body.split_at(end);
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let decode = |text: &str, part: &'static str| -> Result<String, UriError> {
+        percent_decode(text)
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| UriError::BadPercent {
+                uri: shown.to_string(),
+                part,
+            })
+    };
+    let (user, password) = match userinfo {
+        None => (None, None),
+        Some(info) => match info.split_once(':') {
+            Some((u, p)) => (Some(decode(u, "user")?), Some(decode(p, "password")?)),
+            None => (Some(decode(info, "user")?), None),
+        },
+    };
+    if user
+        .as_deref()
+        .is_some_and(|u| u.is_empty() || has_control(u))
+        || password.as_deref().is_some_and(has_control)
+    {
+        return Err(UriError::BadPercent {
+            uri: shown.to_string(),
+            part: "user or password (empty or control characters)",
+        });
+    }
+    let (host, port) = split_host_port(hostport, shown)?;
+    if path.contains('?') {
+        return Err(UriError::Unsupported {
+            uri: shown.to_string(),
+            reason: "FTP URIs take no query",
+        });
+    }
+    let path = decode(path, "path")?;
+    if path.is_empty() || path.ends_with('/') {
+        return Err(UriError::NoPath {
+            uri: shown.to_string(),
+        });
+    }
+    // FTP commands are lines: CR or LF in a name would inject commands.
+    if has_control(&path) {
+        return Err(UriError::BadPercent {
+            uri: shown.to_string(),
+            part: "path (control characters)",
+        });
+    }
+    Ok(FtpLocation {
+        user,
+        password,
+        host,
+        port: port.unwrap_or(21),
+        path,
+    })
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control())
+}
+
+fn split_host_port(authority: &str, shown: &str) -> Result<(String, Option<u16>), UriError> {
+    let bad_host = |host: &str, reason| UriError::BadHost {
+        uri: shown.to_string(),
+        host: host.to_string(),
+        reason,
+    };
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (inside, after) = rest
+            .split_once(']')
+            .ok_or_else(|| bad_host(authority, "unclosed `[`"))?;
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad_host(authority, "not an IPv6 address"));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| bad_host(authority, "junk after `]`"))?,
+            ),
+        };
+        (format!("[{inside}]"), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
         }
     };
     if host.is_empty() {
-        return Err(UriError::NoHost(whole.to_string()));
+        return Err(bad_host(&host, "empty"));
     }
-    let port = match port {
-        Some(p) => p
-            .parse::<u16>()
-            .map_err(|_| UriError::Port(whole.to_string()))?,
-        None => default,
-    };
-    Ok((host.to_string(), port))
-}
-
-fn http(rest: &str, whole: &str, tls: bool) -> Result<Location, UriError> {
-    let (auth, _) = split_authority(rest);
-    host_port(auth, whole, if tls { 443 } else { 80 })?;
-    Ok(Location::Http {
-        url: whole.to_string(),
-        tls,
-    })
-}
-
-fn ftp(rest: &str, whole: &str) -> Result<Location, UriError> {
-    let (auth, path) = split_authority(rest);
-    let (userinfo, hp) = match auth.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, auth),
-    };
-    let (host, port) = host_port(hp, whole, 21)?;
-    let (user, pass) = match userinfo {
-        Some(u) => match u.split_once(':') {
-            Some((u, p)) => (Some(percent_decode(u)?), Some(percent_decode(p)?)),
-            None => (Some(percent_decode(u)?), None),
-        },
-        None => (None, None),
-    };
-    Ok(Location::Ftp {
-        user,
-        pass,
-        host,
-        port,
-        path: percent_decode(path)?,
-    })
-}
-
-fn percent_decode(s: &str) -> Result<String, UriError> {
-    if !s.contains('%') {
-        return Ok(s.to_string());
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .ok_or_else(|| UriError::Percent(s.to_string()))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| UriError::Percent(s.to_string()))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
+    if !host.starts_with('[') {
+        let valid = host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid {
+            return Err(bad_host(
+                &host,
+                "expected a DNS name, an IPv4 address or [IPv6]",
+            ));
         }
     }
-    String::from_utf8(out).map_err(|_| UriError::Percent(s.to_string()))
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+            _ => {
+                return Err(UriError::BadPort {
+                    uri: shown.to_string(),
+                    port: p.to_string(),
+                })
+            }
+        },
+    };
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+/// Decodes `%XX` escapes; `None` if an escape is malformed.
+pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0usize;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hi = hex(*bytes.get(i.checked_add(1)?)?)?;
+            let lo = hex(*bytes.get(i.checked_add(2)?)?)?;
+            out.push((hi << 4) | lo);
+            i = i.checked_add(3)?;
+        } else {
+            out.push(b);
+            i = i.checked_add(1)?;
+        }
+    }
+    Some(out)
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+fn encode_with(text: &str, keep: impl Fn(u8) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if keep(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn encode_path(text: &str) -> String {
+    encode_with(text, |b| {
+        unreserved(b) || matches!(b, b'/' | b'+' | b',' | b'=' | b'@' | b':' | b'!' | b'$')
+    })
+}
+
+fn encode_userinfo(text: &str) -> String {
+    encode_with(text, unreserved)
+}
+
+/// Removes `.` components and resolves `..` lexically, so the same file
+/// written two ways keys the same cache entry.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> Result<Uri, UriError> {
-        Uri::parse(s, Path::new("/base"))
+    const HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn p(text: &str) -> Result<Uri, UriError> {
+        Uri::parse(text, Path::new("/base/dir"))
     }
 
     #[test]
-    fn forms() {
+    fn plain_paths() {
+        let u = p("img/root.cpio.gz").unwrap();
         assert_eq!(
-            p("file:///var/x").unwrap().location,
-            Location::Local("/var/x".into())
+            u.local_path(),
+            Some(Path::new("/base/dir/img/root.cpio.gz"))
         );
-        assert_eq!(
-            p("rel/x.cpio.gz").unwrap().location,
-            Location::Local("/base/rel/x.cpio.gz".into())
-        );
-        assert_eq!(p("/abs").unwrap().location, Location::Local("/abs".into()));
-        assert_eq!(
-            p("file:/abs").unwrap().location,
-            Location::Local("/abs".into())
-        );
-        assert_eq!(
-            p("file:rel/a").unwrap().location,
-            Location::Local("/base/rel/a".into())
-        );
+        assert_eq!(u.to_string(), "/base/dir/img/root.cpio.gz");
+        let u = p("/abs/../x/./a#b").unwrap();
+        assert_eq!(u.local_path(), Some(Path::new("/x/a#b")));
+        assert_eq!(u.pin, None);
+        let u = p(&format!("../a.gz#sha256={HEX}")).unwrap();
+        assert_eq!(u.local_path(), Some(Path::new("/base/a.gz")));
+        assert_eq!(u.pin.unwrap().to_hex(), HEX);
+        assert!(matches!(p("a#sha256=12"), Err(UriError::BadPin { .. })));
+        assert_eq!(p(""), Err(UriError::Empty));
+    }
+
+    #[test]
+    fn file_urls() {
+        let u = p("file:///srv/a%20b.gz").unwrap();
+        assert_eq!(u.local_path(), Some(Path::new("/srv/a b.gz")));
+        assert_eq!(u.to_string(), "file:///srv/a%20b.gz");
+        assert!(p("file://localhost/x").is_ok());
         assert!(matches!(
-            p("https://h:8443/a").unwrap().location,
-            Location::Http { tls: true, .. }
+            p("file://otherhost/x"),
+            Err(UriError::BadHost { .. })
         ));
-        match p("ftp://u:p%40ss@foo.org:2121/images/etc.cpio.gz")
-            .unwrap()
-            .location
-        {
-            Location::Ftp {
-                user,
-                pass,
-                host,
-                port,
-                path,
-            } => {
-                assert_eq!(user.as_deref(), Some("u"));
-                assert_eq!(pass.as_deref(), Some("p@ss"));
-                assert_eq!(
-                    (host.as_str(), port, path.as_str()),
-                    ("foo.org", 2121, "/images/etc.cpio.gz")
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            p("ftp://u:secret@h/x").unwrap().to_string(),
-            "ftp://u:***@h/x"
-        );
+        assert!(matches!(
+            p("file:///x%zz"),
+            Err(UriError::BadPercent { .. })
+        ));
     }
 
     #[test]
-    fn errors() {
-        assert!(matches!(p("gopher://h/x"), Err(UriError::Scheme(_))));
-        assert!(matches!(p("http:///x"), Err(UriError::NoHost(_))));
-        assert!(matches!(p("http://h:99999/x"), Err(UriError::Port(_))));
-        assert!(matches!(p("file://other/x"), Err(UriError::FileHost(_))));
-        assert!(matches!(p("http://h/x#sha256=12"), Err(UriError::Pin(_))));
-        let pin = format!("http://h/x#sha256={}", "ab".repeat(32));
-        assert_eq!(p(&pin).unwrap().pin, Some([0xab; 32]));
+    fn http_urls() {
+        let u = p(&format!("https://Example.org:8443/a%20b?x=1#sha256={HEX}")).unwrap();
         assert_eq!(
-            p("dir/a#b").unwrap().location,
-            Location::Local("/base/dir/a#b".into())
+            u.http_url().unwrap(),
+            "https://example.org:8443/a%20b?x=1".to_string()
         );
+        assert!(u.pin.is_some());
+        assert_eq!(p("http://h").unwrap().http_url().unwrap(), "http://h/");
+        assert!(matches!(
+            p("http://h/#frag"),
+            Err(UriError::BadFragment { .. })
+        ));
+        assert!(matches!(
+            p("http://h/#sha256=zz"),
+            Err(UriError::BadPin { .. })
+        ));
+        assert!(matches!(
+            p("http://bad host/"),
+            Err(UriError::BadHost { .. })
+        ));
+        assert!(matches!(p("http:///x"), Err(UriError::BadHost { .. })));
+        assert!(matches!(p("http://h:0/"), Err(UriError::BadPort { .. })));
+        assert!(matches!(
+            p("http://h:99999/"),
+            Err(UriError::BadPort { .. })
+        ));
+        assert!(matches!(p("http://h:+80/"), Err(UriError::BadPort { .. })));
+        assert!(p("http://[::1]:8080/x").is_ok());
+        assert!(matches!(p("http://[zz]/x"), Err(UriError::BadHost { .. })));
+        assert!(matches!(
+            p("gopher://h/x"),
+            Err(UriError::UnknownScheme { .. })
+        ));
+    }
+
+    #[test]
+    fn ftp_urls_decode_and_hide_password() {
+        let u = p("ftp://us%40er:p%3Ass%2Fw@ftp.example.org:2121/pub/a%20b.gz").unwrap();
+        let Location::Ftp(loc) = &u.location else {
+            panic!("not ftp")
+        };
+        assert_eq!(loc.user.as_deref(), Some("us@er"));
+        assert_eq!(loc.password.as_deref(), Some("p:ss/w"));
+        assert_eq!(loc.port, 2121);
+        assert_eq!(loc.path, "/pub/a b.gz");
+        let shown = u.to_string();
+        assert_eq!(shown, "ftp://us%40er:***@ftp.example.org:2121/pub/a%20b.gz");
+        assert!(!shown.contains("p:ss"));
+        let u = p("ftp://host/x").unwrap();
+        assert_eq!(u.to_string(), "ftp://host/x");
+        assert!(matches!(p("ftp://host/"), Err(UriError::NoPath { .. })));
+        assert!(matches!(
+            p("ftp://host/a%0d%0aDELE"),
+            Err(UriError::BadPercent { .. })
+        ));
+        // Errors never reveal the password either.
+        let e = p("ftp://u:secret@bad_host!/x").unwrap_err().to_string();
+        assert!(!e.contains("secret"), "{e}");
+        assert!(e.contains("u:***@"), "{e}");
     }
 }

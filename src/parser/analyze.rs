@@ -297,7 +297,7 @@ impl<'a> Analyzer<'a> {
                 span: w.span,
             }),
             Err(e) => {
-                self.err(w.span, format!("bad URI `{s}`: {e}"));
+                self.err(w.span, e.to_string());
                 None
             }
         }

@@ -201,13 +201,13 @@ fn replace_body_rules() {
 
 #[test]
 fn quoted_words_and_comments() {
-    let text = "[copy \"/etc/with space\" # the target\n  archive http://h/a.cpio.gz # tree\n  mode 0600 owner 0:42\n  \"http://h/files/x y\"][end]\n";
+    let text = "[copy \"/etc/with space\" # the target\n  archive http://h/a.cpio.gz # tree\n  mode 0600 owner 0:42\n  \"ftp://h/files/x y\"][end]\n";
     match &plan(text).steps[0].action {
         Action::Copy { path, edit, source } => {
             assert_eq!(path.as_bytes(), b"etc/with space");
             assert_eq!(edit.mode, Some(0o600));
             assert_eq!(edit.owner, Some((0, 42)));
-            assert_eq!(source.text, "http://h/files/x y");
+            assert_eq!(source.text, "ftp://h/files/x y");
         }
         a => panic!("{a:?}"),
     }
@@ -217,7 +217,7 @@ fn quoted_words_and_comments() {
         "[patch http://h/a.cpio.gz http://h/p.diff#sha256={pin}][end]"
     ));
     assert!(
-        matches!(&p.steps[0].action, Action::Patch { patch, .. } if patch.uri.pin == Some([0xab; 32]))
+        matches!(&p.steps[0].action, Action::Patch { patch, .. } if patch.uri.pin == Some(crate::digest::Digest([0xab; 32])))
     );
 }
 
@@ -254,7 +254,7 @@ fn malformed_inputs_are_located() {
         "[create /etc gopher://h/x][end]\n",
         1,
         14,
-        "unsupported URI scheme",
+        "unknown scheme `gopher`",
     );
     assert_err(
         "[copy /x archive http://h/a mode 9 http://h/f][end]\n",

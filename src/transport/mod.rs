@@ -1,0 +1,53 @@
+//! Fetching and publishing files by URI: local paths and `file://`,
+//! `http(s)://` (ureq, rustls) and `ftp://` (suppaftp, passive, binary).
+//!
+//! Fetching streams the body to a caller-chosen file while hashing it, and
+//! supports revalidation: given the [`Validators`] of an earlier download,
+//! an unchanged resource answers [`Fetched::NotModified`] without sending
+//! its body again.
+
+mod copy;
+mod error;
+mod fetch;
+mod file;
+mod ftp;
+mod http;
+mod publish;
+
+pub use crate::digest::{Digest, HashingWriter};
+pub use crate::uri::{percent_decode, redact, FtpLocation, Location, Uri, UriError};
+pub use error::{FetchError, PublishError, TransferError};
+pub use fetch::{fetch, Fetched, Validators};
+pub use publish::{publish, publish_many, Published};
+
+use std::time::Duration;
+
+/// Network behaviour of fetches and publishes.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Limit for establishing each TCP connection.
+    pub connect_timeout: Duration,
+    /// Longest silence tolerated while waiting for a reply or for body bytes.
+    pub read_timeout: Duration,
+    /// Limit for a whole transfer, headers and body; `None` for no limit.
+    pub total_timeout: Option<Duration>,
+    /// Redirects followed before giving up.
+    pub max_redirects: u32,
+    /// Honour `http_proxy`, `https_proxy`, `all_proxy` and `no_proxy`.
+    pub proxy_from_env: bool,
+    /// `User-Agent` sent over HTTP.
+    pub user_agent: String,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(60),
+            total_timeout: Some(Duration::from_secs(6 * 3600)),
+            max_redirects: 8,
+            proxy_from_env: true,
+            user_agent: concat!("vm-container/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
