@@ -7,6 +7,7 @@
 //!   `xen` (Xen config syntax), `uri`, `tree` (the file-system tree model).
 
 pub mod cache;
+pub mod diff;
 pub mod digest;
 pub mod exec;
 pub mod parser;
