@@ -11,6 +11,7 @@ pub mod diff;
 pub mod digest;
 pub mod exec;
 pub mod parser;
+pub mod sign;
 pub mod transport;
 pub mod tree;
 pub mod uri;

@@ -5,7 +5,9 @@ mod net;
 use net::{binary_payload, Behavior, HttpServer};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use vm_container::transport::{fetch, Digest, FetchOptions, Fetched, TransferError, Uri, Validators};
+use vm_container::transport::{
+    fetch, Digest, FetchOptions, Fetched, TransferError, Uri, Validators,
+};
 
 fn opts() -> FetchOptions {
     FetchOptions {
