@@ -1,0 +1,239 @@
+//! The on-disk inode (`struct ext2_inode_large`). The writer always uses
+//! 256-byte inodes with 32 bytes of extra fields.
+
+use super::bytes::*;
+
+pub const INODE_SIZE: usize = 256;
+pub const EXTRA_ISIZE: u16 = 32;
+pub const EXT2_N_BLOCKS: usize = 15;
+pub const EXT2_NDIR_BLOCKS: usize = 12;
+pub const EXT2_IND_BLOCK: usize = 12;
+pub const EXT2_DIND_BLOCK: usize = 13;
+pub const EXT2_TIND_BLOCK: usize = 14;
+
+pub const EXT2_ROOT_INO: u32 = 2;
+pub const EXT2_JOURNAL_INO: u32 = 8;
+pub const EXT2_GOOD_OLD_FIRST_INO: u32 = 11;
+
+pub const EXT4_EXTENTS_FL: u32 = 0x0008_0000;
+pub const EXT4_INLINE_DATA_FL: u32 = 0x1000_0000;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inode {
+    pub i_mode: u16,
+    pub i_uid: u16,
+    pub i_size_lo: u32,
+    pub i_atime: u32,
+    pub i_ctime: u32,
+    pub i_mtime: u32,
+    pub i_dtime: u32,
+    pub i_gid: u16,
+    pub i_links_count: u16,
+    pub i_blocks_lo: u32,
+    pub i_flags: u32,
+    pub i_block: [u32; EXT2_N_BLOCKS],
+    pub i_generation: u32,
+    pub i_file_acl_lo: u32,
+    pub i_size_high: u32,
+    pub l_i_blocks_high: u16,
+    pub l_i_uid_high: u16,
+    pub l_i_gid_high: u16,
+    pub i_extra_isize: u16,
+    pub i_ctime_extra: u32,
+    pub i_mtime_extra: u32,
+    pub i_atime_extra: u32,
+    pub i_crtime: u32,
+    pub i_crtime_extra: u32,
+}
+
+impl Inode {
+    /// Decodes an inode record of `len` bytes (128 or more).
+    pub fn decode(b: &[u8]) -> Inode {
+        let mut blk = [0u32; EXT2_N_BLOCKS];
+        for (i, v) in blk.iter_mut().enumerate() {
+            *v = le32(b, 0x28 + 4 * i);
+        }
+        let extra = if b.len() > 128 { le16(b, 0x80) } else { 0 };
+        let ext = |off: usize| {
+            if usize::from(extra) + 128 >= off + 4 {
+                le32(b, off)
+            } else {
+                0
+            }
+        };
+        Inode {
+            i_mode: le16(b, 0x0),
+            i_uid: le16(b, 0x2),
+            i_size_lo: le32(b, 0x4),
+            i_atime: le32(b, 0x8),
+            i_ctime: le32(b, 0xC),
+            i_mtime: le32(b, 0x10),
+            i_dtime: le32(b, 0x14),
+            i_gid: le16(b, 0x18),
+            i_links_count: le16(b, 0x1A),
+            i_blocks_lo: le32(b, 0x1C),
+            i_flags: le32(b, 0x20),
+            i_block: blk,
+            i_generation: le32(b, 0x64),
+            i_file_acl_lo: le32(b, 0x68),
+            i_size_high: le32(b, 0x6C),
+            l_i_blocks_high: le16(b, 0x74),
+            l_i_uid_high: le16(b, 0x78),
+            l_i_gid_high: le16(b, 0x7A),
+            i_extra_isize: extra,
+            i_ctime_extra: ext(0x84),
+            i_mtime_extra: ext(0x88),
+            i_atime_extra: ext(0x8C),
+            i_crtime: ext(0x90),
+            i_crtime_extra: ext(0x94),
+        }
+    }
+
+    pub fn encode(&self) -> [u8; INODE_SIZE] {
+        let mut b = [0u8; INODE_SIZE];
+        put16(&mut b, 0x0, self.i_mode);
+        put16(&mut b, 0x2, self.i_uid);
+        put32(&mut b, 0x4, self.i_size_lo);
+        put32(&mut b, 0x8, self.i_atime);
+        put32(&mut b, 0xC, self.i_ctime);
+        put32(&mut b, 0x10, self.i_mtime);
+        put32(&mut b, 0x14, self.i_dtime);
+        put16(&mut b, 0x18, self.i_gid);
+        put16(&mut b, 0x1A, self.i_links_count);
+        put32(&mut b, 0x1C, self.i_blocks_lo);
+        put32(&mut b, 0x20, self.i_flags);
+        for (i, v) in self.i_block.iter().enumerate() {
+            put32(&mut b, 0x28 + 4 * i, *v);
+        }
+        put32(&mut b, 0x64, self.i_generation);
+        put32(&mut b, 0x68, self.i_file_acl_lo);
+        put32(&mut b, 0x6C, self.i_size_high);
+        put16(&mut b, 0x74, self.l_i_blocks_high);
+        put16(&mut b, 0x78, self.l_i_uid_high);
+        put16(&mut b, 0x7A, self.l_i_gid_high);
+        put16(&mut b, 0x80, self.i_extra_isize);
+        put32(&mut b, 0x84, self.i_ctime_extra);
+        put32(&mut b, 0x88, self.i_mtime_extra);
+        put32(&mut b, 0x8C, self.i_atime_extra);
+        put32(&mut b, 0x90, self.i_crtime);
+        put32(&mut b, 0x94, self.i_crtime_extra);
+        b
+    }
+
+    pub fn size(&self) -> u64 {
+        (u64::from(self.i_size_high) << 32) | u64::from(self.i_size_lo)
+    }
+
+    pub fn uid(&self) -> u32 {
+        (u32::from(self.l_i_uid_high) << 16) | u32::from(self.i_uid)
+    }
+
+    pub fn gid(&self) -> u32 {
+        (u32::from(self.l_i_gid_high) << 16) | u32::from(self.i_gid)
+    }
+
+    /// Seconds since the epoch: the signed 32-bit field extended by the
+    /// two epoch bits of the `_extra` field.
+    pub fn mtime(&self) -> i64 {
+        decode_time(self.i_mtime, self.i_mtime_extra)
+    }
+
+    /// The i_block array as the raw 60 bytes (fast symlinks, inline data).
+    pub fn i_block_bytes(&self) -> [u8; 60] {
+        let mut out = [0u8; 60];
+        for (i, v) in self.i_block.iter().enumerate() {
+            put32(&mut out, 4 * i, *v);
+        }
+        out
+    }
+
+    /// Device numbers as the kernel stores them: the old 8:8 encoding in
+    /// `i_block[0]` when it fits, otherwise the new 12:20 encoding in
+    /// `i_block[1]`.
+    pub fn device(&self) -> (u32, u32) {
+        if self.i_block[0] != 0 {
+            let d = self.i_block[0];
+            ((d >> 8) & 0xff, d & 0xff)
+        } else {
+            let d = self.i_block[1];
+            ((d & 0xfff00) >> 8, (d & 0xff) | ((d >> 12) & 0xfff00))
+        }
+    }
+}
+
+/// Splits seconds since the epoch into the 32-bit field and the `_extra`
+/// field's epoch bits; `None` outside what two epoch bits can express
+/// without being mistaken for a pre-1970 time.
+pub fn encode_time(t: i64) -> Option<(u32, u32)> {
+    let lo = t as i32;
+    let epoch = (t - i64::from(lo)) >> 32;
+    if !(0..=3).contains(&epoch) || (epoch == 3 && lo < 0) {
+        return None;
+    }
+    Some((lo as u32, epoch as u32))
+}
+
+pub fn decode_time(field: u32, extra: u32) -> i64 {
+    i64::from(field as i32) + (i64::from(extra & 3) << 32)
+}
+
+/// The kernel's device encoding; `None` when the numbers exceed 12:20 bits.
+pub fn encode_device(major: u32, minor: u32) -> Option<[u32; 2]> {
+    if major < 256 && minor < 256 {
+        Some([(major << 8) | minor, 0])
+    } else if major < 0x1000 && minor < 0x10_0000 {
+        Some([0, (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)])
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        for t in [
+            0i64,
+            -1,
+            -(1 << 31),
+            (1 << 31) - 1,
+            1 << 31,
+            4_000_000_000,
+            1 << 33,
+        ] {
+            let (f, e) = encode_time(t).unwrap();
+            assert_eq!(decode_time(f, e), t, "{t}");
+        }
+        assert!(encode_time(-(1 << 31) - 1).is_none());
+        assert!(encode_time(1 << 40).is_none());
+    }
+
+    #[test]
+    fn devices_round_trip() {
+        for (ma, mi) in [(1, 3), (8, 0), (0, 1), (259, 0), (4095, 0xfffff), (8, 300)] {
+            let [a, b] = encode_device(ma, mi).unwrap();
+            let ino = Inode {
+                i_block: [a, b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                ..Default::default()
+            };
+            assert_eq!(ino.device(), (ma, mi));
+        }
+        assert!(encode_device(4096, 0).is_none());
+    }
+
+    #[test]
+    fn encode_decode() {
+        let i = Inode {
+            i_mode: 0o100644,
+            i_size_high: 1,
+            l_i_uid_high: 2,
+            i_extra_isize: EXTRA_ISIZE,
+            i_mtime_extra: 1,
+            i_crtime: 5,
+            ..Default::default()
+        };
+        assert_eq!(Inode::decode(&i.encode()), i);
+    }
+}

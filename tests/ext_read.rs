@@ -1,0 +1,230 @@
+//! `ext::Volume` reading volumes made by mke2fs, and refusing what it
+//! cannot read.
+
+mod ext_common;
+
+use ext_common::*;
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::{symlink, FileExt};
+use std::path::Path;
+use std::process::Command;
+use vm_container::ext::{Error, FileType, Volume};
+use vm_container::tree::manifest::manifest;
+use vm_container::tree::TreePath;
+
+/// A host directory with every kind mke2fs -d copies.
+fn host_tree(root: &Path) {
+    fs::create_dir_all(root.join("a/b/c")).unwrap();
+    fs::write(root.join("a/b/c/small"), b"hello\n").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i * 7 + i / 4096) as u8)
+        .collect();
+    fs::write(root.join("big"), &big).unwrap();
+    let f = File::create(root.join("holes")).unwrap();
+    f.write_all_at(b"start", 0).unwrap();
+    f.write_all_at(b"end", 40 << 20).unwrap();
+    // many separate runs: more extents than fit in the inode, so ext4
+    // needs an extent index block
+    let f = File::create(root.join("fragmented")).unwrap();
+    for i in 0..40u64 {
+        f.write_all_at(&[i as u8 + 1; 5000], i * 50_000).unwrap();
+    }
+    fs::write(root.join("empty"), b"").unwrap();
+    symlink("a/b/c/small", root.join("short")).unwrap();
+    symlink("x".repeat(200), root.join("long")).unwrap();
+    fs::hard_link(root.join("big"), root.join("big-link")).unwrap();
+    fs::create_dir(root.join("many")).unwrap();
+    for i in 0..2000 {
+        fs::write(
+            root.join(format!("many/file-number-{i:05}")),
+            format!("{i}"),
+        )
+        .unwrap();
+    }
+    let st = Command::new("mkfifo")
+        .arg(root.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "mkfifo failed");
+    let st = Command::new("mknod")
+        .arg(root.join("null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mknod failed (tests run as root)");
+    let st = Command::new("chown")
+        .args(["70000:80000"])
+        .arg(root.join("empty"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new("chmod")
+        .args(["4755"])
+        .arg(root.join("a/b/c/small"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn mke2fs(kind: &str, dir: &Path, img: &Path, size: &str) {
+    let out = Command::new("/usr/sbin/mke2fs")
+        .args(["-q", "-F", "-t", kind, "-d"])
+        .arg(dir)
+        .arg(img)
+        .arg(size)
+        .output()
+        .expect("mke2fs missing: install e2fsprogs");
+    assert!(
+        out.status.success(),
+        "mke2fs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn reads_mke2fs_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    host_tree(&src);
+    let want = comparable(manifest(&mut HostDir(src.clone())).unwrap());
+    for kind in ["ext2", "ext3", "ext4"] {
+        for bs in ["1024", "4096"] {
+            let img = tmp.path().join(format!("{kind}-{bs}.img"));
+            let out = Command::new("/usr/sbin/mke2fs")
+                .args(["-q", "-F", "-t", kind, "-b", bs, "-d"])
+                .arg(&src)
+                .arg(&img)
+                .arg("128M")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "mke2fs: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if kind == "ext4" {
+                let s = Command::new("/usr/sbin/debugfs")
+                    .args(["-R", "stat /fragmented"])
+                    .arg(&img)
+                    .output()
+                    .unwrap();
+                let s = String::from_utf8_lossy(&s.stdout);
+                assert!(
+                    s.contains("Flags: 0x80000") && s.contains("(ETB0)"),
+                    "no extent index block: {s}"
+                );
+            }
+            let got = comparable(volume_manifest(&img));
+            assert_same(&want, &got, &format!("{kind} {bs}"));
+            let v = Volume::open(File::open(&img).unwrap()).unwrap();
+            let p = |s: &str| TreePath::from_absolute(s.as_bytes()).unwrap();
+            assert_eq!(v.readlink(&p("/short")).unwrap(), b"a/b/c/small");
+            assert_eq!(v.readlink(&p("/long")).unwrap(), "x".repeat(200).as_bytes());
+            let mut s = String::new();
+            v.read_file(&p("/a/b/c/small"))
+                .unwrap()
+                .read_to_string(&mut s)
+                .unwrap();
+            assert_eq!(s, "hello\n");
+            let names: Vec<_> = v
+                .read_dir(&p("/"))
+                .unwrap()
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            assert!(names.contains(&b"lost+found".to_vec()));
+            assert_eq!(v.stat(&p("/many")).unwrap().file_type, FileType::Dir);
+            assert_eq!(v.read_dir(&p("/many")).unwrap().len(), 2000);
+            assert!(matches!(v.lookup(&p("/nope")), Err(Error::NotFound { .. })));
+            assert!(matches!(
+                v.lookup(&p("/big/x")),
+                Err(Error::NotADirectory { .. })
+            ));
+            assert!(matches!(v.read_file(&p("/a")), Err(Error::NotAFile { .. })));
+        }
+    }
+}
+
+#[test]
+fn refuses_what_it_cannot_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+
+    let junk = tmp.path().join("junk");
+    fs::write(&junk, vec![0u8; 1 << 20]).unwrap();
+    assert!(matches!(
+        Volume::open(File::open(&junk).unwrap()),
+        Err(Error::BadMagic { magic: 0 })
+    ));
+
+    let img = tmp.path().join("img");
+    mke2fs("ext2", &src, &img, "8M");
+    let f = File::options().read(true).write(true).open(&img).unwrap();
+    let mut sb = [0u8; 1024];
+    f.read_exact_at(&mut sb, 1024).unwrap();
+
+    // an unknown incompatible feature (0x80000000)
+    let mut bad = sb;
+    bad[0x63] |= 0x80;
+    f.write_all_at(&bad, 1024).unwrap();
+    match Volume::open(File::open(&img).unwrap()) {
+        Err(Error::UnsupportedFeatures { features }) => assert_eq!(features, 0x8000_0000),
+        other => panic!("expected UnsupportedFeatures, got {:?}", other.err()),
+    }
+    // a nonsense block size
+    let mut bad = sb;
+    bad[0x18] = 30;
+    f.write_all_at(&bad, 1024).unwrap();
+    assert!(matches!(
+        Volume::open(File::open(&img).unwrap()),
+        Err(Error::CorruptSuperblock(_))
+    ));
+    // zero inodes per group
+    let mut bad = sb;
+    bad[0x28..0x2C].copy_from_slice(&[0; 4]);
+    f.write_all_at(&bad, 1024).unwrap();
+    assert!(matches!(
+        Volume::open(File::open(&img).unwrap()),
+        Err(Error::CorruptSuperblock(_))
+    ));
+
+    f.write_all_at(&sb, 1024).unwrap();
+    let v = Volume::open(File::open(&img).unwrap()).unwrap();
+    assert!(matches!(
+        v.inode(0),
+        Err(Error::InodeOutOfRange { ino: 0, .. })
+    ));
+    assert!(matches!(
+        v.inode(u32::MAX),
+        Err(Error::InodeOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn refuses_directory_loops() {
+    // a directory hard-linked into its own subdirectory
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("img");
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("a/b")).unwrap();
+    mke2fs("ext2", &src, &img, "8M");
+    let out = Command::new("/usr/sbin/debugfs")
+        .args(["-w", "-R", "link /a /a/b/loop"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut v = Volume::open(File::open(&img).unwrap()).unwrap();
+    let err = manifest(&mut v).unwrap_err();
+    let inner = err.into_inner().unwrap();
+    assert!(
+        matches!(
+            inner.downcast_ref::<Error>(),
+            Some(Error::DirectoryLoop { .. })
+        ),
+        "{inner}"
+    );
+}
