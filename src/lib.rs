@@ -7,9 +7,12 @@
 //!   `xen` (Xen config syntax), `uri`, `tree` (the file-system tree model).
 
 pub mod cache;
+pub mod cpio;
 pub mod diff;
 pub mod digest;
 pub mod exec;
+pub mod ext;
+pub mod hostdir;
 pub mod parser;
 pub mod sign;
 pub mod transport;

@@ -2,8 +2,9 @@
 //! error is rendered once, here.
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use vm_container::exec::{self, Failure, RunOptions, Verbosity};
+use vm_container::exec::{self, tools, Failure, RunOptions, Verbosity};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -95,6 +96,54 @@ enum Command {
         #[arg(short = 'o', value_name = "OUT")]
         out: Option<String>,
     },
+    /// Pack a directory into a newc cpio.gz archive at URI (what [create] does)
+    Pack { dir: PathBuf, uri: String },
+    /// Unified diff between two trees (directory, cpio.gz archive or ext2/3/4 image)
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// Where to write the patch (`-` = standard output)
+        #[arg(short = 'o', value_name = "PATCH", default_value = "-")]
+        out: String,
+    },
+    /// List a directory of an ext2/3/4 image without mounting it
+    Ls {
+        image: PathBuf,
+        path: Option<String>,
+    },
+    /// Print a file of an ext2/3/4 image without mounting it
+    Cat { image: PathBuf, path: String },
+    /// Make a key pair (signify format, also read by minisign)
+    Keygen {
+        #[arg(short = 'p', value_name = "KEY.pub")]
+        public: PathBuf,
+        #[arg(short = 's', value_name = "KEY.sec")]
+        secret: PathBuf,
+        #[arg(short = 'c', value_name = "COMMENT", default_value = "vm-container")]
+        comment: String,
+        /// Encrypt the secret key with the passphrase in this file
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Sign files: writes FILE.sig beside each
+    Sign {
+        #[arg(short = 's', value_name = "KEY.sec")]
+        secret: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Verify FILE.sig for each file with a public key
+    Verify {
+        #[arg(short = 'p', value_name = "KEY.pub")]
+        public: Vec<PathBuf>,
+        /// Trusted public key (repeatable)
+        #[arg(long = "trust", value_name = "KEY.pub")]
+        trust: Vec<PathBuf>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -110,6 +159,36 @@ fn main() -> ExitCode {
             );
         }),
         Some(Command::Strip { file, vars, out }) => exec::strip(&file, &vars.set, out.as_deref()),
+        Some(Command::Pack { dir, uri }) => tools::pack(&dir, &uri),
+        Some(Command::Diff { old, new, out }) => tools::diff_trees(&old, &new, &out).map(|_| ()),
+        Some(Command::Ls { image, path }) => tools::ls(&image, path.as_deref()),
+        Some(Command::Cat { image, path }) => tools::cat(&image, &path),
+        Some(Command::Keygen {
+            public,
+            secret,
+            comment,
+            passphrase_file,
+        }) => tools::keygen(&public, &secret, &comment, passphrase_file.as_deref()),
+        Some(Command::Sign {
+            secret,
+            passphrase_file,
+            files,
+        }) => tools::sign_files(&secret, passphrase_file.as_deref(), &files),
+        Some(Command::Verify {
+            public,
+            trust,
+            files,
+        }) => {
+            let keys: Result<Vec<_>, _> = public
+                .iter()
+                .chain(trust.iter())
+                .map(|p| {
+                    vm_container::sign::PublicKey::read_file(p)
+                        .map_err(|e| Failure::usage(e.to_string()))
+                })
+                .collect();
+            keys.and_then(|k| tools::verify_files(&k, &files))
+        }
         None => {
             let r = cli.run;
             let opts = RunOptions {

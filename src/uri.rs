@@ -132,6 +132,21 @@ impl Uri {
     }
 
     /// The local path, for `file` locations.
+    /// The last component of the path, for naming staged files.
+    pub fn file_name_hint(&self) -> String {
+        let path = match &self.location {
+            Location::File { path, .. } => path.to_string_lossy().into_owned(),
+            Location::Http { target, .. } => {
+                target.split(['?', '#']).next().unwrap_or("").to_string()
+            }
+            Location::Ftp(f) => f.path.clone(),
+        };
+        path.rsplit('/')
+            .find(|c| !c.is_empty())
+            .unwrap_or("artifact")
+            .to_string()
+    }
+
     pub fn local_path(&self) -> Option<&Path> {
         match &self.location {
             Location::File { path, .. } => Some(path),

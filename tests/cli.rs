@@ -62,25 +62,40 @@ fn strip_writes_to_a_file_or_stdout() {
     assert!(!text.contains('['.to_string().as_str()) || !text.contains("[end]"));
 }
 
+fn c_path(t: &tempfile::TempDir) -> std::path::PathBuf {
+    t.path().join("my-domain")
+}
+
 #[test]
 fn legacy_form_writes_the_stripped_config_atomically_and_logs() {
     let t = tempdir();
-    let c = t.path().join("my-domain");
-    fs::write(&c, "name = \"fido\"\nmemory = 256\n").unwrap();
+    fs::write(c_path(&t), "name = \"fido\"\nmemory = 256\n").unwrap();
     let cfg = t.path().join("my-config");
     fs::write(&cfg, "old").unwrap();
     let log = t.path().join("domain.log");
-    let st = bin()
-        .arg("--container")
-        .arg(&c)
-        .arg("--stripped")
-        .arg(&cfg)
-        .arg("--log")
-        .arg(&log)
-        .arg("--dir")
-        .arg(t.path().join("images"))
-        .status()
-        .unwrap();
+    let run = |force: bool| {
+        let mut c = bin();
+        c.arg("--container")
+            .arg(c_path(&t))
+            .arg("--stripped")
+            .arg(&cfg)
+            .arg("--log")
+            .arg(&log)
+            .arg("--dir")
+            .arg(t.path().join("images"));
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    // my-config was not made by vm-container: it is kept without --force
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use --force"));
+    assert_eq!(fs::read_to_string(&cfg).unwrap(), "old");
+    assert!(run(true).status.success());
+    // now it is ours: a rerun replaces it without --force
+    let st = run(false).status;
     assert!(st.success());
     assert_eq!(
         fs::read_to_string(&cfg).unwrap(),

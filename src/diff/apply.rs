@@ -107,6 +107,21 @@ impl Patch {
     /// [`Patch::unsupported`] lists (binary, rename, copy) are skipped: the
     /// caller decides whether that is acceptable. Several sections may
     /// patch the same file; they apply in order.
+    /// Every path the patch may read once names are stripped: what a
+    /// caller must be able to supply through [`FileSet`]. Names that cannot
+    /// be stripped are left out (applying reports them).
+    pub fn paths(&self) -> std::collections::BTreeSet<TreePath> {
+        let mut out = std::collections::BTreeSet::new();
+        for fp in &self.files {
+            for name in [fp.old_name.as_deref(), fp.new_name.as_deref()] {
+                if let Ok(Some(p)) = self.stripped(fp, name, self.strip) {
+                    out.insert(p);
+                }
+            }
+        }
+        out
+    }
+
     pub fn apply(&self, files: &mut dyn FileSet) -> Result<Vec<Change>, ApplyError> {
         self.apply_stripped(&*files, self.strip)
     }

@@ -2,9 +2,14 @@
 //! file, asks the parser for a plan, and carries the plan out with the
 //! format and transport modules.
 
+pub mod inputs;
 pub mod load;
 pub mod log;
 pub mod output;
+pub mod outputs;
+pub mod run;
+pub mod tools;
+pub mod worktree;
 
 use crate::parser::plan::Plan;
 use std::fmt;
@@ -111,8 +116,8 @@ pub fn strip(file: &str, set: &[(String, String)], out: Option<&str>) -> Result<
     output::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes(), true)
 }
 
-/// The legacy form: run every expression in order, then write the stripped
-/// config.
+/// The legacy form: run every expression in order, then commit every
+/// output and write the stripped config.
 pub fn run(opts: &RunOptions) -> Result<()> {
     let loaded = load::load(&opts.container, &opts.set)?;
     let mut log = log::Log::open(opts.log.as_deref())?;
@@ -130,16 +135,40 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         }
         return Ok(());
     }
-    if let Some(step) = loaded.plan.steps.first() {
-        return Err(Failure::run(format!(
-            "{}:{}: `{}` is not carried out by this build",
-            loaded.name, step.span, step.action
-        )));
+    let dir = opts.dir.clone().unwrap_or_else(default_dir);
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    for sub in ["cache", "work", "state"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.display())))?;
     }
+    let staging = dir.join("work").join(format!("run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)
+        .map_err(|e| Failure::run(format!("--dir {}: {e}", staging.display())))?;
+    let mut runner = run::Runner::new(opts, &loaded.name, &dir, staging.clone(), log)?;
+    runner.commit = outputs::Commit::load(dir.join("state").join("created"));
     if let Some(out) = &opts.stripped {
-        output::write_text(out, loaded.plan.stripped.as_bytes(), opts.force)?;
-        log.line(&format!("wrote stripped config {out}"))?;
+        if out != "-" {
+            let p = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
+            runner.commit.check_local(&p, opts.force, &loaded.name)?;
+        }
     }
-    log.line("done")?;
-    Ok(())
+    let result = runner.run_plan(&loaded.plan).and_then(|()| {
+        let stripped = opts
+            .stripped
+            .as_deref()
+            .map(|o| (o, loaded.plan.stripped.as_bytes()));
+        let mut commit = std::mem::take(&mut runner.commit);
+        let r = commit.run(&mut runner.log, stripped);
+        runner.commit = commit;
+        r
+    });
+    if result.is_err() {
+        runner.commit.abandon();
+        let _ = runner.log.line("failed; nothing committed");
+    } else {
+        runner.log.line("done")?;
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    result
 }

@@ -1,0 +1,119 @@
+//! Turning input URIs into local files: produced earlier in this run
+//! (staged), local paths as they are, remote ones through the cache.
+
+use super::log::Log;
+use super::{Failure, Result};
+use crate::cache::{Cache, Mode};
+use crate::digest::Digest;
+use crate::parser::plan::UriRef;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// A local copy of an input and what is known of it.
+#[derive(Clone, Debug)]
+pub struct Input {
+    pub path: PathBuf,
+    pub sha256: Option<Digest>,
+    pub bytes: u64,
+}
+
+pub struct Inputs {
+    pub cache: Cache,
+    pub mode: Mode,
+    /// Resource key → staged file, for what this run writes and later
+    /// expressions read.
+    produced: HashMap<String, PathBuf>,
+    /// Inputs already resolved in this run: each URI is fetched once.
+    seen: HashMap<String, Input>,
+}
+
+impl Inputs {
+    pub fn new(cache: Cache, mode: Mode) -> Inputs {
+        Inputs {
+            cache,
+            mode,
+            produced: HashMap::new(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Records that this run writes `uri`, staged at `staged`.
+    pub fn produce(&mut self, uri: &UriRef, staged: PathBuf) {
+        let key = uri.uri.resource_key();
+        self.seen.remove(&key);
+        self.produced.insert(key, staged);
+    }
+
+    /// The staged file of an output of this run, if `uri` is one.
+    pub fn produced(&self, uri: &UriRef) -> Option<&PathBuf> {
+        self.produced.get(&uri.uri.resource_key())
+    }
+
+    /// A local file holding the content of `uri`.
+    pub fn get(&mut self, uri: &UriRef, at: &str, log: &mut Log) -> Result<Input> {
+        let key = uri.uri.resource_key();
+        if let Some(p) = self.produced.get(&key) {
+            return Ok(Input {
+                path: p.clone(),
+                sha256: None,
+                bytes: std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            });
+        }
+        if let Some(i) = self.seen.get(&key) {
+            return Ok(i.clone());
+        }
+        let input = if let Some(p) = uri.uri.local_path() {
+            if !p.exists() {
+                return Err(Failure::run(format!("{at}: {}: no such file", p.display())));
+            }
+            let mut input = Input {
+                path: p.to_path_buf(),
+                sha256: None,
+                bytes: std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            };
+            if let Some(pin) = &uri.uri.pin {
+                let (d, n) = Digest::of_file(p)
+                    .map_err(|e| Failure::run(format!("{at}: {}: {e}", p.display())))?;
+                if &d != pin {
+                    return Err(Failure::run(format!(
+                        "{at}: {}: content has sha256 {d}, but the URI pins {pin}",
+                        p.display()
+                    )));
+                }
+                input.sha256 = Some(d);
+                input.bytes = n;
+            }
+            log.line(&format!("{at} read {} bytes={}", p.display(), input.bytes))?;
+            input
+        } else {
+            let blob = self
+                .cache
+                .get_or_fetch(&uri.uri, self.mode)
+                .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+            let how = if blob.stale {
+                "stale cached copy (revalidation failed)"
+            } else if blob.from_cache {
+                "cache"
+            } else {
+                "downloaded"
+            };
+            if blob.stale {
+                eprintln!(
+                    "warning: {at}: {}: using the cached copy; the server could not be reached",
+                    uri.uri
+                );
+            }
+            log.line(&format!(
+                "{at} fetch {} bytes={} sha256={} {how}",
+                uri.uri, blob.bytes, blob.sha256
+            ))?;
+            Input {
+                path: blob.path,
+                sha256: Some(blob.sha256),
+                bytes: blob.bytes,
+            }
+        };
+        self.seen.insert(key, input.clone());
+        Ok(input)
+    }
+}

@@ -1,0 +1,693 @@
+//! Carrying out a plan: every expression in order, then the commit.
+//!
+//! Two phases keep SPEC §3.3: while expressions run, everything they write
+//! goes to staging (under `--dir`, or beside a local image); updates of
+//! volumes and directories that exist already are recorded as jobs. Only
+//! when every expression has succeeded does the commit run the jobs and
+//! move staged files into place (rename for local files, temporary name
+//! and rename on the server for uploads). A failed run commits nothing.
+
+use super::inputs::Inputs;
+use super::log::Log;
+use super::outputs::{Commit, Job};
+use super::worktree::{archive_source, Change, Content, WorkTree};
+use super::{Failure, Result, RunOptions};
+use crate::cache::{Cache, Mode};
+use crate::diff;
+use crate::parser::plan::{Action, Edit, FsType, PatchTarget, Plan, Step, TargetKind, UriRef};
+use crate::tree::{Entry, Kind, Source, TreePath};
+use crate::{cpio, ext, hostdir};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+
+/// A new image of this run: built when first needed or at the end, from
+/// every tree populated into it until then.
+struct NewImage {
+    options: ext::Options,
+    /// Staged beside the destination, renamed over it at commit.
+    staged: PathBuf,
+    dest: PathBuf,
+    sources: Vec<(String, Box<dyn Source>)>,
+    built: bool,
+}
+
+pub struct Runner<'a> {
+    opts: &'a RunOptions,
+    name: &'a str,
+    pub log: Log,
+    inputs: Inputs,
+    trees: HashMap<String, WorkTree>,
+    images: BTreeMap<PathBuf, NewImage>,
+    pub commit: Commit,
+    staging: PathBuf,
+    serial: u32,
+    now: i64,
+    epoch: Option<i64>,
+}
+
+fn io_fail(at: &str, what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
+    Failure::run(format!("{at}: {what}: {e}"))
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(
+        opts: &'a RunOptions,
+        name: &'a str,
+        dir: &Path,
+        staging: PathBuf,
+        log: Log,
+    ) -> Result<Runner<'a>> {
+        let cache = Cache::open(dir.join("cache"), Default::default())
+            .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.display())))?;
+        let mode = if opts.offline {
+            Mode::Offline
+        } else if opts.allow_stale {
+            Mode::AllowStale
+        } else {
+            Mode::Online
+        };
+        let epoch = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        let now = epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        });
+        Ok(Runner {
+            opts,
+            name,
+            log,
+            inputs: Inputs::new(cache, mode),
+            trees: HashMap::new(),
+            images: BTreeMap::new(),
+            commit: Commit::default(),
+            staging,
+            serial: 0,
+            now,
+            epoch,
+        })
+    }
+
+    /// A fresh file name under the run's staging directory.
+    fn stage_path(&mut self, hint: &str) -> PathBuf {
+        self.serial += 1;
+        let safe: String = hint
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.staging.join(format!("{:03}-{safe}", self.serial))
+    }
+
+    pub fn run_plan(&mut self, plan: &Plan) -> Result<()> {
+        for step in &plan.steps {
+            let at = format!("{}:{}", self.name, step.span);
+            if self.opts.verbosity != super::Verbosity::Quiet {
+                eprintln!("{at}: {}", step.action);
+            }
+            self.step(step, &at)?;
+            self.log.line(&format!("{at} ok {}", step.action))?;
+        }
+        self.build_images()?;
+        Ok(())
+    }
+
+    fn step(&mut self, step: &Step, at: &str) -> Result<()> {
+        match &step.action {
+            Action::Create { src, dest } => self.create(at, src, dest),
+            Action::Image {
+                path,
+                size,
+                label,
+                fs,
+                block_size,
+                inodes,
+                uuid,
+            } => {
+                let uuid = uuid.unwrap_or_else(|| derive_uuid(path, *size, label));
+                let options = ext::Options {
+                    size: *size,
+                    block_size: *block_size,
+                    inodes: *inodes,
+                    label: label.clone(),
+                    uuid,
+                    journal: *fs == FsType::Ext3,
+                    timestamp: self.now,
+                };
+                let staged = super::output::temp_beside(path);
+                self.commit.check_local(path, self.opts.force, at)?;
+                self.images.insert(
+                    path.clone(),
+                    NewImage {
+                        options,
+                        staged,
+                        dest: path.clone(),
+                        sources: Vec::new(),
+                        built: false,
+                    },
+                );
+                Ok(())
+            }
+            Action::Populate {
+                kind,
+                target,
+                source,
+                ..
+            } => self.populate(at, *kind, target, source),
+            Action::Replace {
+                path,
+                edit,
+                content,
+            } => self.edit(at, edit, |wt| {
+                wt.put_file(path, Content::Bytes(content.clone()), edit.mode, edit.owner)
+                    .map_err(|e| e.to_string())
+            }),
+            Action::Copy { path, edit, source } => self.copy(at, path, edit, source),
+            Action::Patch {
+                target,
+                patch,
+                fork,
+            } => self.patch(at, target, patch, fork.as_ref()),
+        }
+    }
+
+    fn create(&mut self, at: &str, src: &Path, dest: &UriRef) -> Result<()> {
+        if !src.is_dir() {
+            return Err(Failure::run(format!(
+                "{at}: {}: not a directory",
+                src.display()
+            )));
+        }
+        let staged = self.stage_path(&dest.uri.file_name_hint());
+        let mut walker = hostdir::Walker::new(src).clamp_mtime(self.epoch);
+        write_archive(&mut walker, &staged, &dest.text).map_err(|e| io_fail(at, dest, e))?;
+        self.output(at, dest, staged)
+    }
+
+    /// Registers a staged artifact as an output of the run (and as an
+    /// input for later expressions).
+    fn output(&mut self, at: &str, dest: &UriRef, staged: PathBuf) -> Result<()> {
+        if let Some(p) = dest.uri.local_path() {
+            self.commit.check_local(p, self.opts.force, at)?;
+        }
+        let bytes = fs::metadata(&staged).map(|m| m.len()).unwrap_or(0);
+        let (sha, _) = crate::digest::Digest::of_file(&staged)
+            .map_err(|e| io_fail(at, staged.display(), e))?;
+        self.log.line(&format!(
+            "{at} stage {} bytes={bytes} sha256={sha}",
+            dest.uri
+        ))?;
+        self.inputs.produce(dest, staged.clone());
+        self.trees.remove(&dest.uri.resource_key());
+        self.commit.stage(dest.uri.clone(), staged);
+        Ok(())
+    }
+
+    /// The working tree of an archive URI, fetched and opened once.
+    fn tree(&mut self, at: &str, uri: &UriRef) -> Result<&mut WorkTree> {
+        let key = uri.uri.resource_key();
+        if !self.trees.contains_key(&key) {
+            let input = self.inputs.get(uri, at, &mut self.log)?;
+            let wt = WorkTree::new(uri.uri.to_string(), Some(input.path), self.now);
+            self.trees.insert(key.clone(), wt);
+        }
+        Ok(self.trees.get_mut(&key).expect("inserted above"))
+    }
+
+    /// A source for a populate: the archive's working tree as it stands now.
+    fn tree_source(&mut self, at: &str, uri: &UriRef) -> Result<Box<dyn Source>> {
+        if let Some(wt) = self.trees.get(&uri.uri.resource_key()) {
+            return Ok(Box::new(wt.source()));
+        }
+        let input = self.inputs.get(uri, at, &mut self.log)?;
+        let src =
+            archive_source(&input.path, &uri.uri.to_string()).map_err(|e| io_fail(at, uri, e))?;
+        Ok(Box::new(src))
+    }
+
+    fn populate(
+        &mut self,
+        at: &str,
+        kind: TargetKind,
+        target: &Path,
+        source: &UriRef,
+    ) -> Result<()> {
+        let src = self.tree_source(at, source)?;
+        let label = source.uri.to_string();
+        if let Some(img) = self.images.get_mut(target) {
+            if !img.built {
+                img.sources.push((label, src));
+                return Ok(());
+            }
+            // built already (a patch needed it): update the staged image
+            let staged = img.staged.clone();
+            return populate_volume(&staged, src, self.now)
+                .map_err(|e| io_fail(at, target.display(), e));
+        }
+        match kind {
+            TargetKind::Image | TargetKind::Device => {
+                // refuse early what the commit would refuse
+                check_volume(target).map_err(|e| io_fail(at, target.display(), e))?;
+                self.commit.job(Job::Volume {
+                    at: at.to_string(),
+                    target: target.to_path_buf(),
+                    source: src,
+                    timestamp: self.now,
+                });
+            }
+            TargetKind::Dir => self.commit.job(Job::Dir {
+                at: at.to_string(),
+                target: target.to_path_buf(),
+                source: src,
+            }),
+        }
+        Ok(())
+    }
+
+    /// Builds every new image still pending.
+    fn build_images(&mut self) -> Result<()> {
+        let pending: Vec<PathBuf> = self
+            .images
+            .iter()
+            .filter(|(_, i)| !i.built)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in pending {
+            self.build_image(&p)?;
+        }
+        Ok(())
+    }
+
+    fn build_image(&mut self, path: &Path) -> Result<()> {
+        let Some(img) = self.images.get_mut(path) else {
+            return Ok(());
+        };
+        if img.built {
+            return Ok(());
+        }
+        if let Some(parent) = img.dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_fail("", parent.display(), e))?;
+        }
+        let at = img.dest.display().to_string();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&img.staged)
+            .map_err(|e| io_fail(&at, img.staged.display(), e))?;
+        {
+            let mut builder = ext::Builder::new(img.options.clone(), &file)
+                .map_err(|e| io_fail(&at, "image", e))?;
+            for (label, src) in img.sources.iter_mut() {
+                src.emit(&mut builder)
+                    .map_err(|e| io_fail(&at, format!("populating from {label}"), e))?;
+            }
+            builder.finish().map_err(|e| io_fail(&at, "image", e))?;
+        }
+        file.sync_all().map_err(|e| io_fail(&at, "image", e))?;
+        img.built = true;
+        img.sources.clear();
+        let (staged, dest) = (img.staged.clone(), img.dest.clone());
+        self.commit.stage_image(staged, dest);
+        Ok(())
+    }
+
+    /// `replace` and `copy`: change the working tree, then write the diff
+    /// and the fork if asked.
+    fn edit(
+        &mut self,
+        at: &str,
+        edit: &Edit,
+        change: impl FnOnce(&mut WorkTree) -> std::result::Result<(), String>,
+    ) -> Result<()> {
+        let wt = self.tree(at, &edit.archive)?;
+        let before: BTreeSet<TreePath> = wt.overlay.keys().cloned().collect();
+        change(wt).map_err(|e| Failure::run(format!("{at}: {e}")))?;
+        let _ = before;
+        if let Some(p) = &edit.patch {
+            let text = self.diff_of(at, &edit.archive)?;
+            let staged = self.stage_path(&p.uri.file_name_hint());
+            fs::write(&staged, text).map_err(|e| io_fail(at, staged.display(), e))?;
+            self.output(at, p, staged)?;
+        }
+        if let Some(f) = &edit.fork {
+            self.fork(at, &edit.archive, f)?;
+        }
+        Ok(())
+    }
+
+    /// The unified diff between an archive as fetched and its working tree.
+    fn diff_of(&mut self, at: &str, archive: &UriRef) -> Result<Vec<u8>> {
+        let now = self.now;
+        let wt = self.tree(at, archive)?;
+        let changed: BTreeSet<TreePath> = wt
+            .overlay
+            .iter()
+            .filter(|(_, c)| {
+                matches!(
+                    c,
+                    Change::Delete
+                        | Change::Put {
+                            content: Some(_),
+                            ..
+                        }
+                )
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        let old = wt
+            .read_base(&changed)
+            .map_err(|e| io_fail(at, archive, e))?;
+        let new = wt
+            .read_files(&changed)
+            .map_err(|e| io_fail(at, archive, e))?;
+        let version = |content: &Vec<u8>, mtime: i64| diff::FileVersion {
+            content: content.clone(),
+            mtime,
+            mtime_nsec: 0,
+        };
+        // the old side carries the archive's own mtimes: an epoch time
+        // there would read as "file absent" to `patch` (the `diff -N` rule)
+        let mut old_map = diff::FileMap::new();
+        for (p, c) in &old {
+            let mtime = wt
+                .base_entry(p)
+                .map_err(|e| io_fail(at, archive, e))?
+                .map(|e| e.meta.mtime)
+                .unwrap_or(now);
+            old_map.insert(p.clone(), version(c, mtime));
+        }
+        let new_map: diff::FileMap = new
+            .iter()
+            .map(|(p, c)| (p.clone(), version(c, now)))
+            .collect();
+        Ok(diff::unified(
+            &old_map,
+            &new_map,
+            &diff::UnifiedOptions::default(),
+        ))
+    }
+
+    fn fork(&mut self, at: &str, archive: &UriRef, dest: &UriRef) -> Result<()> {
+        let staged = self.stage_path(&dest.uri.file_name_hint());
+        let mut src = self.tree_source(at, archive)?;
+        write_archive(src.as_mut(), &staged, &dest.text).map_err(|e| io_fail(at, dest, e))?;
+        // the fork's own working tree starts from what was just written
+        self.output(at, dest, staged)
+    }
+
+    fn copy(&mut self, at: &str, path: &TreePath, edit: &Edit, source: &UriRef) -> Result<()> {
+        if let Some(dir) = source
+            .uri
+            .local_path()
+            .filter(|p| p.is_dir())
+            .map(Path::to_path_buf)
+        {
+            // a host directory copied recursively under PATH: the
+            // per-host override trees of SystemImager
+            let mut entries: Vec<(Entry, Option<Content>)> = Vec::new();
+            let mut walker = hostdir::Walker::new(&dir).clamp_mtime(self.epoch);
+            let base = path.clone();
+            let root = dir.clone();
+            let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn io::Read| {
+                let mut e = e.clone();
+                let rel = e.path.clone();
+                e.path = if rel.is_root() {
+                    base.clone()
+                } else {
+                    TreePath::from_member(
+                        format!(
+                            "{}/{}",
+                            String::from_utf8_lossy(base.as_bytes()),
+                            String::from_utf8_lossy(rel.as_bytes())
+                        )
+                        .as_bytes(),
+                    )
+                    .map_err(|err| io::Error::other(err.to_string()))?
+                };
+                if let Kind::HardLink { target } = &e.kind {
+                    let t = TreePath::from_member(
+                        format!(
+                            "{}/{}",
+                            String::from_utf8_lossy(base.as_bytes()),
+                            String::from_utf8_lossy(target.as_bytes())
+                        )
+                        .as_bytes(),
+                    )
+                    .map_err(|err| io::Error::other(err.to_string()))?;
+                    e.kind = Kind::HardLink { target: t };
+                }
+                let content = matches!(e.kind, Kind::File { .. }).then(|| {
+                    Content::File(root.join(String::from_utf8_lossy(rel.as_bytes()).as_ref()))
+                });
+                entries.push((e, content));
+                Ok(())
+            });
+            walker
+                .emit(&mut sink)
+                .map_err(|e| io_fail(at, dir.display(), e))?;
+            let (mode, owner) = (edit.mode, edit.owner);
+            return self.edit(at, edit, move |wt| {
+                for (mut e, c) in entries {
+                    if let (Kind::File { .. }, Some(m)) = (&e.kind, mode) {
+                        e.meta.perm = m;
+                    }
+                    if let (false, Some((u, g))) = (matches!(e.kind, Kind::HardLink { .. }), owner)
+                    {
+                        e.meta.uid = u;
+                        e.meta.gid = g;
+                    }
+                    wt.put_entry(e, c).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            });
+        }
+        let input = self.inputs.get(source, at, &mut self.log)?;
+        let content = Content::File(input.path);
+        self.edit(at, edit, |wt| {
+            wt.put_file(path, content, edit.mode, edit.owner)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn patch(
+        &mut self,
+        at: &str,
+        target: &PatchTarget,
+        patch_uri: &UriRef,
+        fork: Option<&UriRef>,
+    ) -> Result<()> {
+        let input = self.inputs.get(patch_uri, at, &mut self.log)?;
+        let text = fs::read(&input.path).map_err(|e| io_fail(at, patch_uri, e))?;
+        let patch = diff::parse(&text, &patch_uri.uri.to_string())
+            .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+        if let Some(u) = patch.unsupported().next() {
+            return Err(Failure::run(format!(
+                "{at}: {patch_uri}:{}: {} cannot be applied (a binary, rename or copy section)",
+                u.line,
+                u.display_name()
+            )));
+        }
+        match target {
+            PatchTarget::Archive(archive) => {
+                let wt = self.tree(at, archive)?;
+                let wanted = patch_paths(&patch);
+                let files = wt
+                    .read_files(&wanted)
+                    .map_err(|e| io_fail(at, archive, e))?;
+                let mut set = MapFileSet(files);
+                let changes = patch
+                    .apply(&mut set)
+                    .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+                for c in changes {
+                    match c {
+                        diff::Change::Write {
+                            path,
+                            content,
+                            mode,
+                        }
+                        | diff::Change::Create {
+                            path,
+                            content,
+                            mode,
+                        } => wt
+                            .put_file(
+                                &path,
+                                Content::Bytes(content),
+                                mode.map(|m| m & 0o7777),
+                                None,
+                            )
+                            .map_err(|e| Failure::run(format!("{at}: {e}")))?,
+                        diff::Change::Delete { path } => wt.delete(&path),
+                    }
+                }
+                self.log
+                    .line(&format!("{at} patched {archive} with {patch_uri}"))?;
+                if let Some(f) = fork {
+                    self.fork(at, archive, f)?;
+                }
+                Ok(())
+            }
+            PatchTarget::Image(path) => {
+                if self.images.contains_key(path) {
+                    self.build_image(path)?;
+                }
+                let (file, staged) = match self.images.get(path) {
+                    Some(img) => (img.staged.clone(), true),
+                    None => (path.clone(), false),
+                };
+                let vol = ext::Volume::open(
+                    File::open(&file).map_err(|e| io_fail(at, path.display(), e))?,
+                )
+                .map_err(|e| io_fail(at, path.display(), e))?;
+                let wanted = patch_paths(&patch);
+                let mut files = BTreeMap::new();
+                for p in &wanted {
+                    if let Ok(mut r) = vol.read_file(p) {
+                        let mut v = Vec::new();
+                        io::Read::read_to_end(&mut r, &mut v)
+                            .map_err(|e| io_fail(at, p.display_abs(), e))?;
+                        files.insert(p.clone(), v);
+                    }
+                }
+                let mut set = MapFileSet(files);
+                let changes = patch
+                    .apply(&mut set)
+                    .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+                // metadata of replaced files is kept; new ones are 0644 0:0
+                let mut tree = WorkTree::new(path.display().to_string(), None, self.now);
+                for c in changes {
+                    match c {
+                        diff::Change::Write { path: p, content, mode } | diff::Change::Create { path: p, content, mode } => {
+                            let old = vol.stat(&p).ok();
+                            let mut perm = mode.map(|m| m & 0o7777);
+                            let mut owner = None;
+                            if let Some(info) = old {
+                                perm = perm.or(Some(info.meta.perm));
+                                owner = Some((info.meta.uid, info.meta.gid));
+                            }
+                            tree.put_file(&p, Content::Bytes(content), perm, owner)
+                                .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+                        }
+                        diff::Change::Delete { path: p } => {
+                            return Err(Failure::run(format!(
+                                "{at}: {patch_uri} deletes {} from an image; deleting files in place is not supported (patch the archive instead)",
+                                p.display_abs()
+                            )))
+                        }
+                    }
+                }
+                // only the changed files, with parents that exist already
+                tree.overlay.retain(|_, c| {
+                    matches!(
+                        c,
+                        Change::Put {
+                            content: Some(_),
+                            ..
+                        }
+                    )
+                });
+                let src: Box<dyn Source> = Box::new(tree.source());
+                drop(vol);
+                if staged {
+                    populate_volume(&file, src, self.now)
+                        .map_err(|e| io_fail(at, path.display(), e))?;
+                } else {
+                    self.commit.job(Job::Volume {
+                        at: at.to_string(),
+                        target: path.clone(),
+                        source: src,
+                        timestamp: self.now,
+                    });
+                }
+                if let Some(f) = fork {
+                    // the image after the patch, stored as an archive
+                    let staged_fork = self.stage_path(&f.uri.file_name_hint());
+                    // staged images are patched already; an existing one
+                    // is patched at commit, so lay the changes over it
+                    let mut src = if staged {
+                        WorkTree::new(String::new(), None, self.now).over_volume(file.clone())
+                    } else {
+                        tree.over_volume(path.clone())
+                    };
+                    write_archive(&mut src, &staged_fork, &f.text)
+                        .map_err(|e| io_fail(at, f, e))?;
+                    self.output(at, f, staged_fork)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The files a patch reads (after `-p1`).
+fn patch_paths(patch: &diff::Patch) -> BTreeSet<TreePath> {
+    patch.paths()
+}
+
+struct MapFileSet(BTreeMap<TreePath, Vec<u8>>);
+
+impl diff::FileSet for MapFileSet {
+    fn read(&self, path: &TreePath) -> Option<Vec<u8>> {
+        self.0.get(path).cloned()
+    }
+}
+
+/// Writes a tree as a gzip-compressed newc archive.
+pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result<()> {
+    if let Some(parent) = out.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let f = File::create(out)?;
+    let gz = cpio::gzip_encoder(BufWriter::with_capacity(256 * 1024, f), 6);
+    let mut w = cpio::Writer::new(gz, name.to_string());
+    src.emit(&mut w)?;
+    let buf = w.finish_gzip()?;
+    let f = buf.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()
+}
+
+/// Refuses a volume we will not be able to update, before anything runs.
+fn check_volume(target: &Path) -> io::Result<()> {
+    let f = File::open(target)?;
+    let vol = ext::Volume::open(f).map_err(io::Error::other)?;
+    ext::Populator::new(&vol, 0).map_err(io::Error::other)?;
+    Ok(())
+}
+
+/// Populates an existing ext2/ext3 volume in place (journaled).
+pub fn populate_volume(target: &Path, mut src: Box<dyn Source>, timestamp: i64) -> io::Result<()> {
+    let f = File::options().read(true).write(true).open(target)?;
+    let vol = ext::Volume::open_rw(f).map_err(io::Error::other)?;
+    let mut pop = ext::Populator::new(&vol, timestamp).map_err(io::Error::other)?;
+    src.emit(&mut pop)?;
+    pop.finish().map_err(io::Error::other)
+}
+
+/// A UUID derived from what defines the image, so that the same container
+/// builds the same image (SPEC §4: reproducible unless `uuid` is given).
+fn derive_uuid(path: &Path, size: u64, label: &[u8]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"vm-container image uuid\0");
+    h.update(path.as_os_str().as_encoded_bytes());
+    h.update(size.to_le_bytes());
+    h.update(label);
+    let d = h.finalize();
+    let mut u = [0u8; 16];
+    u.copy_from_slice(&d[..16]);
+    // an RFC 4122 version 5-style (name-based) UUID
+    u[6] = (u[6] & 0x0f) | 0x50;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    u
+}

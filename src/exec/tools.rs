@@ -1,0 +1,357 @@
+//! The subcommands that work on one artifact: `pack`, `diff`, `ls`, `cat`,
+//! `keygen`, `sign`, `verify`.
+
+use super::run::write_archive;
+use super::worktree::archive_source;
+use super::{Failure, Result};
+use crate::diff;
+use crate::digest::Digest;
+use crate::sign;
+use crate::tree::{Entry, FnSink, Kind, Source, TreePath};
+use crate::uri::Uri;
+use crate::{ext, hostdir};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+fn fail(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
+    Failure::run(format!("{what}: {e}"))
+}
+
+/// `SOURCE_DATE_EPOCH`, when set, clamps the mtimes of packed trees.
+pub fn source_date_epoch() -> Option<i64> {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `pack DIR URI`: what `[create DIR URI]` does.
+pub fn pack(dir: &Path, dest: &str) -> Result<()> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let uri = Uri::parse(dest, &cwd).map_err(|e| Failure::usage(e.to_string()))?;
+    if !dir.is_dir() {
+        return Err(Failure::usage(format!(
+            "{}: not a directory",
+            dir.display()
+        )));
+    }
+    let mut walker = hostdir::Walker::new(dir).clamp_mtime(source_date_epoch());
+    match uri.local_path() {
+        Some(p) => {
+            let tmp = super::output::temp_beside(p);
+            let r = write_archive(&mut walker, &tmp, dest).and_then(|()| std::fs::rename(&tmp, p));
+            if let Err(e) = r {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(fail(dest, e));
+            }
+        }
+        None => {
+            let tmp = tempfile::NamedTempFile::new().map_err(|e| fail("temporary file", e))?;
+            write_archive(&mut walker, tmp.path(), dest).map_err(|e| fail(dest, e))?;
+            crate::transport::publish(tmp.path(), &uri, &Default::default())
+                .map_err(|e| Failure::run(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens any tree: a directory, a `cpio` archive (gzip or not) or an
+/// ext2/3/4 image, told apart by their first bytes.
+pub fn open_tree(path: &Path) -> Result<Box<dyn Source>> {
+    if path.is_dir() {
+        return Ok(Box::new(hostdir::Walker::new(path)));
+    }
+    let name = path.display().to_string();
+    let mut f = File::open(path).map_err(|e| fail(&name, e))?;
+    let mut head = [0u8; 6];
+    let n = f.read(&mut head).map_err(|e| fail(&name, e))?;
+    if n >= 2 && head[..2] == [0x1f, 0x8b] || head.starts_with(b"07070") {
+        return Ok(Box::new(
+            archive_source(path, &name).map_err(|e| fail(&name, e))?,
+        ));
+    }
+    let vol = ext::Volume::open(File::open(path).map_err(|e| fail(&name, e))?)
+        .map_err(|e| fail(&name, e))?;
+    Ok(Box::new(vol))
+}
+
+/// Regular files' digests and mtimes of a tree, read in one pass.
+fn digests(src: &mut dyn Source) -> io::Result<BTreeMap<TreePath, (Digest, i64)>> {
+    let mut out = BTreeMap::new();
+    let mut links = Vec::new();
+    let mut sink = FnSink(|e: &Entry, data: &mut dyn Read| {
+        match &e.kind {
+            Kind::File { .. } => {
+                let (d, _) = Digest::of_reader(&mut &mut *data)?;
+                out.insert(e.path.clone(), (d, e.meta.mtime));
+            }
+            Kind::HardLink { target } => links.push((e.path.clone(), target.clone())),
+            _ => {}
+        }
+        Ok(())
+    });
+    src.emit(&mut sink)?;
+    for (p, t) in links {
+        if let Some(v) = out.get(&t).cloned() {
+            out.insert(p, v);
+        }
+    }
+    Ok(out)
+}
+
+/// The content of `paths` (regular files) in a tree, in one pass.
+fn contents(
+    src: &mut dyn Source,
+    paths: &BTreeSet<TreePath>,
+) -> io::Result<BTreeMap<TreePath, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut links = Vec::new();
+    let mut sink = FnSink(|e: &Entry, data: &mut dyn Read| {
+        match &e.kind {
+            Kind::File { .. } if paths.contains(&e.path) => {
+                let mut v = Vec::new();
+                data.read_to_end(&mut v)?;
+                out.insert(e.path.clone(), v);
+            }
+            Kind::HardLink { target } if paths.contains(&e.path) => {
+                links.push((e.path.clone(), target.clone()))
+            }
+            _ => {}
+        }
+        Ok(())
+    });
+    src.emit(&mut sink)?;
+    for (p, t) in links {
+        if let Some(v) = out.get(&t).cloned() {
+            out.insert(p, v);
+        }
+    }
+    Ok(out)
+}
+
+/// `diff OLD NEW -o PATCH`: a unified diff between any two trees, in the
+/// style of `diff -ruN`. Only differing files are read whole.
+pub fn diff_trees(old: &Path, new: &Path, out: &str) -> Result<bool> {
+    let a = digests(open_tree(old)?.as_mut()).map_err(|e| fail(old.display(), e))?;
+    let b = digests(open_tree(new)?.as_mut()).map_err(|e| fail(new.display(), e))?;
+    let mut changed = BTreeSet::new();
+    for (p, (d, _)) in &a {
+        if b.get(p).map(|x| &x.0) != Some(d) {
+            changed.insert(p.clone());
+        }
+    }
+    for p in b.keys() {
+        if !a.contains_key(p) {
+            changed.insert(p.clone());
+        }
+    }
+    let ca = contents(open_tree(old)?.as_mut(), &changed).map_err(|e| fail(old.display(), e))?;
+    let cb = contents(open_tree(new)?.as_mut(), &changed).map_err(|e| fail(new.display(), e))?;
+    let map =
+        |c: BTreeMap<TreePath, Vec<u8>>, m: &BTreeMap<TreePath, (Digest, i64)>| -> diff::FileMap {
+            c.into_iter()
+                .map(|(p, content)| {
+                    let mtime = m.get(&p).map(|x| x.1).unwrap_or(0);
+                    (
+                        p,
+                        diff::FileVersion {
+                            content,
+                            mtime,
+                            mtime_nsec: 0,
+                        },
+                    )
+                })
+                .collect()
+        };
+    let text = diff::unified(&map(ca, &a), &map(cb, &b), &diff::UnifiedOptions::default());
+    super::output::write_text(out, &text, true)?;
+    Ok(!text.is_empty())
+}
+
+fn image(path: &Path) -> Result<ext::Volume> {
+    let f = File::open(path).map_err(|e| fail(path.display(), e))?;
+    ext::Volume::open(f).map_err(|e| fail(path.display(), e))
+}
+
+fn tree_path(p: &str) -> Result<TreePath> {
+    TreePath::from_absolute(p.as_bytes()).map_err(|e| Failure::usage(format!("{p}: {e}")))
+}
+
+/// `ls IMAGE [PATH]`: like `ls -l`, without mounting.
+pub fn ls(img: &Path, path: Option<&str>) -> Result<()> {
+    let vol = image(img)?;
+    let p = tree_path(path.unwrap_or("/"))?;
+    let st = vol
+        .stat(&p)
+        .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?;
+    let is_dir = st.file_type == ext::FileType::Dir;
+    let entries = if is_dir {
+        vol.read_dir(&p)
+            .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?
+    } else {
+        vec![st]
+    };
+    let mut out = io::stdout().lock();
+    for e in entries {
+        let t = match e.file_type {
+            ext::FileType::File => '-',
+            ext::FileType::Dir => 'd',
+            ext::FileType::Symlink => 'l',
+            ext::FileType::CharDev => 'c',
+            ext::FileType::BlockDev => 'b',
+            ext::FileType::Fifo => 'p',
+            ext::FileType::Socket => 's',
+        };
+        let name = String::from_utf8_lossy(&e.name);
+        let mut line = format!(
+            "{t}{} {:>3} {:>5} {:>5} {:>10} {} {name}",
+            perm_string(e.meta.perm),
+            e.links,
+            e.meta.uid,
+            e.meta.gid,
+            e.size,
+            super::log::rfc3339(e.meta.mtime)
+        );
+        if e.file_type == ext::FileType::Symlink {
+            let child = if is_dir { p.join(&e.name) } else { p.clone() };
+            if let Ok(target) = vol.readlink(&child) {
+                line.push_str(&format!(" -> {}", String::from_utf8_lossy(&target)));
+            }
+        }
+        writeln!(out, "{line}").map_err(|e| fail("<stdout>", e))?;
+    }
+    Ok(())
+}
+
+fn perm_string(perm: u32) -> String {
+    let mut s = String::new();
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        s.push(if perm & (0o400 >> i) != 0 { c } else { '-' });
+    }
+    let mut b: Vec<char> = s.chars().collect();
+    let special = |b: &mut Vec<char>, i: usize, bit: u32, on: char, off: char| {
+        if perm & bit != 0 {
+            b[i] = if b[i] == 'x' { on } else { off };
+        }
+    };
+    special(&mut b, 2, 0o4000, 's', 'S');
+    special(&mut b, 5, 0o2000, 's', 'S');
+    special(&mut b, 8, 0o1000, 't', 'T');
+    b.into_iter().collect()
+}
+
+/// `cat IMAGE PATH`.
+pub fn cat(img: &Path, path: &str) -> Result<()> {
+    let vol = image(img)?;
+    let p = tree_path(path)?;
+    let mut r = vol
+        .read_file(&p)
+        .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?;
+    let mut out = io::stdout().lock();
+    io::copy(&mut r, &mut out)
+        .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?;
+    Ok(())
+}
+
+/// Reads a passphrase from a file, or from the terminal.
+fn passphrase(file: Option<&Path>, prompt: &str) -> Result<Option<sign::Passphrase>> {
+    if let Some(f) = file {
+        return sign::read_passphrase_file(f)
+            .map(Some)
+            .map_err(|e| Failure::usage(e.to_string()));
+    }
+    if !io::IsTerminal::is_terminal(&io::stdin()) {
+        return Err(Failure::usage(
+            "the secret key needs a passphrase: give --passphrase-file FILE".to_string(),
+        ));
+    }
+    eprint!("{prompt}");
+    let mut line = String::new();
+    io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| fail("<stdin>", e))?;
+    let line = line.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
+    sign::Passphrase::new(line)
+        .map(Some)
+        .map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// `keygen -p PUB -s SEC [-c COMMENT] [--passphrase-file F]`.
+pub fn keygen(public: &Path, secret: &Path, comment: &str, pass: Option<&Path>) -> Result<()> {
+    let (pk, sk) = sign::generate(comment).map_err(|e| Failure::run(e.to_string()))?;
+    let pass = match pass {
+        Some(f) => Some(sign::read_passphrase_file(f).map_err(|e| Failure::usage(e.to_string()))?),
+        None => None,
+    };
+    sk.write_file(secret, pass.as_ref().map(|p| p.as_bytes()))
+        .map_err(|e| Failure::run(e.to_string()))?;
+    pk.write_file(public)
+        .map_err(|e| Failure::run(e.to_string()))?;
+    println!("key id {}", pk.key_id());
+    Ok(())
+}
+
+/// Reads a secret key, asking for its passphrase only when it has one.
+pub fn secret_key(path: &Path, pass: Option<&Path>) -> Result<sign::SecretKey> {
+    let enc =
+        sign::EncryptedSecretKey::read_file(path).map_err(|e| Failure::usage(e.to_string()))?;
+    let pass = if enc.is_encrypted() {
+        passphrase(pass, &format!("passphrase for {}: ", path.display()))?
+    } else {
+        None
+    };
+    enc.unlock(pass.as_ref().map(|p| p.as_bytes()))
+        .map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// `sign -s SEC FILE...`: writes `FILE.sig` beside each file.
+pub fn sign_files(secret: &Path, pass: Option<&Path>, files: &[PathBuf]) -> Result<()> {
+    let sk = secret_key(secret, pass)?;
+    for f in files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let sig = sign::sign_file(&sk, f, &sign::default_trusted_comment(&name))
+            .map_err(|e| Failure::run(e.to_string()))?;
+        let mut out = f.clone().into_os_string();
+        out.push(".sig");
+        sig.write_file(Path::new(&out))
+            .map_err(|e| Failure::run(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Every `*.pub` in a directory (sorted), silently none if it is missing.
+pub fn keys_in_dir(dir: &Path) -> Result<Vec<sign::PublicKey>> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pub"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| sign::PublicKey::read_file(p).map_err(|e| Failure::usage(e.to_string())))
+        .collect()
+}
+
+/// `verify -p PUB FILE...` (or `--trust`): checks `FILE.sig` for each.
+pub fn verify_files(keys: &[sign::PublicKey], files: &[PathBuf]) -> Result<()> {
+    if keys.is_empty() {
+        return Err(Failure::usage(
+            "no public key: give -p KEY.pub or --trust KEY.pub",
+        ));
+    }
+    for f in files {
+        let mut sig = f.clone().into_os_string();
+        sig.push(".sig");
+        let v = sign::verify_file(keys, Path::new(&sig), f)
+            .map_err(|e| Failure::run(format!("{}: {e}", f.display())))?;
+        println!("{}: good signature by key {}", f.display(), v.key_id);
+    }
+    Ok(())
+}

@@ -1,0 +1,419 @@
+//! Working trees: an archive as fetched plus the changes this run made.
+//!
+//! The archive itself is never expanded to disk. A working tree keeps the
+//! cached `cpio.gz` as its base and an *overlay* of changed paths (small:
+//! the files a container replaces, copies or patches). Reading the tree
+//! streams the base and substitutes the overlay on the way, so a fork, a
+//! populate or a diff costs one pass over the archive and memory in
+//! proportion to the changes, not to the archive.
+
+use crate::cpio;
+use crate::tree::{Entry, Kind, Meta, Sink, Source, TreePath};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// The content of a changed regular file.
+#[derive(Clone, Debug)]
+pub enum Content {
+    Bytes(Vec<u8>),
+    /// A file on the host (a fetched copy source), read when emitted.
+    File(PathBuf),
+}
+
+impl Content {
+    fn len(&self) -> io::Result<u64> {
+        match self {
+            Content::Bytes(b) => Ok(b.len() as u64),
+            Content::File(p) => Ok(std::fs::metadata(p)?.len()),
+        }
+    }
+
+    fn reader(&self) -> io::Result<Box<dyn Read + '_>> {
+        match self {
+            Content::Bytes(b) => Ok(Box::new(&b[..])),
+            Content::File(p) => Ok(Box::new(File::open(p)?)),
+        }
+    }
+
+    pub fn read_all(&self) -> io::Result<Vec<u8>> {
+        match self {
+            Content::Bytes(b) => Ok(b.clone()),
+            Content::File(p) => std::fs::read(p),
+        }
+    }
+}
+
+/// One changed path.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// The entry as it is now; `content` for regular files.
+    Put {
+        entry: Entry,
+        content: Option<Content>,
+    },
+    Delete,
+}
+
+/// The overlay: changed paths in order.
+pub type Overlay = BTreeMap<TreePath, Change>;
+
+/// Why a change cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("{path}: `{parent}` is a {kind} in the tree, not a directory")]
+    ParentNotDir {
+        path: String,
+        parent: String,
+        kind: &'static str,
+    },
+    #[error("{path} is a directory in the tree; only files can be replaced")]
+    IsDir { path: String },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// An archive's working tree.
+pub struct WorkTree {
+    /// How messages name the tree (its URI).
+    pub name: String,
+    /// The archive file the tree starts from; `None` for an empty tree.
+    pub base: Option<PathBuf>,
+    /// Metadata of every base entry, read on first need.
+    index: Option<BTreeMap<TreePath, Entry>>,
+    pub overlay: Overlay,
+    /// The mtime given to what this run creates.
+    pub now: i64,
+}
+
+/// Opens an archive file as a tree source.
+pub fn archive_source(path: &Path, name: &str) -> io::Result<cpio::Reader<File>> {
+    let f = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
+    Ok(cpio::Reader::new(f, name.to_string()))
+}
+
+impl WorkTree {
+    pub fn new(name: String, base: Option<PathBuf>, now: i64) -> WorkTree {
+        WorkTree {
+            name,
+            base,
+            index: None,
+            overlay: Overlay::new(),
+            now,
+        }
+    }
+
+    pub fn modified(&self) -> bool {
+        !self.overlay.is_empty()
+    }
+
+    fn index(&mut self) -> io::Result<&BTreeMap<TreePath, Entry>> {
+        if self.index.is_none() {
+            let mut map = BTreeMap::new();
+            if let Some(base) = &self.base {
+                let mut src = archive_source(base, &self.name)?;
+                let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn Read| {
+                    map.insert(e.path.clone(), e.clone());
+                    Ok(())
+                });
+                src.emit(&mut sink)?;
+            }
+            self.index = Some(map);
+        }
+        Ok(self.index.as_ref().expect("just built"))
+    }
+
+    /// The entry at `path` as the tree stands now (hard links resolved to
+    /// their target's metadata).
+    pub fn lookup(&mut self, path: &TreePath) -> io::Result<Option<Entry>> {
+        if path.is_root() {
+            return Ok(Some(Entry {
+                path: TreePath::root(),
+                kind: Kind::Dir,
+                meta: Meta::implicit_dir(),
+            }));
+        }
+        match self.overlay.get(path) {
+            Some(Change::Put { entry, .. }) => return Ok(Some(entry.clone())),
+            Some(Change::Delete) => return Ok(None),
+            None => {}
+        }
+        let index = self.index()?;
+        Ok(index.get(path).cloned())
+    }
+
+    /// Makes sure every ancestor of `path` is a directory, creating missing
+    /// ones 0755 root-owned. A symlink on the way is refused: writing
+    /// through it would put the file somewhere else than the path says.
+    fn ensure_parents(&mut self, path: &TreePath) -> Result<(), TreeError> {
+        let mut missing = Vec::new();
+        let mut cur = path.parent();
+        while let Some(p) = cur {
+            if p.is_root() {
+                break;
+            }
+            match self.lookup(&p)? {
+                Some(e) if e.kind == Kind::Dir => break,
+                Some(e) => {
+                    return Err(TreeError::ParentNotDir {
+                        path: path.display_abs(),
+                        parent: p.display_abs(),
+                        kind: e.kind.name(),
+                    })
+                }
+                None => missing.push(p.clone()),
+            }
+            cur = p.parent();
+        }
+        for p in missing {
+            let entry = Entry {
+                path: p.clone(),
+                kind: Kind::Dir,
+                meta: Meta {
+                    perm: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    mtime: self.now,
+                },
+            };
+            self.overlay.insert(
+                p,
+                Change::Put {
+                    entry,
+                    content: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Puts a regular file. An existing regular file keeps its mode and
+    /// owner unless `perm`/`owner` say otherwise; a new one gets 0644 0:0.
+    pub fn put_file(
+        &mut self,
+        path: &TreePath,
+        content: Content,
+        perm: Option<u32>,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), TreeError> {
+        self.ensure_parents(path)?;
+        let old = self.lookup(path)?;
+        let mut meta = match &old {
+            Some(e) if e.kind == Kind::Dir => {
+                return Err(TreeError::IsDir {
+                    path: path.display_abs(),
+                })
+            }
+            Some(e) if matches!(e.kind, Kind::File { .. } | Kind::HardLink { .. }) => e.meta,
+            _ => Meta {
+                perm: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: self.now,
+            },
+        };
+        meta.mtime = self.now;
+        if let Some(p) = perm {
+            meta.perm = p;
+        }
+        if let Some((u, g)) = owner {
+            meta.uid = u;
+            meta.gid = g;
+        }
+        let size = content.len()?;
+        let entry = Entry {
+            path: path.clone(),
+            kind: Kind::File { size },
+            meta,
+        };
+        self.overlay.insert(
+            path.clone(),
+            Change::Put {
+                entry,
+                content: Some(content),
+            },
+        );
+        Ok(())
+    }
+
+    /// Puts any entry as given (directories, links and devices of a copied
+    /// host tree).
+    pub fn put_entry(&mut self, entry: Entry, content: Option<Content>) -> Result<(), TreeError> {
+        self.ensure_parents(&entry.path)?;
+        self.overlay
+            .insert(entry.path.clone(), Change::Put { entry, content });
+        Ok(())
+    }
+
+    pub fn delete(&mut self, path: &TreePath) {
+        self.overlay.insert(path.clone(), Change::Delete);
+    }
+
+    /// The content of regular files at `paths` as the tree stands now:
+    /// overlay first, the rest in one pass over the base. Absent or
+    /// non-file paths are missing from the result.
+    pub fn read_files(
+        &mut self,
+        paths: &BTreeSet<TreePath>,
+    ) -> io::Result<BTreeMap<TreePath, Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let mut from_base = BTreeSet::new();
+        for p in paths {
+            match self.overlay.get(p) {
+                Some(Change::Put {
+                    content: Some(c), ..
+                }) => {
+                    out.insert(p.clone(), c.read_all()?);
+                }
+                Some(_) => {}
+                None => {
+                    from_base.insert(p.clone());
+                }
+            }
+        }
+        if from_base.is_empty() {
+            return Ok(out);
+        }
+        let base = read_base_files(self.base.as_deref(), &self.name, &from_base)?;
+        out.extend(base);
+        Ok(out)
+    }
+
+    /// The metadata of `path` in the archive as fetched.
+    pub fn base_entry(&mut self, path: &TreePath) -> io::Result<Option<Entry>> {
+        Ok(self.index()?.get(path).cloned())
+    }
+
+    /// The base content of `paths` (the archive as fetched).
+    pub fn read_base(&self, paths: &BTreeSet<TreePath>) -> io::Result<BTreeMap<TreePath, Vec<u8>>> {
+        read_base_files(self.base.as_deref(), &self.name, paths)
+    }
+
+    /// A source emitting the tree as it stands now.
+    pub fn source(&self) -> OverlaySource {
+        OverlaySource {
+            name: self.name.clone(),
+            base: self.base.clone().map(Base::Archive),
+            overlay: self.overlay.clone(),
+        }
+    }
+
+    /// A source emitting an ext volume with this tree's overlay on top.
+    pub fn over_volume(&self, volume: PathBuf) -> OverlaySource {
+        OverlaySource {
+            name: self.name.clone(),
+            base: Some(Base::Volume(volume)),
+            overlay: self.overlay.clone(),
+        }
+    }
+}
+
+/// Reads the regular files at `paths` from an archive in one pass. A hard
+/// link's content is its target's.
+fn read_base_files(
+    base: Option<&Path>,
+    name: &str,
+    paths: &BTreeSet<TreePath>,
+) -> io::Result<BTreeMap<TreePath, Vec<u8>>> {
+    let mut out: BTreeMap<TreePath, Vec<u8>> = BTreeMap::new();
+    let Some(base) = base else {
+        return Ok(out);
+    };
+    let mut links: Vec<(TreePath, TreePath)> = Vec::new();
+    let mut kept: BTreeMap<TreePath, Vec<u8>> = BTreeMap::new();
+    let mut src = archive_source(base, name)?;
+    let mut sink = crate::tree::FnSink(|e: &Entry, data: &mut dyn Read| {
+        match &e.kind {
+            // only wanted files are buffered; the rest stream past
+            Kind::File { .. } if paths.contains(&e.path) => {
+                let mut v = Vec::new();
+                data.read_to_end(&mut v)?;
+                out.insert(e.path.clone(), v.clone());
+                kept.insert(e.path.clone(), v);
+            }
+            Kind::HardLink { target } if paths.contains(&e.path) => {
+                links.push((e.path.clone(), target.clone()));
+            }
+            _ => {}
+        }
+        Ok(())
+    });
+    src.emit(&mut sink)?;
+    if !links.is_empty() {
+        // a wanted name that is a link to an unwanted target: read the
+        // target in a second pass
+        let targets: BTreeSet<TreePath> = links
+            .iter()
+            .filter(|(_, t)| !kept.contains_key(t))
+            .map(|(_, t)| t.clone())
+            .collect();
+        if !targets.is_empty() {
+            let more = read_base_files(Some(base), name, &targets)?;
+            kept.extend(more);
+        }
+        for (p, t) in links {
+            if let Some(v) = kept.get(&t) {
+                out.insert(p, v.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The working tree as a stream: changed entries first, then the base
+/// entries the overlay does not replace or delete. Putting changes first
+/// lets a base hard link whose target was replaced point at the new file.
+pub struct OverlaySource {
+    name: String,
+    base: Option<Base>,
+    overlay: Overlay,
+}
+
+/// What an overlay lies on.
+#[derive(Clone, Debug)]
+pub enum Base {
+    /// A `cpio` archive file (gzip or not).
+    Archive(PathBuf),
+    /// An ext2/3/4 image file or device.
+    Volume(PathBuf),
+}
+
+impl Source for OverlaySource {
+    fn emit(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        for (path, change) in &self.overlay {
+            if let Change::Put { entry, content } = change {
+                debug_assert_eq!(&entry.path, path);
+                match content {
+                    Some(c) => sink.put(entry, &mut c.reader()?)?,
+                    None => sink.put(entry, &mut io::empty())?,
+                }
+            }
+        }
+        let Some(base) = &self.base else {
+            return Ok(());
+        };
+        let overlay = &self.overlay;
+        let deleted = |p: &TreePath| matches!(overlay.get(p), Some(Change::Delete));
+        let mut src: Box<dyn Source> = match base {
+            Base::Archive(p) => Box::new(archive_source(p, &self.name)?),
+            Base::Volume(p) => {
+                Box::new(crate::ext::Volume::open(File::open(p)?).map_err(io::Error::other)?)
+            }
+        };
+        let mut filter = crate::tree::FnSink(|e: &Entry, data: &mut dyn Read| {
+            if overlay.contains_key(&e.path) {
+                return Ok(());
+            }
+            if let Kind::HardLink { target } = &e.kind {
+                if deleted(target) {
+                    // the data went with the deleted name; this name keeps
+                    // nothing to point at
+                    return Ok(());
+                }
+            }
+            sink.put(e, data)
+        });
+        src.emit(&mut filter)
+    }
+}
