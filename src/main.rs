@@ -54,6 +54,28 @@ struct RunArgs {
     /// Allow replacing output files that vm-container did not create
     #[arg(long)]
     force: bool,
+    /// Trusted public key (repeatable)
+    #[arg(long = "trust", value_name = "PUBKEY")]
+    trust: Vec<PathBuf>,
+    /// Every *.pub in this directory is trusted too
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/vm-container/trusted.d"
+    )]
+    trust_dir: PathBuf,
+    /// Every fetched artifact and the container file must carry a valid signature
+    #[arg(long)]
+    require_signatures: bool,
+    /// Sign everything this run publishes: URI.sig beside each
+    #[arg(long, value_name = "SECKEY")]
+    sign_key: Option<PathBuf>,
+    /// The passphrase of an encrypted --sign-key, in a file
+    #[arg(long, value_name = "FILE")]
+    sign_passphrase_file: Option<PathBuf>,
+    /// Progress bars on stderr for long transfers and image writes
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    progress: String,
     /// Quieter
     #[arg(short, long, action = ArgAction::SetTrue)]
     quiet: bool,
@@ -201,6 +223,11 @@ fn main() -> ExitCode {
                 offline: r.offline,
                 allow_stale: r.allow_stale,
                 force: r.force,
+                trust: r.trust,
+                trust_dir: Some(r.trust_dir),
+                require_signatures: r.require_signatures,
+                sign_key: r.sign_key,
+                sign_passphrase_file: r.sign_passphrase_file,
                 verbosity: if r.quiet {
                     Verbosity::Quiet
                 } else if r.verbose {

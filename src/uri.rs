@@ -131,7 +131,6 @@ impl Uri {
         }
     }
 
-    /// The local path, for `file` locations.
     /// The last component of the path, for naming staged files.
     pub fn file_name_hint(&self) -> String {
         let path = match &self.location {
@@ -147,6 +146,48 @@ impl Uri {
             .to_string()
     }
 
+    /// The same location with `suffix` added to its path (`URI.sig`),
+    /// without the pin.
+    pub fn with_suffix(&self, suffix: &str) -> Uri {
+        let location = match &self.location {
+            Location::File { path, as_url } => {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                Location::File {
+                    path: PathBuf::from(p),
+                    as_url: *as_url,
+                }
+            }
+            Location::Http {
+                secure,
+                host,
+                port,
+                target,
+            } => {
+                let (path, query) = match target.split_once('?') {
+                    Some((p, q)) => (p, format!("?{q}")),
+                    None => (target.as_str(), String::new()),
+                };
+                Location::Http {
+                    secure: *secure,
+                    host: host.clone(),
+                    port: *port,
+                    target: format!("{path}{suffix}{query}"),
+                }
+            }
+            Location::Ftp(f) => {
+                let mut f = f.clone();
+                f.path.push_str(suffix);
+                Location::Ftp(f)
+            }
+        };
+        Uri {
+            location,
+            pin: None,
+        }
+    }
+
+    /// The local path, for `file` locations.
     pub fn local_path(&self) -> Option<&Path> {
         match &self.location {
             Location::File { path, .. } => Some(path),

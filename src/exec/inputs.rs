@@ -7,7 +7,7 @@ use crate::cache::{Cache, Mode};
 use crate::digest::Digest;
 use crate::parser::plan::UriRef;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A local copy of an input and what is known of it.
 #[derive(Clone, Debug)]
@@ -17,9 +17,18 @@ pub struct Input {
     pub bytes: u64,
 }
 
+/// Which inputs must carry a valid signature by a trusted key.
+#[derive(Default)]
+pub struct Trust {
+    pub keys: Vec<crate::sign::PublicKey>,
+    /// `--require-signatures`: local inputs too, not only fetched ones.
+    pub require_all: bool,
+}
+
 pub struct Inputs {
     pub cache: Cache,
     pub mode: Mode,
+    pub trust: Trust,
     /// Resource key → staged file, for what this run writes and later
     /// expressions read.
     produced: HashMap<String, PathBuf>,
@@ -32,6 +41,7 @@ impl Inputs {
         Inputs {
             cache,
             mode,
+            trust: Trust::default(),
             produced: HashMap::new(),
             seen: HashMap::new(),
         }
@@ -84,6 +94,11 @@ impl Inputs {
                 input.bytes = n;
             }
             log.line(&format!("{at} read {} bytes={}", p.display(), input.bytes))?;
+            if self.trust.require_all {
+                let sig = uri.uri.with_suffix(".sig");
+                let sig_path = sig.local_path().map(Path::to_path_buf).unwrap_or_default();
+                self.verify(at, &uri.uri, &sig_path, p, log)?;
+            }
             input
         } else {
             let blob = self
@@ -107,6 +122,18 @@ impl Inputs {
                 "{at} fetch {} bytes={} sha256={} {how}",
                 uri.uri, blob.bytes, blob.sha256
             ))?;
+            if !self.trust.keys.is_empty() || self.trust.require_all {
+                // the detached signature beside it, fetched (and cached)
+                // the same way, checked before the artifact is used
+                let sig_uri = uri.uri.with_suffix(".sig");
+                let sig = self.cache.get_or_fetch(&sig_uri, self.mode).map_err(|e| {
+                    Failure::run(format!(
+                        "{at}: {}: missing or unreadable signature {sig_uri}: {e}",
+                        uri.uri
+                    ))
+                })?;
+                self.verify(at, &uri.uri, &sig.path, &blob.path, log)?;
+            }
             Input {
                 path: blob.path,
                 sha256: Some(blob.sha256),
@@ -115,5 +142,32 @@ impl Inputs {
         };
         self.seen.insert(key, input.clone());
         Ok(input)
+    }
+
+    /// Checks `data` against the signature file `sig` with the trusted
+    /// keys; the error names the artifact, the key id and the reason.
+    fn verify(
+        &self,
+        at: &str,
+        what: &crate::uri::Uri,
+        sig: &Path,
+        data: &Path,
+        log: &mut Log,
+    ) -> Result<()> {
+        if self.trust.keys.is_empty() {
+            return Err(Failure::usage(format!(
+                "{at}: {what}: signatures are required but no trusted key is configured (--trust KEY.pub or --trust-dir)"
+            )));
+        }
+        if !sig.exists() {
+            return Err(Failure::run(format!(
+                "{at}: {what}: missing signature {}",
+                sig.display()
+            )));
+        }
+        let v = crate::sign::verify_file(&self.trust.keys, sig, data)
+            .map_err(|e| Failure::run(format!("{at}: {what}: signature check failed: {e}")))?;
+        log.line(&format!("{at} verified {what} key={}", v.key_id))?;
+        Ok(())
     }
 }

@@ -79,6 +79,29 @@ pub struct RunOptions {
     pub allow_stale: bool,
     pub force: bool,
     pub verbosity: Verbosity,
+    /// `--trust KEY.pub` (repeatable).
+    pub trust: Vec<PathBuf>,
+    /// `--trust-dir`: every `*.pub` in it is trusted too.
+    pub trust_dir: Option<PathBuf>,
+    pub require_signatures: bool,
+    /// `--sign-key`: sign everything the run publishes.
+    pub sign_key: Option<PathBuf>,
+    pub sign_passphrase_file: Option<PathBuf>,
+}
+
+/// The trusted keys of a run: `--trust` files and `*.pub` in the trust
+/// directory (default `/etc/vm-container/trusted.d`).
+pub fn trusted_keys(opts: &RunOptions) -> Result<Vec<crate::sign::PublicKey>> {
+    let mut keys = Vec::new();
+    for p in &opts.trust {
+        keys.push(crate::sign::PublicKey::read_file(p).map_err(|e| Failure::usage(e.to_string()))?);
+    }
+    let dir = opts
+        .trust_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/etc/vm-container/trusted.d"));
+    keys.extend(tools::keys_in_dir(&dir)?);
+    Ok(keys)
 }
 
 /// The working directory: `--dir`, else `/var/lib/vm-container` for root
@@ -119,7 +142,37 @@ pub fn strip(file: &str, set: &[(String, String)], out: Option<&str>) -> Result<
 /// The legacy form: run every expression in order, then commit every
 /// output and write the stripped config.
 pub fn run(opts: &RunOptions) -> Result<()> {
-    let loaded = load::load(&opts.container, &opts.set)?;
+    let keys = trusted_keys(opts)?;
+    let bytes = load::read_bytes(&opts.container)?;
+    if opts.require_signatures {
+        // the container is verified before it is parsed
+        if keys.is_empty() {
+            return Err(Failure::usage(
+                "--require-signatures: no trusted key (give --trust KEY.pub or put keys in the trust directory)",
+            ));
+        }
+        if opts.container == "-" {
+            return Err(Failure::usage(
+                "--require-signatures: a container read from standard input has no signature file",
+            ));
+        }
+        let sig = PathBuf::from(format!("{}.sig", opts.container));
+        let sigbytes = std::fs::read(&sig).map_err(|e| {
+            Failure::run(format!(
+                "{}: missing signature {}: {e}",
+                opts.container,
+                sig.display()
+            ))
+        })?;
+        crate::sign::verify(&keys, &sigbytes, &bytes[..]).map_err(|e| {
+            Failure::run(format!("{}: signature check failed: {e}", opts.container))
+        })?;
+    }
+    let sign_key = match &opts.sign_key {
+        Some(p) => Some(tools::secret_key(p, opts.sign_passphrase_file.as_deref())?),
+        None => None,
+    };
+    let loaded = load::load_bytes(&opts.container, bytes, &opts.set)?;
     let mut log = log::Log::open(opts.log.as_deref())?;
     log.line(&format!(
         "start {} ({} expressions)",
@@ -146,6 +199,13 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     std::fs::create_dir_all(&staging)
         .map_err(|e| Failure::run(format!("--dir {}: {e}", staging.display())))?;
     let mut runner = run::Runner::new(opts, &loaded.name, &dir, staging.clone(), log)?;
+    runner.set_trust(
+        inputs::Trust {
+            keys,
+            require_all: opts.require_signatures,
+        },
+        sign_key,
+    );
     runner.commit = outputs::Commit::load(dir.join("state").join("created"));
     if let Some(out) = &opts.stripped {
         if out != "-" {

@@ -45,6 +45,7 @@ pub struct Runner<'a> {
     serial: u32,
     now: i64,
     epoch: Option<i64>,
+    sign_key: Option<crate::sign::SecretKey>,
 }
 
 fn io_fail(at: &str, what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
@@ -89,7 +90,17 @@ impl<'a> Runner<'a> {
             serial: 0,
             now,
             epoch,
+            sign_key: None,
         })
+    }
+
+    pub fn set_trust(
+        &mut self,
+        trust: super::inputs::Trust,
+        sign_key: Option<crate::sign::SecretKey>,
+    ) {
+        self.inputs.trust = trust;
+        self.sign_key = sign_key;
     }
 
     /// A fresh file name under the run's staging directory.
@@ -208,6 +219,25 @@ impl<'a> Runner<'a> {
         ))?;
         self.inputs.produce(dest, staged.clone());
         self.trees.remove(&dest.uri.resource_key());
+        if let Some(key) = &self.sign_key {
+            // `URI.sig` beside every published artifact, committed with it
+            let name = dest.uri.file_name_hint();
+            let sig =
+                crate::sign::sign_file(key, &staged, &crate::sign::default_trusted_comment(&name))
+                    .map_err(|e| io_fail(at, dest, e))?;
+            let mut sig_path = staged.clone().into_os_string();
+            sig_path.push(".sig");
+            let sig_path = PathBuf::from(sig_path);
+            sig.write_file(&sig_path)
+                .map_err(|e| io_fail(at, dest, e))?;
+            let sig_uri = dest.uri.with_suffix(".sig");
+            if let Some(p) = sig_uri.local_path() {
+                self.commit.check_local(p, self.opts.force, at)?;
+            }
+            self.log
+                .line(&format!("{at} signed {} key={}", dest.uri, key.key_id()))?;
+            self.commit.stage(sig_uri, sig_path);
+        }
         self.commit.stage(dest.uri.clone(), staged);
         Ok(())
     }
