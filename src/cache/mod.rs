@@ -17,7 +17,7 @@
 //! without contacting the server: the pin already fixes the content.
 
 mod index;
-mod lock;
+pub mod lock;
 
 pub use index::IndexEntry;
 

@@ -36,6 +36,8 @@ pub struct Commit {
     /// file) and in this one.
     pub created: BTreeSet<PathBuf>,
     state_file: Option<PathBuf>,
+    /// Local paths this commit wrote (for the run record).
+    pub committed: Vec<PathBuf>,
 }
 
 impl Commit {
@@ -107,6 +109,7 @@ impl Commit {
                     super::run::populate_volume(&target, source, timestamp)
                         .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
                     log.line(&format!("{at} populated {}", target.display()))?;
+                    self.committed.push(target);
                 }
                 Job::Dir {
                     at,
@@ -127,6 +130,7 @@ impl Commit {
                         eprintln!("warning: {at}: {w}");
                     }
                     log.line(&format!("{at} populated {}", target.display()))?;
+                    self.committed.push(target);
                 }
             }
         }
@@ -146,6 +150,7 @@ impl Commit {
                             .map_err(|e| Failure::run(e.to_string()))?;
                     }
                     self.created.insert(dest.to_path_buf());
+                    self.committed.push(dest.to_path_buf());
                     log.line(&format!("commit {}", dest.display()))?;
                 }
                 None => remote.push((staged, uri)),
@@ -162,13 +167,15 @@ impl Commit {
             fs::rename(&staged, &dest)
                 .map_err(|e| Failure::run(format!("{}: {e}", dest.display())))?;
             self.created.insert(dest.clone());
+            self.committed.push(dest.clone());
             log.line(&format!("commit {}", dest.display()))?;
         }
         if let Some((out, bytes)) = stripped {
             super::output::write_text(out, bytes, true)?;
             if out != "-" {
                 let p = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
-                self.created.insert(p);
+                self.created.insert(p.clone());
+                self.committed.push(p);
             }
             log.line(&format!("commit stripped config {out}"))?;
         }

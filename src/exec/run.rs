@@ -119,6 +119,103 @@ impl<'a> Runner<'a> {
         self.staging.join(format!("{:03}-{safe}", self.serial))
     }
 
+    /// A digest of everything the plan reads: remote artifacts are
+    /// revalidated (and fetched only if they changed), local files are
+    /// stamped by size and mtime, packed directories by their listing.
+    pub fn fingerprint(&mut self, plan: &Plan, text: &str) -> Result<String> {
+        let mut f = super::state::Fingerprint::default();
+        f.add("container", text.as_bytes());
+        for (k, v) in &self.opts.set {
+            f.add("set", format!("{k}={v}").as_bytes());
+        }
+        f.add("epoch", format!("{:?}", self.epoch).as_bytes());
+        f.add("stripped", format!("{:?}", self.opts.stripped).as_bytes());
+        f.add(
+            "sign",
+            self.sign_key
+                .as_ref()
+                .map(|k| k.key_id().to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        let mut produced: BTreeSet<String> = BTreeSet::new();
+        for step in &plan.steps {
+            let at = format!("{}:{}", self.name, step.span);
+            let mut reads: Vec<&UriRef> = Vec::new();
+            let mut dirs: Vec<&Path> = Vec::new();
+            let mut writes: Vec<&UriRef> = Vec::new();
+            match &step.action {
+                Action::Create { src, dest } => {
+                    dirs.push(src);
+                    writes.push(dest);
+                }
+                Action::Image { .. } => {}
+                Action::Populate { target, source, .. } => {
+                    reads.push(source);
+                    f.add("target", target.as_os_str().as_encoded_bytes());
+                }
+                Action::Replace { edit, .. } | Action::Copy { edit, .. } => {
+                    reads.push(&edit.archive);
+                    writes.extend(edit.patch.iter().chain(edit.fork.iter()));
+                    if let Action::Copy { source, .. } = &step.action {
+                        match source.uri.local_path().filter(|p| p.is_dir()) {
+                            Some(d) => dirs.push(d),
+                            None => reads.push(source),
+                        }
+                    }
+                }
+                Action::Patch {
+                    target,
+                    patch,
+                    fork,
+                } => {
+                    if let PatchTarget::Archive(a) = target {
+                        reads.push(a);
+                    }
+                    reads.push(patch);
+                    writes.extend(fork.iter());
+                }
+            }
+            for u in reads {
+                let key = u.uri.resource_key();
+                if produced.contains(&key) {
+                    continue;
+                }
+                if let Some(p) = u.uri.local_path() {
+                    let st = super::state::stamp(p);
+                    f.add(&key, format!("{st:?}").as_bytes());
+                    if self.inputs.trust.require_all {
+                        let sig = u.uri.with_suffix(".sig");
+                        let st = sig.local_path().and_then(super::state::stamp);
+                        f.add("sig", format!("{st:?}").as_bytes());
+                    }
+                } else {
+                    let input = self.inputs.get(u, &at, &mut self.log)?;
+                    f.add(&key, format!("{:?}", input.sha256).as_bytes());
+                }
+            }
+            for d in dirs {
+                let mut listing = super::state::Fingerprint::default();
+                let mut walker = hostdir::Walker::new(d);
+                let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn io::Read| {
+                    listing.add(
+                        &e.path.to_string(),
+                        format!("{:?} {:?}", e.kind, e.meta).as_bytes(),
+                    );
+                    Ok(())
+                });
+                walker
+                    .emit(&mut sink)
+                    .map_err(|e| io_fail(&at, d.display(), e))?;
+                f.add("dir", listing.finish().as_bytes());
+            }
+            for w in writes {
+                produced.insert(w.uri.resource_key());
+            }
+        }
+        Ok(f.finish())
+    }
+
     pub fn run_plan(&mut self, plan: &Plan) -> Result<()> {
         for step in &plan.steps {
             let at = format!("{}:{}", self.name, step.span);
@@ -156,6 +253,10 @@ impl<'a> Runner<'a> {
                 };
                 let staged = super::output::temp_beside(path);
                 self.commit.check_local(path, self.opts.force, at)?;
+                // an interrupted run may have left its staged image here
+                if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+                    super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
+                }
                 self.images.insert(
                     path.clone(),
                     NewImage {
