@@ -14,6 +14,7 @@ pub mod exec;
 pub mod ext;
 pub mod hostdir;
 pub mod parser;
+pub mod progress;
 pub mod sign;
 pub mod transport;
 pub mod tree;

@@ -170,6 +170,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `-q` silences the automatic bars; `--progress always` still shows them
+    vm_container::progress::set(match (cli.run.quiet, cli.run.progress.as_str()) {
+        (_, "always") => vm_container::progress::When::Always,
+        (true, _) | (_, "never") => vm_container::progress::When::Never,
+        _ => vm_container::progress::When::Auto,
+    });
     let result = match cli.command {
         Some(Command::Check { file, vars }) => exec::check(&file, &vars.set).map(|plan| {
             println!(

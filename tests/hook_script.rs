@@ -30,7 +30,12 @@ fn the_block_script_refreshes_the_image_and_attaches_it() {
     fs::create_dir_all(&store).unwrap();
     fs::write(scripts.join("block-common.sh"), FAKE_BLOCK_COMMON).unwrap();
     let archive = w.join("base.cpio.gz");
-    let st = bin().arg("pack").arg(root().join("examples/trees/base")).arg(&archive).status().unwrap();
+    let st = bin()
+        .arg("pack")
+        .arg(root().join("examples/trees/base"))
+        .arg(&archive)
+        .status()
+        .unwrap();
     assert!(st.success());
     let img = w.join("fido-root");
     fs::write(
@@ -60,20 +65,51 @@ fn the_block_script_refreshes_the_image_and_attaches_it() {
             .unwrap()
     };
     let out = run("add");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dev = fs::read_to_string(store.join("physical-device")).unwrap();
     assert!(dev.starts_with("/dev/loop"), "{dev}");
-    let back = Command::new("losetup").arg("-n").arg("-O").arg("BACK-FILE").arg(&dev).output().unwrap();
+    let back = Command::new("losetup")
+        .arg("-n")
+        .arg("-O")
+        .arg("BACK-FILE")
+        .arg(&dev)
+        .output()
+        .unwrap();
     let backing = String::from_utf8_lossy(&back.stdout).trim().to_string();
     let remove = run("remove");
-    assert!(remove.status.success(), "{}", String::from_utf8_lossy(&remove.stderr));
+    assert!(
+        remove.status.success(),
+        "{}",
+        String::from_utf8_lossy(&remove.stderr)
+    );
     assert_eq!(backing, img.to_str().unwrap());
     // the image exists, is clean and holds the tree
-    let fsck = Command::new("e2fsck").arg("-fn").arg(&img).status().unwrap();
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&img)
+        .status()
+        .unwrap();
     assert!(fsck.success());
-    let cat = bin().arg("cat").arg(&img).arg("/etc/HOSTNAME").output().unwrap();
+    let cat = bin()
+        .arg("cat")
+        .arg(&img)
+        .arg("/etc/HOSTNAME")
+        .output()
+        .unwrap();
     assert_eq!(cat.stdout, b"localhost\n");
     // the loop device is released
-    let still = Command::new("losetup").arg("-j").arg(&img).output().unwrap();
-    assert!(still.stdout.is_empty(), "{}", String::from_utf8_lossy(&still.stdout));
+    let still = Command::new("losetup")
+        .arg("-j")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        still.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&still.stdout)
+    );
 }

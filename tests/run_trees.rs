@@ -112,7 +112,7 @@ fn without_root(mut m: Manifest) -> Manifest {
 
 /// The manifest with the mtimes GNU `cpio -idm` cannot restore set to 0:
 /// a directory's (set before its contents are written) and a symlink's.
-fn dir_mtimes_zeroed(mut m: Manifest) -> Manifest {
+fn gnu_cpio_times(mut m: Manifest) -> Manifest {
     for r in m.values_mut() {
         if r.kind == "directory" || r.kind == "symlink" {
             r.meta.mtime = 0;
@@ -262,6 +262,12 @@ fn override_tree(dir: &Path) {
     write_file(&dir.join("deep/a/b/c/leaf.conf"), b"leaf=1\n", 0o640);
     symlink("/usr/share/zoneinfo/Etc/UTC", dir.join("localtime")).unwrap();
     symlink("../init.d/site-start", dir.join("cron.d/start-link")).unwrap();
+    // one file under two names
+    fs::hard_link(
+        dir.join("init.d/site-start"),
+        dir.join("cron.d/site-start.hard"),
+    )
+    .unwrap();
     for d in [
         "",
         "ssh",
@@ -336,9 +342,9 @@ fn copy_of_a_local_directory_lands_under_path_in_fork_and_image() {
     gnu_extract(&fork, &x);
     // GNU cpio -idm sets a directory's mtime before writing its contents
     // and leaves symlinks' alone: those mtimes are compared in the image
-    let forked = dir_mtimes_zeroed(tree_of(&x));
+    let forked = gnu_cpio_times(tree_of(&x));
     let under_etc = subtree(&forked, "etc");
-    for (p, want) in &dir_mtimes_zeroed(src.clone()) {
+    for (p, want) in &gnu_cpio_times(src.clone()) {
         let got = under_etc
             .get(p)
             .unwrap_or_else(|| panic!("fork lacks etc/{p:?}"));
@@ -385,7 +391,7 @@ fn copy_of_a_local_directory_lands_under_path_in_fork_and_image() {
         assert_eq!(got, want, "image: /etc/{p:?}");
     }
     // the image and the fork hold the same tree
-    let mut img_all = dir_mtimes_zeroed(without_root(image_tree(&img)));
+    let mut img_all = gnu_cpio_times(without_root(image_tree(&img)));
     img_all.remove(&path("etc"));
     let mut fork_all = without_root(forked);
     fork_all.remove(&path("etc"));
@@ -404,6 +410,62 @@ fn copy_of_a_local_directory_lands_under_path_in_fork_and_image() {
     );
     let cat = run_ok(bin().arg("cat").arg(&img).arg("/etc/deep/a/b/c/leaf.conf"));
     assert_eq!(cat, "leaf=1\n");
+}
+
+#[test]
+fn copy_of_a_directory_keeps_file_names_that_are_not_utf8() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let t = tempdir();
+    let w = t.path();
+    let base = w.join("base");
+    base_tree(&base);
+    let archive = w.join("etc.cpio.gz");
+    run_ok(bin().arg("pack").arg(&base).arg(&archive));
+    // Linux names are bytes: a Latin-1 name from an old host
+    let over = w.join("over");
+    let latin = OsStr::from_bytes(b"caf\xe9.conf");
+    let subdir = OsStr::from_bytes(b"r\xe9p");
+    write_file(&over.join(latin), b"latin-1 name\n", 0o644);
+    write_file(&over.join(subdir).join("inner"), b"inner\n", 0o600);
+    set_mode(&over, 0o755);
+    set_mode(&over.join(subdir), 0o755);
+    // vm-container pack keeps such names (the oracle for this test's setup)
+    let packed = w.join("over.cpio.gz");
+    run_ok(bin().arg("pack").arg(&over).arg(&packed));
+    let p = w.join("p");
+    gnu_extract(&packed, &p);
+    assert!(p.join(latin).exists());
+
+    let fork = w.join("fork.cpio.gz");
+    let container = w.join("c.vmc");
+    fs::write(
+        &container,
+        format!(
+            "[copy /etc archive {} fork {} {}][end]\n",
+            archive.display(),
+            fork.display(),
+            over.display()
+        ),
+    )
+    .unwrap();
+    run_ok(&mut vmc(&container, &w.join("work")));
+    let x = w.join("x");
+    gnu_extract(&fork, &x);
+    let etc = x.join("etc");
+    assert_eq!(fs::read(etc.join(latin)).unwrap(), b"latin-1 name\n");
+    assert_eq!(
+        fs::read(etc.join(subdir).join("inner")).unwrap(),
+        b"inner\n"
+    );
+    assert_eq!(
+        fs::metadata(etc.join(subdir).join("inner")).unwrap().mode() & 0o7777,
+        0o600
+    );
+    assert_eq!(
+        fs::read(etc.join("hosts")).unwrap(),
+        b"127.0.0.1 localhost\n"
+    );
 }
 
 #[test]
@@ -543,7 +605,7 @@ fn diff_between_dir_cpio_and_image_applies_with_gnu_patch() {
     let w = t.path();
     let (old, new) = (w.join("old"), w.join("new"));
     old_and_new(&old, &new);
-    // the same trees as cpio.gz (GNU cpio) and ext3 images (mke2fs -d)
+    // the same trees as cpio.gz (GNU cpio) and ext3/ext4 images (mke2fs -d)
     let mut kinds: BTreeMap<&str, (PathBuf, PathBuf)> = BTreeMap::new();
     kinds.insert("dir", (old.clone(), new.clone()));
     let (oc, nc) = (w.join("old.cpio.gz"), w.join("new.cpio.gz"));
@@ -561,6 +623,17 @@ fn diff_between_dir_cpio_and_image_applies_with_gnu_patch() {
         );
     }
     kinds.insert("ext3", (oi, ni));
+    let (o4, n4) = (w.join("old.ext4"), w.join("new.ext4"));
+    for (d, i) in [(&old, &o4), (&new, &n4)] {
+        run_ok(
+            Command::new("mke2fs")
+                .args(["-q", "-F", "-t", "ext4", "-d"])
+                .arg(d)
+                .arg(i)
+                .arg("8M"),
+        );
+    }
+    kinds.insert("ext4", (o4, n4));
 
     let want = file_contents(&tree_of(&new));
     assert!(want.len() >= 7);
@@ -932,6 +1005,31 @@ fn populate_dir_refuses_a_symlink_escape_and_writes_nothing_outside() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&cmd, &out));
     assert!(!w.join("climbed").exists());
     assert!(!target.join("../climbed").exists());
+
+    // a symlink already in the target is not followed either: a member
+    // whose parent directory is not in the archive must not land outside
+    let target3 = w.join("target3");
+    fs::create_dir(&target3).unwrap();
+    symlink(&outside, target3.join("etc")).unwrap();
+    let archive3 = w.join("implicit.cpio.gz");
+    newc_gz(&[("etc/passwd", 0o100644, b"pwned\n")], &archive3);
+    fs::write(
+        &container,
+        format!(
+            "[populate dir {} /mnt {}][end]\n",
+            target3.display(),
+            archive3.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = vmc(&container, &w.join("work"));
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&cmd, &out));
+    assert!(
+        !outside.join("passwd").exists(),
+        "written through target3/etc"
+    );
+    assert_eq!(snapshot(&outside), before_outside);
 }
 
 // ------------------------------------------------- 5. ext4: read only
@@ -1039,7 +1137,30 @@ fn an_ext4_image_is_read_but_never_populated() {
         "{err}"
     );
     assert_eq!(sha256_file(&img), before, "the ext4 image changed");
+
+    // patching it in place is refused the same way
+    let patch = w.join("hostname.patch");
+    fs::write(
+        &patch,
+        "--- a/etc/hostname\n+++ b/etc/hostname\n@@ -1 +1 @@\n-ext4-host\n+patched\n",
+    )
+    .unwrap();
+    fs::write(
+        &container,
+        format!("[patch {} {}][end]\n", img.display(), patch.display()),
+    )
+    .unwrap();
+    let mut cmd = vmc(&container, &w.join("work"));
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&cmd, &out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ext4"), "the message says why: {err}");
+    assert_eq!(sha256_file(&img), before, "the ext4 image changed");
     run_ok(Command::new("e2fsck").arg("-fn").arg(&img));
+    assert_eq!(
+        run_ok(bin().arg("cat").arg(&img).arg("/etc/hostname")),
+        "ext4-host\n"
+    );
 }
 
 // --------------------------------------------------------- 6. --dry-run
@@ -1132,6 +1253,17 @@ fn dry_run_changes_nothing_and_fetches_nothing() {
     );
     assert!(!http.requests().is_empty());
     assert!(w.join("out/fido.img").exists() && w.join("out/fido.cfg").exists());
+    // with outputs in place and the cache filled: still no request, no change
+    let served = http.requests().len();
+    let before = snapshot(w);
+    let mut cmd = vmc(&container, &w.join("work"));
+    cmd.arg("--dry-run")
+        .arg("--stripped")
+        .arg(w.join("out/fido.cfg"));
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&cmd, &out));
+    assert_eq!(http.requests().len(), served, "{:?}", http.requests());
+    assert_eq!(snapshot(w), before, "--dry-run changed files");
 }
 
 #[test]

@@ -101,6 +101,7 @@ impl Inputs {
             }
             input
         } else {
+            let _label = crate::progress::label(format!("fetching {}", uri.uri));
             let blob = self
                 .cache
                 .get_or_fetch(&uri.uri, self.mode)

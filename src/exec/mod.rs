@@ -199,12 +199,6 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         None => None,
     };
     let loaded = load::load_bytes(&opts.container, bytes, &opts.set)?;
-    let mut log = log::Log::open(opts.log.as_deref())?;
-    log.line(&format!(
-        "start {} ({} expressions)",
-        loaded.name,
-        loaded.plan.steps.len()
-    ))?;
     if opts.dry_run {
         for step in &loaded.plan.steps {
             println!("{}:{}: {}", loaded.name, step.span, step.action);
@@ -214,6 +208,12 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         }
         return Ok(());
     }
+    let mut log = log::Log::open(opts.log.as_deref())?;
+    log.line(&format!(
+        "start {} ({} expressions)",
+        loaded.name,
+        loaded.plan.steps.len()
+    ))?;
     let dir = opts.dir.clone().unwrap_or_else(default_dir);
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     for sub in ["cache", "work", "state"] {

@@ -121,7 +121,13 @@ impl Commit {
                     let mut x = crate::hostdir::Extractor::new(&target)
                         .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
                     source
-                        .emit(&mut x)
+                        .emit(&mut crate::progress::MeteredSink {
+                            inner: &mut x,
+                            meter: crate::progress::Meter::new(format!(
+                                "expanding into {}",
+                                target.display()
+                            )),
+                        })
                         .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
                     let warnings = x
                         .finish()

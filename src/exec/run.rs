@@ -20,6 +20,7 @@ use crate::{cpio, ext, hostdir};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// A new image of this run: built when first needed or at the end, from
@@ -440,7 +441,11 @@ impl<'a> Runner<'a> {
             let mut builder = ext::Builder::new(img.options.clone(), &file)
                 .map_err(|e| io_fail(&at, "image", e))?;
             for (label, src) in img.sources.iter_mut() {
-                src.emit(&mut builder)
+                let mut metered = crate::progress::MeteredSink {
+                    inner: &mut builder,
+                    meter: crate::progress::Meter::new(format!("writing {at}")),
+                };
+                src.emit(&mut metered)
                     .map_err(|e| io_fail(&at, format!("populating from {label}"), e))?;
             }
             builder.finish().map_err(|e| io_fail(&at, "image", e))?;
@@ -551,36 +556,17 @@ impl<'a> Runner<'a> {
             let base = path.clone();
             let root = dir.clone();
             let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn io::Read| {
+                // names are bytes: join them as bytes, never through text
                 let mut e = e.clone();
                 let rel = e.path.clone();
-                e.path = if rel.is_root() {
-                    base.clone()
-                } else {
-                    TreePath::from_member(
-                        format!(
-                            "{}/{}",
-                            String::from_utf8_lossy(base.as_bytes()),
-                            String::from_utf8_lossy(rel.as_bytes())
-                        )
-                        .as_bytes(),
-                    )
-                    .map_err(|err| io::Error::other(err.to_string()))?
-                };
+                e.path = base.concat(&rel);
                 if let Kind::HardLink { target } = &e.kind {
-                    let t = TreePath::from_member(
-                        format!(
-                            "{}/{}",
-                            String::from_utf8_lossy(base.as_bytes()),
-                            String::from_utf8_lossy(target.as_bytes())
-                        )
-                        .as_bytes(),
-                    )
-                    .map_err(|err| io::Error::other(err.to_string()))?;
-                    e.kind = Kind::HardLink { target: t };
+                    e.kind = Kind::HardLink {
+                        target: base.concat(target),
+                    };
                 }
-                let content = matches!(e.kind, Kind::File { .. }).then(|| {
-                    Content::File(root.join(String::from_utf8_lossy(rel.as_bytes()).as_ref()))
-                });
+                let content = matches!(e.kind, Kind::File { .. })
+                    .then(|| Content::File(root.join(std::ffi::OsStr::from_bytes(rel.as_bytes()))));
                 entries.push((e, content));
                 Ok(())
             });
@@ -782,7 +768,10 @@ pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result
     let f = File::create(out)?;
     let gz = cpio::gzip_encoder(BufWriter::with_capacity(256 * 1024, f), 6);
     let mut w = cpio::Writer::new(gz, name.to_string());
-    src.emit(&mut w)?;
+    src.emit(&mut crate::progress::MeteredSink {
+        inner: &mut w,
+        meter: crate::progress::Meter::new(format!("packing {name}")),
+    })?;
     let buf = w.finish_gzip()?;
     let f = buf.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()
@@ -801,7 +790,10 @@ pub fn populate_volume(target: &Path, mut src: Box<dyn Source>, timestamp: i64) 
     let f = File::options().read(true).write(true).open(target)?;
     let vol = ext::Volume::open_rw(f).map_err(io::Error::other)?;
     let mut pop = ext::Populator::new(&vol, timestamp).map_err(io::Error::other)?;
-    src.emit(&mut pop)?;
+    src.emit(&mut crate::progress::MeteredSink {
+        inner: &mut pop,
+        meter: crate::progress::Meter::new(format!("populating {}", target.display())),
+    })?;
     pop.finish().map_err(io::Error::other)
 }
 

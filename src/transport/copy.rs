@@ -14,6 +14,7 @@ pub(crate) fn copy_until(
 ) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; CHUNK];
     let mut total: u64 = 0;
+    let mut meter = crate::progress::Meter::current();
     loop {
         if deadline.is_some_and(|d| Instant::now() > d) {
             return Err(CopyError::Read(
@@ -35,6 +36,7 @@ pub(crate) fn copy_until(
         })?;
         writer.write_all(chunk).map_err(CopyError::Write)?;
         total = total.saturating_add(n as u64);
+        meter.add(n as u64);
     }
 }
 

@@ -125,6 +125,20 @@ impl TreePath {
         TreePath(v)
     }
 
+    /// `rel` (a path relative to some root) placed under `self`.
+    pub fn concat(&self, rel: &TreePath) -> TreePath {
+        if rel.is_root() {
+            return self.clone();
+        }
+        if self.is_root() {
+            return rel.clone();
+        }
+        let mut v = self.0.clone();
+        v.push(b'/');
+        v.extend_from_slice(&rel.0);
+        TreePath(v)
+    }
+
     /// True when `self` is `other` or lies below it.
     pub fn starts_with(&self, other: &TreePath) -> bool {
         other.0.is_empty()
