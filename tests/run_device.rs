@@ -1,0 +1,110 @@
+//! `[populate device ...]`: an ext3 volume on a block device (a loop
+//! device standing in for an LVM volume) populated in place.
+
+mod common;
+
+use common::{bin, root, tempdir};
+use std::fs;
+use std::process::Command;
+
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_block_device_is_populated_in_place() {
+    let t = tempdir();
+    let w = t.path();
+    let img = w.join("lv.img");
+    let mk = Command::new("mke2fs")
+        .args(["-q", "-t", "ext3", "-L", "lvroot"])
+        .arg(&img)
+        .arg("32M")
+        .status()
+        .unwrap();
+    assert!(mk.success());
+    let out = Command::new("losetup")
+        .arg("-f")
+        .arg("--show")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = Loop(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let archive = w.join("base.cpio.gz");
+    assert!(bin()
+        .arg("pack")
+        .arg(root().join("examples/trees/base"))
+        .arg(&archive)
+        .status()
+        .unwrap()
+        .success());
+    let c = w.join("c.vmc");
+    fs::write(
+        &c,
+        format!(
+            "[populate device {} /mnt {}][end]\n",
+            dev.0,
+            archive.display()
+        ),
+    )
+    .unwrap();
+    let run = bin()
+        .arg("--container")
+        .arg(&c)
+        .arg("--dir")
+        .arg(w.join("d"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    drop(dev);
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let cat = bin()
+        .arg("cat")
+        .arg(&img)
+        .arg("/etc/passwd")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&cat.stdout).starts_with("root:x:0:0:"));
+    let label = Command::new("e2label").arg(&img).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "lvroot");
+}
+
+#[test]
+fn a_missing_device_is_a_check_time_error() {
+    let t = tempdir();
+    let c = t.path().join("c.vmc");
+    fs::write(
+        &c,
+        "[populate device /dev/vg-none/lv-none /mnt /x.cpio.gz][end]\n",
+    )
+    .unwrap();
+    let out = bin().arg("check").arg(&c).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("c.vmc:1:18: error: device /dev/vg-none/lv-none does not exist"),
+        "{e}"
+    );
+}
