@@ -430,14 +430,15 @@ impl<'a> Runner<'a> {
             fs::create_dir_all(parent).map_err(|e| io_fail("", parent.display(), e))?;
         }
         let at = img.dest.display().to_string();
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&img.staged)
-            .map_err(|e| io_fail(&at, img.staged.display(), e))?;
-        {
+        let staged = img.staged.clone();
+        let built = (|| -> Result<()> {
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&staged)
+                .map_err(|e| io_fail(&at, staged.display(), e))?;
             let mut builder = ext::Builder::new(img.options.clone(), &file)
                 .map_err(|e| io_fail(&at, "image", e))?;
             for (label, src) in img.sources.iter_mut() {
@@ -449,8 +450,13 @@ impl<'a> Runner<'a> {
                     .map_err(|e| io_fail(&at, format!("populating from {label}"), e))?;
             }
             builder.finish().map_err(|e| io_fail(&at, "image", e))?;
+            file.sync_all().map_err(|e| io_fail(&at, "image", e))
+        })();
+        if let Err(e) = built {
+            // the staged image is beside the destination: never leave it
+            let _ = fs::remove_file(&staged);
+            return Err(e);
         }
-        file.sync_all().map_err(|e| io_fail(&at, "image", e))?;
         img.built = true;
         img.sources.clear();
         let (staged, dest) = (img.staged.clone(), img.dest.clone());

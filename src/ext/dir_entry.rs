@@ -116,15 +116,25 @@ pub fn parse_block(b: &[u8], filetype: bool) -> Result<Vec<DirEntry>, String> {
             ));
         }
         if inode != 0 && name_len > 0 {
+            let name = b
+                .get(off + HEADER..off + HEADER + name_len)
+                .unwrap_or(&[])
+                .to_vec();
+            // A name is one path component: a `/` or NUL in it (which
+            // e2fsck calls illegal characters) would let the entry stand
+            // for another path, `a/../../x` included.
+            if name_len > EXT2_NAME_LEN || name.iter().any(|&c| c == b'/' || c == 0) {
+                return Err(format!(
+                    "illegal name {:?} at offset {off}",
+                    String::from_utf8_lossy(&name)
+                ));
+            }
             out.push(DirEntry {
                 inode,
                 rec_len: rec_len as u16,
                 name_len: name_len as u8,
                 file_type,
-                name: b
-                    .get(off + HEADER..off + HEADER + name_len)
-                    .unwrap_or(&[])
-                    .to_vec(),
+                name,
             });
         }
         off += rec_len;
