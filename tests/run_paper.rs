@@ -160,13 +160,19 @@ fn figure_1_over_http_with_fork_to_ftp_patch_and_image() {
 fn patching_passwd_shadow_group_in_an_image_and_forking() {
     let t = tempdir();
     let w = t.path();
-    let archive = w.join("etc.cpio.gz");
+    // a copy of the example tree with /etc/shadow as a system has it (git
+    // keeps only the executable bit of the checked-in file)
+    let tree = w.join("tree");
     run_ok(
-        bin()
-            .args(["pack"])
+        Command::new("cp")
+            .arg("-a")
             .arg(root().join("examples/trees/base"))
-            .arg(&archive),
+            .arg(&tree),
     );
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(tree.join("etc/shadow"), fs::Permissions::from_mode(0o640)).unwrap();
+    let archive = w.join("etc.cpio.gz");
+    run_ok(bin().args(["pack"]).arg(&tree).arg(&archive));
     let img = w.join("root.img");
     let fork = w.join("patched.cpio.gz");
     let container = w.join("c");
