@@ -106,7 +106,7 @@ impl Commit {
                     source,
                     timestamp,
                 } => {
-                    super::run::populate_volume(&target, source, timestamp)
+                    super::formats::populate_volume(&target, source, timestamp)
                         .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
                     log.line(&format!("{at} populated {}", target.display()))?;
                     self.committed.push(target);

@@ -7,6 +7,7 @@
 //! move staged files into place (rename for local files, temporary name
 //! and rename on the server for uploads). A failed run commits nothing.
 
+use super::formats::{check_volume, populate_volume, write_archive};
 use super::inputs::Inputs;
 use super::log::Log;
 use super::outputs::{Commit, Job};
@@ -16,10 +17,10 @@ use crate::cache::{Cache, Mode};
 use crate::diff;
 use crate::parser::plan::{Action, Edit, FsType, PatchTarget, Plan, Step, TargetKind, UriRef};
 use crate::tree::{Entry, Kind, Source, TreePath};
-use crate::{cpio, ext, hostdir};
+use crate::{ext, hostdir};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufWriter};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -764,43 +765,6 @@ impl diff::FileSet for MapFileSet {
     fn read(&self, path: &TreePath) -> Option<Vec<u8>> {
         self.0.get(path).cloned()
     }
-}
-
-/// Writes a tree as a gzip-compressed newc archive.
-pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result<()> {
-    if let Some(parent) = out.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    let f = File::create(out)?;
-    let gz = cpio::gzip_encoder(BufWriter::with_capacity(256 * 1024, f), 6);
-    let mut w = cpio::Writer::new(gz, name.to_string());
-    src.emit(&mut crate::progress::MeteredSink {
-        inner: &mut w,
-        meter: crate::progress::Meter::new(format!("packing {name}")),
-    })?;
-    let buf = w.finish_gzip()?;
-    let f = buf.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()
-}
-
-/// Refuses a volume we will not be able to update, before anything runs.
-fn check_volume(target: &Path) -> io::Result<()> {
-    let f = File::open(target)?;
-    let vol = ext::Volume::open(f).map_err(io::Error::other)?;
-    ext::Populator::new(&vol, 0).map_err(io::Error::other)?;
-    Ok(())
-}
-
-/// Populates an existing ext2/ext3 volume in place (journaled).
-pub fn populate_volume(target: &Path, mut src: Box<dyn Source>, timestamp: i64) -> io::Result<()> {
-    let f = File::options().read(true).write(true).open(target)?;
-    let vol = ext::Volume::open_rw(f).map_err(io::Error::other)?;
-    let mut pop = ext::Populator::new(&vol, timestamp).map_err(io::Error::other)?;
-    src.emit(&mut crate::progress::MeteredSink {
-        inner: &mut pop,
-        meter: crate::progress::Meter::new(format!("populating {}", target.display())),
-    })?;
-    pop.finish().map_err(io::Error::other)
 }
 
 /// A UUID derived from what defines the image, so that the same container

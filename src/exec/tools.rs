@@ -1,7 +1,7 @@
 //! The subcommands that work on one artifact: `pack`, `diff`, `ls`, `cat`,
 //! `keygen`, `sign`, `verify`.
 
-use super::run::write_archive;
+use super::formats::write_archive;
 use super::worktree::archive_source;
 use super::{Failure, Result};
 use crate::diff;

@@ -1,0 +1,45 @@
+//! The calls into the format modules that several parts of a run share:
+//! writing an archive, checking and populating an existing volume.
+
+use crate::tree::Source;
+use crate::{cpio, ext};
+use std::fs::{self, File};
+use std::io::{self, BufWriter};
+use std::path::Path;
+
+/// Writes a tree as a gzip-compressed newc archive.
+pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result<()> {
+    if let Some(parent) = out.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let f = File::create(out)?;
+    let gz = cpio::gzip_encoder(BufWriter::with_capacity(256 * 1024, f), 6);
+    let mut w = cpio::Writer::new(gz, name.to_string());
+    src.emit(&mut crate::progress::MeteredSink {
+        inner: &mut w,
+        meter: crate::progress::Meter::new(format!("packing {name}")),
+    })?;
+    let buf = w.finish_gzip()?;
+    let f = buf.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()
+}
+
+/// Refuses a volume we will not be able to update, before anything runs.
+pub fn check_volume(target: &Path) -> io::Result<()> {
+    let f = File::open(target)?;
+    let vol = ext::Volume::open(f).map_err(io::Error::other)?;
+    ext::Populator::new(&vol, 0).map_err(io::Error::other)?;
+    Ok(())
+}
+
+/// Populates an existing ext2/ext3 volume in place (journaled).
+pub fn populate_volume(target: &Path, mut src: Box<dyn Source>, timestamp: i64) -> io::Result<()> {
+    let f = File::options().read(true).write(true).open(target)?;
+    let vol = ext::Volume::open_rw(f).map_err(io::Error::other)?;
+    let mut pop = ext::Populator::new(&vol, timestamp).map_err(io::Error::other)?;
+    src.emit(&mut crate::progress::MeteredSink {
+        inner: &mut pop,
+        meter: crate::progress::Meter::new(format!("populating {}", target.display())),
+    })?;
+    pop.finish().map_err(io::Error::other)
+}
