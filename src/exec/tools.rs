@@ -2,7 +2,7 @@
 //! `keygen`, `sign`, `verify`.
 
 use super::formats::write_archive;
-use super::worktree::archive_source;
+use super::worktree::{archive_source, read_tree_files};
 use super::{Failure, Result};
 use crate::diff;
 use crate::digest::Digest;
@@ -100,36 +100,6 @@ fn digests(src: &mut dyn Source) -> io::Result<BTreeMap<TreePath, (Digest, i64)>
     Ok(out)
 }
 
-/// The content of `paths` (regular files) in a tree, in one pass.
-fn contents(
-    src: &mut dyn Source,
-    paths: &BTreeSet<TreePath>,
-) -> io::Result<BTreeMap<TreePath, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let mut links = Vec::new();
-    let mut sink = FnSink(|e: &Entry, data: &mut dyn Read| {
-        match &e.kind {
-            Kind::File { .. } if paths.contains(&e.path) => {
-                let mut v = Vec::new();
-                data.read_to_end(&mut v)?;
-                out.insert(e.path.clone(), v);
-            }
-            Kind::HardLink { target } if paths.contains(&e.path) => {
-                links.push((e.path.clone(), target.clone()))
-            }
-            _ => {}
-        }
-        Ok(())
-    });
-    src.emit(&mut sink)?;
-    for (p, t) in links {
-        if let Some(v) = out.get(&t).cloned() {
-            out.insert(p, v);
-        }
-    }
-    Ok(out)
-}
-
 /// `diff OLD NEW -o PATCH`: a unified diff between any two trees, in the
 /// style of `diff -ruN`. Only differing files are read whole.
 pub fn diff_trees(old: &Path, new: &Path, out: &str) -> Result<bool> {
@@ -146,8 +116,11 @@ pub fn diff_trees(old: &Path, new: &Path, out: &str) -> Result<bool> {
             changed.insert(p.clone());
         }
     }
-    let ca = contents(open_tree(old)?.as_mut(), &changed).map_err(|e| fail(old.display(), e))?;
-    let cb = contents(open_tree(new)?.as_mut(), &changed).map_err(|e| fail(new.display(), e))?;
+    let read = |tree: &Path| {
+        let open = || open_tree(tree).map_err(|f| io::Error::other(f.message));
+        read_tree_files(&open, &changed).map_err(|e| fail(tree.display(), e))
+    };
+    let (ca, cb) = (read(old)?, read(new)?);
     let map =
         |c: BTreeMap<TreePath, Vec<u8>>, m: &BTreeMap<TreePath, (Digest, i64)>| -> diff::FileMap {
             c.into_iter()

@@ -316,21 +316,31 @@ fn read_base_files(
     name: &str,
     paths: &BTreeSet<TreePath>,
 ) -> io::Result<BTreeMap<TreePath, Vec<u8>>> {
+    match base {
+        None => Ok(BTreeMap::new()),
+        Some(base) => read_tree_files(
+            &|| Ok(Box::new(archive_source(base, name)?) as Box<dyn Source>),
+            paths,
+        ),
+    }
+}
+
+/// Reads the regular files at `paths` from any tree, opened by `open`, in
+/// one pass (two when a wanted name is a hard link to an unwanted file).
+/// Only wanted files are buffered; the rest stream past.
+pub fn read_tree_files(
+    open: &dyn Fn() -> io::Result<Box<dyn Source>>,
+    paths: &BTreeSet<TreePath>,
+) -> io::Result<BTreeMap<TreePath, Vec<u8>>> {
     let mut out: BTreeMap<TreePath, Vec<u8>> = BTreeMap::new();
-    let Some(base) = base else {
-        return Ok(out);
-    };
     let mut links: Vec<(TreePath, TreePath)> = Vec::new();
-    let mut kept: BTreeMap<TreePath, Vec<u8>> = BTreeMap::new();
-    let mut src = archive_source(base, name)?;
+    let mut src = open()?;
     let mut sink = crate::tree::FnSink(|e: &Entry, data: &mut dyn Read| {
         match &e.kind {
-            // only wanted files are buffered; the rest stream past
             Kind::File { .. } if paths.contains(&e.path) => {
                 let mut v = Vec::new();
                 data.read_to_end(&mut v)?;
-                out.insert(e.path.clone(), v.clone());
-                kept.insert(e.path.clone(), v);
+                out.insert(e.path.clone(), v);
             }
             Kind::HardLink { target } if paths.contains(&e.path) => {
                 links.push((e.path.clone(), target.clone()));
@@ -340,22 +350,19 @@ fn read_base_files(
         Ok(())
     });
     src.emit(&mut sink)?;
-    if !links.is_empty() {
-        // a wanted name that is a link to an unwanted target: read the
-        // target in a second pass
-        let targets: BTreeSet<TreePath> = links
-            .iter()
-            .filter(|(_, t)| !kept.contains_key(t))
-            .map(|(_, t)| t.clone())
-            .collect();
-        if !targets.is_empty() {
-            let more = read_base_files(Some(base), name, &targets)?;
-            kept.extend(more);
-        }
-        for (p, t) in links {
-            if let Some(v) = kept.get(&t) {
-                out.insert(p, v.clone());
-            }
+    let targets: BTreeSet<TreePath> = links
+        .iter()
+        .filter(|(_, t)| !out.contains_key(t))
+        .map(|(_, t)| t.clone())
+        .collect();
+    let more = if targets.is_empty() {
+        BTreeMap::new()
+    } else {
+        read_tree_files(open, &targets)?
+    };
+    for (p, t) in links {
+        if let Some(v) = out.get(&t).or_else(|| more.get(&t)).cloned() {
+            out.insert(p, v);
         }
     }
     Ok(out)
