@@ -564,7 +564,7 @@ fn encode_userinfo(text: &str) -> String {
 
 /// Removes `.` components and resolves `..` lexically, so the same file
 /// written two ways keys the same cache entry.
-fn normalize(path: &Path) -> PathBuf {
+pub fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for comp in path.components() {
         match comp {

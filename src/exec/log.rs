@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// An append-only log; without `--log` every line is dropped.
 pub struct Log {
     file: Option<(File, PathBuf)>,
+    /// `-v`: every line also goes to standard error.
+    pub echo: bool,
 }
 
 impl Log {
@@ -24,11 +26,14 @@ impl Log {
                 Some((f, p.to_path_buf()))
             }
         };
-        Ok(Log { file })
+        Ok(Log { file, echo: false })
     }
 
     /// Appends `TIME MESSAGE`; the time is UTC seconds in RFC 3339 form.
     pub fn line(&mut self, message: &str) -> Result<()> {
+        if self.echo {
+            eprintln!("{message}");
+        }
         let Some((f, p)) = &mut self.file else {
             return Ok(());
         };

@@ -210,6 +210,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         return Ok(());
     }
     let mut log = log::Log::open(opts.log.as_deref())?;
+    log.echo = opts.verbosity == Verbosity::Verbose;
     log.line(&format!(
         "start {} ({} expressions)",
         loaded.name,

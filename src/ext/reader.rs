@@ -79,6 +79,8 @@ pub struct Volume {
     pub(super) block_size: u32,
     pub(super) blocks_count: u64,
     pub(super) groups: Vec<GroupDesc>,
+    /// Length of the image file (`u64::MAX` when unknown).
+    file_len: u64,
     /// Recently read metadata blocks (indirect blocks, extent nodes).
     cache: RefCell<Vec<(u64, Vec<u8>)>>,
 }
@@ -119,7 +121,9 @@ impl Volume {
             return Err(corrupt("s_blocks_count not beyond s_first_data_block"));
         }
         let group_count = (blocks_count - first).div_ceil(u64::from(sb.s_blocks_per_group));
-        if u64::from(sb.s_inodes_count) > group_count * u64::from(sb.s_inodes_per_group) {
+        if u64::from(sb.s_inodes_count)
+            > group_count.saturating_mul(u64::from(sb.s_inodes_per_group))
+        {
             return Err(corrupt("s_inodes_count exceeds the groups' inodes"));
         }
         if sb.s_feature_incompat & INCOMPAT_64BIT != 0 && sb.s_desc_size != 0 && sb.s_desc_size < 32
@@ -148,6 +152,7 @@ impl Volume {
             blocks_count,
             groups,
             sb,
+            file_len,
             cache: RefCell::new(Vec::new()),
         })
     }
@@ -343,6 +348,15 @@ impl Volume {
         Ok(ino)
     }
 
+    /// The most bytes of directories the volume can hold: its blocks, at
+    /// most as many as the image file holds.
+    fn dir_limit(&self) -> u64 {
+        let bs = u64::from(self.block_size);
+        self.blocks_count
+            .saturating_mul(bs)
+            .min(self.file_len.div_ceil(bs).saturating_mul(bs))
+    }
+
     pub(super) fn dir_entries(
         &self,
         dir: &Inode,
@@ -357,7 +371,11 @@ impl Volume {
         let filetype = self.sb.s_feature_incompat & INCOMPAT_FILETYPE != 0;
         let mut out = Vec::new();
         let mut buf = vec![0u8; bs as usize];
-        if dir.size() > self.blocks_count.saturating_mul(bs) {
+        // Every block of a directory holds entries, so it was written and
+        // lies within the image file (mke2fs -d leaves the file short of
+        // the volume's end, never short of its data); holes are read one
+        // by one, so a size beyond that is refused rather than walked.
+        if dir.size() > self.dir_limit() {
             return Err(Error::Corrupt(format!(
                 "directory {} claims {} bytes, more than the volume",
                 path.display_abs(),
@@ -510,6 +528,7 @@ impl Volume {
         Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn emit_dir(
         &self,
         ino: u32,
@@ -517,6 +536,7 @@ impl Volume {
         depth: usize,
         seen_dirs: &mut HashSet<u32>,
         links: &mut HashMap<u32, TreePath>,
+        budget: &mut u64,
         sink: &mut dyn Sink,
     ) -> Result<(), std::io::Error> {
         if depth > MAX_DEPTH || !seen_dirs.insert(ino) {
@@ -527,6 +547,15 @@ impl Volume {
             .into());
         }
         let dir = self.inode(ino)?;
+        // All directories together fit in the volume too: without this,
+        // many directories each claiming the whole volume in holes would
+        // multiply the work.
+        *budget = budget.checked_sub(dir.size()).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "directory {}: the directories claim more bytes than the volume holds",
+                path.display_abs()
+            ))
+        })?;
         for e in self.dir_entries(&dir, path)? {
             let child = path.join(&e.name);
             let i = self.inode(e.inode)?;
@@ -581,7 +610,7 @@ impl Volume {
                 sink.put(&entry, &mut std::io::empty())?;
             }
             if ft == FileType::Dir {
-                self.emit_dir(e.inode, &child, depth + 1, seen_dirs, links, sink)?;
+                self.emit_dir(e.inode, &child, depth + 1, seen_dirs, links, budget, sink)?;
             }
         }
         Ok(())
@@ -615,12 +644,14 @@ impl Source for Volume {
         sink.put(&entry, &mut std::io::empty())?;
         let mut seen = HashSet::new();
         let mut links = HashMap::new();
+        let mut budget = self.dir_limit();
         self.emit_dir(
             inode::EXT2_ROOT_INO,
             &TreePath::root(),
             0,
             &mut seen,
             &mut links,
+            &mut budget,
             sink,
         )
     }

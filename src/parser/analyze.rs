@@ -282,11 +282,12 @@ impl<'a> Analyzer<'a> {
     fn path(&mut self, w: &Word, s: &str) -> PathBuf {
         let p = Path::new(s);
         let _ = w;
-        if p.is_absolute() {
+        let full = if p.is_absolute() {
             p.to_path_buf()
         } else {
             self.opts.base_dir.join(p)
-        }
+        };
+        crate::uri::normalize(&full)
     }
 
     fn uri(&mut self, w: &Word, s: &str) -> Option<UriRef> {

@@ -12,12 +12,21 @@ struct Cursor<'a> {
     idx: &'a LineIndex<'a>,
 }
 
-fn blank_run(i: &str) -> IResult<&str, &str> {
-    take_while(|c: char| c == ' ' || c == '\t' || c == '\r' || c == '\n').parse(i)
+/// White space between expression words.
+fn is_white(c: char) -> bool {
+    c == ' ' || c == '\t' || c == '\r' || c == '\n'
 }
 
+fn blank_run(i: &str) -> IResult<&str, &str> {
+    take_while(is_white).parse(i)
+}
+
+/// A bare word ends exactly where white space that [`blank_run`] skips
+/// begins: with any other notion (Unicode white space, a vertical tab) the
+/// word would be empty, nothing would be consumed, and the expression
+/// parser would loop forever.
 fn bare_word(i: &str) -> IResult<&str, &str> {
-    take_till(|c: char| c.is_whitespace() || c == ']').parse(i)
+    take_till(|c: char| is_white(c) || c == ']').parse(i)
 }
 
 fn keyword_word(i: &str) -> IResult<&str, &str> {
@@ -110,8 +119,10 @@ pub fn parse_expr(
                 )
             };
             let span = if word.is_empty() { open_span } else { kw_span };
+            // after `[end]`; past `[end` alone when no `]` follows (one
+            // byte further could split a multi-byte character)
             let next = if word == "end" {
-                c.pos + 1
+                c.pos + usize::from(c.rest().starts_with(']'))
             } else {
                 resume(c.pos)
             };

@@ -110,61 +110,157 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn skip_newlines(&mut self) -> Result<(), SyntaxError> {
+    /// Skips an `nlok` whose state sits at parser-stack depth `depth`.
+    fn skip_newlines(&mut self, depth: usize) -> Result<(), SyntaxError> {
+        stack_check(depth, self.peek()?)?;
         while self.peek()?.kind == TokenKind::Newline {
+            // NEWLINE is shifted above nlok, then reduced into it
+            stack_check(depth + 1, self.peek()?)?;
             self.bump()?;
         }
         Ok(())
     }
 
     /// value: STRING | NUMBER | '[' nlok valuelist ']'
-    fn value(&mut self) -> Result<(Value, usize, usize), SyntaxError> {
-        let tok = self.bump()?;
-        match tok.kind {
-            TokenKind::Str(s) => Ok((Value::Str(s), tok.start, tok.end)),
-            TokenKind::Number(n) => Ok((Value::Number(n), tok.start, tok.end)),
-            TokenKind::Placeholder(n) => Ok((Value::Placeholder(n), tok.start, tok.end)),
-            TokenKind::Open => {
-                let open = tok.start;
-                let mut items = Vec::new();
-                self.skip_newlines()?;
-                loop {
-                    let t = self.peek()?.clone();
-                    if t.kind == TokenKind::Close {
-                        self.bump()?;
-                        return Ok((Value::List(items), open, t.end));
+    ///
+    /// `depth` is how many states libxlutil's bison parser holds when the
+    /// value starts (4 for a statement's value: the initial state, `stmts`,
+    /// IDENT and `=`). Its stack holds fewer than `YYMAXDEPTH` states, so
+    /// nesting is bounded exactly where `xl` runs out (about 5000 levels).
+    /// Open lists are kept on an explicit stack, not on the call stack.
+    fn value(&mut self, depth: usize) -> Result<(Value, usize, usize), SyntaxError> {
+        let mut lists: Vec<OpenList> = Vec::new();
+        // where the next value starts
+        let mut at = depth;
+        'value: loop {
+            // errors here belong to the value: the innermost open list
+            // explains them
+            let tok = self.bump().map_err(|e| noted(&lists, 0, e))?;
+            if let TokenKind::Str(_)
+            | TokenKind::Number(_)
+            | TokenKind::Placeholder(_)
+            | TokenKind::Open = tok.kind
+            {
+                stack_check(at + 1, &tok).map_err(|e| noted(&lists, 0, e))?;
+            }
+            let mut done = match tok.kind {
+                TokenKind::Str(s) => (Value::Str(s), tok.start, tok.end),
+                TokenKind::Number(n) => (Value::Number(n), tok.start, tok.end),
+                TokenKind::Placeholder(n) => (Value::Placeholder(n), tok.start, tok.end),
+                TokenKind::Open => {
+                    // '[' at at + 1, nlok at at + 2; the first element
+                    // starts above them, later ones above `values ',' nlok`
+                    self.skip_newlines(at + 2)
+                        .map_err(|e| noted(&lists, 0, e))?;
+                    lists.push(OpenList {
+                        open: tok.start,
+                        items: Vec::new(),
+                        depth: at,
+                    });
+                    // errors from here on belong to the list itself: its
+                    // parent explains them
+                    let t = self.peek().map_err(|e| noted(&lists, 1, e))?.clone();
+                    if t.kind != TokenKind::Close {
+                        at += 2;
+                        continue 'value;
                     }
-                    let (v, _, _) = match self.value() {
-                        Ok(v) => v,
-                        Err(mut e) => {
-                            e.note
-                                .get_or_insert((open, "the list opened here".to_string()));
-                            return Err(e);
+                    // valuelist at depth + 3, ']' at depth + 4
+                    stack_check(at + 4, &t).map_err(|e| noted(&lists, 1, e))?;
+                    self.bump().map_err(|e| noted(&lists, 1, e))?;
+                    let l = lists.pop().expect("just pushed");
+                    (Value::List(l.items), l.open, t.end)
+                }
+                _ => {
+                    let e =
+                        Self::unexpected(&tok, "a value (a number, a quoted string or a `[` list)");
+                    return Err(noted(&lists, 0, e));
+                }
+            };
+            // a value is complete: it is an element of the innermost list
+            loop {
+                let Some(l) = lists.last_mut() else {
+                    return Ok(done);
+                };
+                let d = l.depth;
+                let elem_at = if l.items.is_empty() { d + 2 } else { d + 5 };
+                let open = l.open;
+                l.items.push(done.0);
+                // the value at elem_at + 1, its nlok at elem_at + 2; then
+                // reduced to `values` at d + 3
+                self.skip_newlines(elem_at + 2)
+                    .map_err(|e| noted(&lists, 1, e))?;
+                let t = self.bump().map_err(|e| noted(&lists, 1, e))?;
+                match t.kind {
+                    TokenKind::Comma => {
+                        // ',' at d + 4, nlok at d + 5
+                        self.skip_newlines(d + 5).map_err(|e| noted(&lists, 1, e))?;
+                        let t = self.peek().map_err(|e| noted(&lists, 1, e))?.clone();
+                        if t.kind != TokenKind::Close {
+                            at = d + 5;
+                            continue 'value;
                         }
-                    };
-                    items.push(v);
-                    self.skip_newlines()?;
-                    let t = self.bump()?;
-                    match t.kind {
-                        TokenKind::Comma => self.skip_newlines()?,
-                        TokenKind::Close => return Ok((Value::List(items), open, t.end)),
-                        _ => {
-                            let mut e = Self::unexpected(&t, "`,` or `]`");
-                            if matches!(t.kind, TokenKind::Ident(_) | TokenKind::Eof) {
-                                e.message.push_str(" (is the list's closing `]` missing?)");
-                            }
-                            e.note = Some((open, "the list opened here is not closed".to_string()));
-                            return Err(e);
+                        stack_check(d + 4, &t).map_err(|e| noted(&lists, 1, e))?;
+                        self.bump().map_err(|e| noted(&lists, 1, e))?;
+                        let l = lists.pop().expect("innermost list");
+                        done = (Value::List(l.items), l.open, t.end);
+                    }
+                    TokenKind::Close => {
+                        stack_check(d + 4, &t).map_err(|e| noted(&lists, 1, e))?;
+                        let l = lists.pop().expect("innermost list");
+                        done = (Value::List(l.items), l.open, t.end);
+                    }
+                    _ => {
+                        let mut e = Self::unexpected(&t, "`,` or `]`");
+                        if matches!(t.kind, TokenKind::Ident(_) | TokenKind::Eof) {
+                            e.message.push_str(" (is the list's closing `]` missing?)");
                         }
+                        e.note = Some((open, "the list opened here is not closed".to_string()));
+                        return Err(e);
                     }
                 }
             }
-            _ => Err(Self::unexpected(
-                &tok,
-                "a value (a number, a quoted string or a `[` list)",
-            )),
         }
     }
+}
+
+/// A list being read by [`Parser::value`].
+struct OpenList {
+    /// Offset of its `[`.
+    open: usize,
+    items: Vec<Value>,
+    /// Parser-stack depth where the list value started.
+    depth: usize,
+}
+
+/// Adds "the list opened here" pointing at the list `skip` levels out from
+/// the innermost one, unless the error already has a note (as each
+/// enclosing call of a recursive parser would, the innermost first).
+fn noted(lists: &[OpenList], skip: usize, mut e: SyntaxError) -> SyntaxError {
+    if let Some(l) = lists.len().checked_sub(1 + skip).and_then(|i| lists.get(i)) {
+        e.note
+            .get_or_insert((l.open, "the list opened here".to_string()));
+    }
+    e
+}
+
+/// libxlutil's parser is generated by bison with the default `YYMAXDEPTH`:
+/// a parse that needs this many states on its stack fails.
+const YYMAXDEPTH: usize = 10000;
+
+/// Fails as `xl` does ("memory exhausted") when the parser stack would
+/// hold `depth` states.
+fn stack_check(depth: usize, at: &Token) -> Result<(), SyntaxError> {
+    if depth < YYMAXDEPTH {
+        return Ok(());
+    }
+    Err(SyntaxError {
+        offset: at.start,
+        len: (at.end - at.start).max(1),
+        message: "lists nested too deeply: libxlutil's parser runs out of stack here \
+                  (\"memory exhausted\")"
+            .to_string(),
+        note: None,
+    })
 }
 
 /// What follows a statement position.
@@ -200,7 +296,7 @@ pub fn parse_statement(
         TokenKind::Append => Op::Append,
         _ => return Err(Parser::unexpected(&op_tok, "`=` or `+=`")),
     };
-    let (value, vstart, vend) = p.value()?;
+    let (value, vstart, vend) = p.value(4)?;
     let end = p.bump()?;
     let after = match end.kind {
         TokenKind::Newline | TokenKind::Semicolon | TokenKind::Eof => end.end,
