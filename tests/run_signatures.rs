@@ -324,8 +324,10 @@ fn a_flipped_byte_in_the_signature_stops_the_run() {
     // change one base64 character of the signature line
     let mut lines: Vec<String> = sig.lines().map(str::to_string).collect();
     let l = &mut lines[1];
-    let c = if l.ends_with('A') { "B" } else { "A" };
-    l.replace_range(l.len() - 3..l.len() - 2, c);
+    // a character inside the signature bytes, replaced by a different one
+    let at = l.len() - 10;
+    let c = if &l[at..at + 1] == "A" { "B" } else { "A" };
+    l.replace_range(at..at + 1, c);
     s.serve(
         "etc.cpio.gz.sig",
         format!("{}\n", lines.join("\n")).as_bytes(),

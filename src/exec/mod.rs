@@ -246,7 +246,14 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     // and every output is as the last run left it, there is nothing to do
     let record_path = state::Record::path(&dir.join("state"), &opts.container, &opts.set);
     let fingerprint = runner.fingerprint(&loaded.plan, &loaded.text)?;
-    if let Some(rec) = state::Record::load(&record_path) {
+    let previous = state::Record::load(&record_path);
+    if let Some(rec) = &previous {
+        runner.previous_images = rec.images.iter().cloned().collect();
+        runner.commit.previous = rec
+            .outputs
+            .iter()
+            .map(|(p, s, m)| (p.clone(), (*s, *m)))
+            .collect();
         if rec.inputs == fingerprint && rec.outputs_intact() {
             if opts.stripped.as_deref() == Some("-") {
                 output::write_text("-", loaded.plan.stripped.as_bytes(), true)?;
@@ -288,6 +295,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         let rec = state::Record {
             inputs: fingerprint,
             outputs,
+            images: runner.image_digests.clone().into_iter().collect(),
         };
         if let Err(e) = rec.save(&record_path) {
             eprintln!("warning: {}: {e}", record_path.display());

@@ -38,6 +38,8 @@ pub struct Commit {
     state_file: Option<PathBuf>,
     /// Local paths this commit wrote (for the run record).
     pub committed: Vec<PathBuf>,
+    /// Size and mtime of each output as the last successful run left it.
+    pub previous: std::collections::BTreeMap<PathBuf, (u64, i128)>,
 }
 
 impl Commit {
@@ -68,6 +70,18 @@ impl Commit {
             "{at}: {} exists and was not created by vm-container; use --force to replace it",
             path.display()
         )))
+    }
+
+    /// True when `path` is as the last successful run left it.
+    pub fn intact(&self, path: &Path) -> bool {
+        self.previous
+            .get(path)
+            .is_some_and(|st| super::state::stamp(path) == Some(*st))
+    }
+
+    /// An output kept as it is (nothing it depends on changed).
+    pub fn keep(&mut self, path: PathBuf) {
+        self.committed.push(path);
     }
 
     pub fn stage(&mut self, dest: Uri, staged: PathBuf) {
@@ -149,6 +163,14 @@ impl Commit {
                         fs::create_dir_all(parent)
                             .map_err(|e| Failure::run(format!("{}: {e}", parent.display())))?;
                     }
+                    if same_content(&staged, dest) {
+                        // rebuilt to the same bytes: keep the file and its
+                        // mtime, so what depends on it sees no change
+                        let _ = fs::remove_file(&staged);
+                        self.committed.push(dest.to_path_buf());
+                        log.line(&format!("kept {} (unchanged)", dest.display()))?;
+                        continue;
+                    }
                     // rename when staging shares the file system, else a
                     // copy to a temporary name beside it and a rename
                     if fs::rename(&staged, dest).is_err() {
@@ -199,5 +221,22 @@ impl Commit {
             text.push('\n');
         }
         let _ = super::output::write_text(&f.to_string_lossy(), text.as_bytes(), true);
+    }
+}
+
+/// True when two files hold the same bytes (sizes first, then digests).
+fn same_content(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (fs::metadata(a), fs::metadata(b)) else {
+        return false;
+    };
+    if ma.len() != mb.len() || !mb.is_file() {
+        return false;
+    }
+    match (
+        crate::digest::Digest::of_file(a),
+        crate::digest::Digest::of_file(b),
+    ) {
+        (Ok((da, _)), Ok((db, _))) => da == db,
+        _ => false,
     }
 }

@@ -33,6 +33,12 @@ struct NewImage {
     dest: PathBuf,
     sources: Vec<(String, Box<dyn Source>)>,
     built: bool,
+    /// A digest of the image's options and of every tree populated into
+    /// it: equal to the last run's and the image untouched since, it is
+    /// kept instead of rebuilt.
+    digest: super::state::Fingerprint,
+    /// A patch of this run targets it: never kept.
+    patched: bool,
 }
 
 pub struct Runner<'a> {
@@ -48,6 +54,10 @@ pub struct Runner<'a> {
     now: i64,
     epoch: Option<i64>,
     sign_key: Option<crate::sign::SecretKey>,
+    /// Image digests of the last successful run (path → digest).
+    pub previous_images: BTreeMap<PathBuf, String>,
+    /// Image digests of this run, for the next run's record.
+    pub image_digests: BTreeMap<PathBuf, String>,
 }
 
 fn io_fail(at: &str, what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
@@ -74,7 +84,15 @@ impl<'a> Runner<'a> {
         let epoch = std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.trim().parse::<i64>().ok());
-        let now = epoch.unwrap_or_else(|| {
+        // What a run creates (replaced files, new directories, image
+        // timestamps) is dated by SOURCE_DATE_EPOCH, else by the container
+        // file: the same container and inputs then give the same bytes, so
+        // a rerun can tell that nothing changed.
+        let container_mtime = (opts.container != "-")
+            .then(|| std::fs::metadata(&opts.container).ok())
+            .flatten()
+            .map(|m| std::os::unix::fs::MetadataExt::mtime(&m));
+        let now = epoch.or(container_mtime).unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
@@ -93,6 +111,8 @@ impl<'a> Runner<'a> {
             now,
             epoch,
             sign_key: None,
+            previous_images: BTreeMap::new(),
+            image_digests: BTreeMap::new(),
         })
     }
 
@@ -259,6 +279,8 @@ impl<'a> Runner<'a> {
                 if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
                     super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
                 }
+                let mut digest = super::state::Fingerprint::default();
+                digest.add("image", format!("{options:?}").as_bytes());
                 self.images.insert(
                     path.clone(),
                     NewImage {
@@ -267,6 +289,8 @@ impl<'a> Runner<'a> {
                         dest: path.clone(),
                         sources: Vec::new(),
                         built: false,
+                        digest,
+                        patched: false,
                     },
                 );
                 Ok(())
@@ -376,8 +400,14 @@ impl<'a> Runner<'a> {
     ) -> Result<()> {
         let src = self.tree_source(at, source)?;
         let label = source.uri.to_string();
+        let state = if self.images.contains_key(target) {
+            self.tree_digest(at, source)?
+        } else {
+            String::new()
+        };
         if let Some(img) = self.images.get_mut(target) {
             if !img.built {
+                img.digest.add("populate", state.as_bytes());
                 img.sources.push((label, src));
                 return Ok(());
             }
@@ -406,6 +436,39 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// A digest of an archive's working tree as it stands now: the
+    /// archive's content (or, for a local file, its size and mtime) and
+    /// every change made to it so far.
+    fn tree_digest(&mut self, at: &str, uri: &UriRef) -> Result<String> {
+        let mut f = super::state::Fingerprint::default();
+        if let Some(p) = self.inputs.produced(uri).cloned() {
+            let (d, _) = crate::digest::Digest::of_file(&p).map_err(|e| io_fail(at, uri, e))?;
+            f.add("produced", d.to_hex().as_bytes());
+        } else if let Some(p) = uri.uri.local_path() {
+            f.add("local", format!("{:?}", super::state::stamp(p)).as_bytes());
+        } else {
+            let input = self.inputs.get(uri, at, &mut self.log)?;
+            f.add("remote", format!("{:?}", input.sha256).as_bytes());
+        }
+        if let Some(wt) = self.trees.get(&uri.uri.resource_key()) {
+            for (path, change) in &wt.overlay {
+                match change {
+                    Change::Put { entry, content } => {
+                        f.add("put", format!("{entry:?}").as_bytes());
+                        if let Some(c) = content {
+                            let bytes = c
+                                .read_all()
+                                .map_err(|e| io_fail(at, path.display_abs(), e))?;
+                            f.add("content", &bytes);
+                        }
+                    }
+                    Change::Delete => f.add("delete", path.as_bytes()),
+                }
+            }
+        }
+        Ok(f.finish())
+    }
+
     /// Builds every new image still pending.
     fn build_images(&mut self) -> Result<()> {
         let pending: Vec<PathBuf> = self
@@ -425,6 +488,20 @@ impl<'a> Runner<'a> {
             return Ok(());
         };
         if img.built {
+            return Ok(());
+        }
+        let digest = std::mem::take(&mut img.digest).finish();
+        self.image_digests.insert(img.dest.clone(), digest.clone());
+        if !img.patched
+            && self.previous_images.get(&img.dest) == Some(&digest)
+            && self.commit.intact(&img.dest)
+        {
+            // nothing it is made of changed: keep it as it is
+            img.built = true;
+            img.sources.clear();
+            self.log
+                .line(&format!("kept {} (unchanged)", img.dest.display()))?;
+            self.commit.keep(img.dest.clone());
             return Ok(());
         }
         if let Some(parent) = img.dest.parent() {
@@ -663,7 +740,8 @@ impl<'a> Runner<'a> {
                 Ok(())
             }
             PatchTarget::Image(path) => {
-                if self.images.contains_key(path) {
+                if let Some(img) = self.images.get_mut(path) {
+                    img.patched = true;
                     self.build_image(path)?;
                 }
                 let (file, staged) = match self.images.get(path) {

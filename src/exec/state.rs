@@ -44,6 +44,8 @@ impl Fingerprint {
 pub struct Record {
     pub inputs: String,
     pub outputs: Vec<(PathBuf, u64, i128)>,
+    /// Each new image's digest (what it was built from).
+    pub images: Vec<(PathBuf, String)>,
 }
 
 impl Record {
@@ -63,13 +65,23 @@ impl Record {
         let mut lines = text.lines();
         let inputs = lines.next()?.strip_prefix("inputs ")?.to_string();
         let mut outputs = Vec::new();
+        let mut images = Vec::new();
         for l in lines {
+            if let Some(rest) = l.strip_prefix("image ") {
+                let (digest, path) = rest.split_once(' ')?;
+                images.push((PathBuf::from(path), digest.to_string()));
+                continue;
+            }
             let mut parts = l.splitn(3, ' ');
             let size = parts.next()?.parse().ok()?;
             let mtime = parts.next()?.parse().ok()?;
             outputs.push((PathBuf::from(parts.next()?), size, mtime));
         }
-        Some(Record { inputs, outputs })
+        Some(Record {
+            inputs,
+            outputs,
+            images,
+        })
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
@@ -79,6 +91,9 @@ impl Record {
         let mut text = format!("inputs {}\n", self.inputs);
         for (p, size, mtime) in &self.outputs {
             text.push_str(&format!("{size} {mtime} {}\n", p.display()));
+        }
+        for (p, digest) in &self.images {
+            text.push_str(&format!("image {digest} {}\n", p.display()));
         }
         let tmp = super::output::temp_beside(path);
         fs::write(&tmp, text)?;
@@ -106,6 +121,7 @@ mod tests {
         let r = Record {
             inputs: "abc".into(),
             outputs: vec![(out.clone(), size, mtime)],
+            images: vec![(out.clone(), "d1".into())],
         };
         let p = d.path().join("state/runs/x");
         r.save(&p).unwrap();
