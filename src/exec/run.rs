@@ -756,6 +756,14 @@ impl<'a> Runner<'a> {
                 let mut files = BTreeMap::new();
                 for p in &wanted {
                     if let Ok(mut r) = vol.read_file(p) {
+                        if r.size() > super::worktree::MAX_WHOLE_FILE {
+                            return Err(Failure::run(format!(
+                                "{at}: {}: {} is {} bytes; patch targets over 64 MiB are refused",
+                                path.display(),
+                                p.display_abs(),
+                                r.size()
+                            )));
+                        }
                         let mut v = Vec::new();
                         io::Read::read_to_end(&mut r, &mut v)
                             .map_err(|e| io_fail(at, p.display_abs(), e))?;

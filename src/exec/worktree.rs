@@ -325,6 +325,9 @@ fn read_base_files(
     }
 }
 
+/// The largest file read whole into memory (diff and patch targets).
+pub const MAX_WHOLE_FILE: u64 = 64 << 20;
+
 /// Reads the regular files at `paths` from any tree, opened by `open`, in
 /// one pass (two when a wanted name is a hard link to an unwanted file).
 /// Only wanted files are buffered; the rest stream past.
@@ -337,9 +340,18 @@ pub fn read_tree_files(
     let mut src = open()?;
     let mut sink = crate::tree::FnSink(|e: &Entry, data: &mut dyn Read| {
         match &e.kind {
-            Kind::File { .. } if paths.contains(&e.path) => {
+            Kind::File { size } if paths.contains(&e.path) => {
+                // diffs and patches work on text files held whole; a huge
+                // (or hugely sparse) file from a hostile tree must not be
+                if *size > MAX_WHOLE_FILE {
+                    return Err(io::Error::other(format!(
+                        "{} is {size} bytes; files over {} MiB are not read whole for diffs and patches",
+                        e.path.display_abs(),
+                        MAX_WHOLE_FILE >> 20
+                    )));
+                }
                 let mut v = Vec::new();
-                data.read_to_end(&mut v)?;
+                data.take(MAX_WHOLE_FILE + 1).read_to_end(&mut v)?;
                 out.insert(e.path.clone(), v);
             }
             Kind::HardLink { target } if paths.contains(&e.path) => {
