@@ -222,6 +222,12 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         std::fs::create_dir_all(dir.join(sub))
             .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.display())))?;
     }
+    {
+        // a run killed while committing is completed before anything else
+        let _lock = crate::cache::lock::FileLock::exclusive(&dir.join("state").join("lock"))
+            .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.display())))?;
+        outputs::recover(&dir.join("state"));
+    }
     clean_stale(&dir.join("work"), "run-");
     let staging = dir.join("work").join(format!("run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
@@ -240,6 +246,9 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         if out != "-" {
             let p = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
             runner.commit.check_local(&p, opts.force, &loaded.name)?;
+            if let (Some(d), Some(n)) = (p.parent(), p.file_name()) {
+                clean_stale(d, &format!(".{}.vmc-tmp-", n.to_string_lossy()));
+            }
         }
     }
     // a domain-start hook runs this again and again: when no input changed

@@ -155,33 +155,49 @@ impl Commit {
             }
         }
         let opts = FetchOptions::default();
+        // 1. every local output is brought beside its destination under a
+        //    temporary name (a rename away from done); uploads are
+        //    published, all to temporary names first, then renamed
+        let mut renames: Vec<(PathBuf, PathBuf)> = Vec::new();
         let mut remote: Vec<(PathBuf, Uri)> = Vec::new();
+        let io = |p: &Path, e: std::io::Error| Failure::run(format!("{}: {e}", p.display()));
         for (uri, staged) in self.staged.drain(..) {
-            match uri.local_path() {
-                Some(dest) => {
-                    if let Some(parent) = dest.parent() {
-                        fs::create_dir_all(parent)
-                            .map_err(|e| Failure::run(format!("{}: {e}", parent.display())))?;
-                    }
-                    if same_content(&staged, dest) {
-                        // rebuilt to the same bytes: keep the file and its
-                        // mtime, so what depends on it sees no change
-                        let _ = fs::remove_file(&staged);
-                        self.committed.push(dest.to_path_buf());
-                        log.line(&format!("kept {} (unchanged)", dest.display()))?;
-                        continue;
-                    }
-                    // rename when staging shares the file system, else a
-                    // copy to a temporary name beside it and a rename
-                    if fs::rename(&staged, dest).is_err() {
-                        transport::publish(&staged, &uri, &opts)
-                            .map_err(|e| Failure::run(e.to_string()))?;
-                    }
-                    self.created.insert(dest.to_path_buf());
-                    self.committed.push(dest.to_path_buf());
-                    log.line(&format!("commit {}", dest.display()))?;
-                }
-                None => remote.push((staged, uri)),
+            let Some(dest) = uri.local_path().map(Path::to_path_buf) else {
+                remote.push((staged, uri));
+                continue;
+            };
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            }
+            if same_content(&staged, &dest) {
+                // rebuilt to the same bytes: keep the file and its mtime, so
+                // what depends on it sees no change
+                let _ = fs::remove_file(&staged);
+                self.committed.push(dest.clone());
+                log.line(&format!("kept {} (unchanged)", dest.display()))?;
+                continue;
+            }
+            let beside = super::output::temp_beside(&dest);
+            if fs::rename(&staged, &beside).is_err() {
+                // staging is on another file system: copy, then sync
+                fs::copy(&staged, &beside).map_err(|e| io(&beside, e))?;
+                fs::File::open(&beside)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| io(&beside, e))?;
+            }
+            renames.push((beside, dest));
+        }
+        renames.extend(self.images.drain(..));
+        if let Some((out, bytes)) = stripped {
+            if out == "-" {
+                super::output::write_text(out, bytes, true)?;
+            } else {
+                let dest = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
+                let beside = super::output::temp_beside(&dest);
+                fs::write(&beside, bytes)
+                    .and_then(|_| fs::File::open(&beside)?.sync_all())
+                    .map_err(|e| io(&beside, e))?;
+                renames.push((beside, dest));
             }
         }
         if !remote.is_empty() {
@@ -191,24 +207,38 @@ impl Commit {
                 log.line(&format!("commit {u}"))?;
             }
         }
-        for (staged, dest) in self.images.drain(..) {
-            fs::rename(&staged, &dest)
-                .map_err(|e| Failure::run(format!("{}: {e}", dest.display())))?;
-            self.created.insert(dest.clone());
-            self.committed.push(dest.clone());
-            log.line(&format!("commit {}", dest.display()))?;
+        // 2. the decision: the list of renames is written down first, so a
+        //    run killed in the middle is completed by the next one
+        let intent = self.intent_file();
+        if let Some(f) = &intent {
+            let text: String = renames
+                .iter()
+                .map(|(a, b)| format!("{}\t{}\n", a.display(), b.display()))
+                .collect();
+            let tmp = super::output::temp_beside(f);
+            fs::write(&tmp, text)
+                .and_then(|_| fs::File::open(&tmp)?.sync_all())
+                .and_then(|_| fs::rename(&tmp, f))
+                .map_err(|e| io(f, e))?;
         }
-        if let Some((out, bytes)) = stripped {
-            super::output::write_text(out, bytes, true)?;
-            if out != "-" {
-                let p = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
-                self.created.insert(p.clone());
-                self.committed.push(p);
-            }
-            log.line(&format!("commit stripped config {out}"))?;
+        // 3. the renames
+        for (from, to) in &renames {
+            fs::rename(from, to).map_err(|e| io(to, e))?;
+            self.created.insert(to.clone());
+            self.committed.push(to.clone());
+            log.line(&format!("commit {}", to.display()))?;
+        }
+        if let Some(f) = &intent {
+            let _ = fs::remove_file(f);
         }
         self.save_state();
         Ok(())
+    }
+
+    /// Where this run writes down its renames while it commits.
+    fn intent_file(&self) -> Option<PathBuf> {
+        let state = self.state_file.as_ref()?.parent()?;
+        Some(state.join(format!("commit-{}", std::process::id())))
     }
 
     fn save_state(&self) {
@@ -238,5 +268,67 @@ fn same_content(a: &Path, b: &Path) -> bool {
     ) {
         (Ok((da, _)), Ok((db, _))) => da == db,
         _ => false,
+    }
+}
+
+/// Completes the commits of runs that were killed while committing: every
+/// rename they wrote down and did not do is done now, so outputs end as a
+/// successful run leaves them. Called before anything else of a run.
+pub fn recover(state: &Path) {
+    let Ok(rd) = fs::read_dir(state) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("commit-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(text) = fs::read_to_string(e.path()) {
+            for line in text.lines() {
+                if let Some((from, to)) = line.split_once('\t') {
+                    if Path::new(from).exists() {
+                        let _ = fs::rename(from, to);
+                    }
+                }
+            }
+        }
+        let _ = fs::remove_file(e.path());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_killed_commit_is_completed() {
+        let d = tempfile::tempdir().unwrap();
+        let (from, to) = (d.path().join(".out.vmc-tmp-1"), d.path().join("out"));
+        fs::write(&from, "new").unwrap();
+        fs::write(&to, "old").unwrap();
+        let done = d.path().join("done");
+        fs::write(&done, "kept").unwrap();
+        // pid 0 is never a live process
+        fs::write(
+            d.path().join("commit-0"),
+            format!(
+                "{}\t{}\n{}\t{}\n",
+                d.path().join("gone").display(),
+                done.display(),
+                from.display(),
+                to.display()
+            ),
+        )
+        .unwrap();
+        recover(d.path());
+        assert_eq!(fs::read_to_string(&to).unwrap(), "new");
+        assert_eq!(fs::read_to_string(&done).unwrap(), "kept");
+        assert!(!from.exists() && !d.path().join("commit-0").exists());
     }
 }

@@ -336,6 +336,10 @@ impl<'a> Runner<'a> {
     fn output(&mut self, at: &str, dest: &UriRef, staged: PathBuf) -> Result<()> {
         if let Some(p) = dest.uri.local_path() {
             self.commit.check_local(p, self.opts.force, at)?;
+            // an interrupted run may have left its copy beside it
+            if let (Some(dir), Some(name)) = (p.parent(), p.file_name()) {
+                super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
+            }
         }
         let bytes = fs::metadata(&staged).map(|m| m.len()).unwrap_or(0);
         let (sha, _) = crate::digest::Digest::of_file(&staged)
