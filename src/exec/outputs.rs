@@ -187,7 +187,7 @@ impl Commit {
             }
             renames.push((beside, dest));
         }
-        renames.extend(self.images.drain(..));
+        renames.append(&mut self.images);
         if let Some((out, bytes)) = stripped {
             if out == "-" {
                 super::output::write_text(out, bytes, true)?;
