@@ -455,6 +455,21 @@ impl Extractor {
 
 impl Sink for Extractor {
     fn put(&mut self, entry: &Entry, data: &mut dyn Read) -> io::Result<()> {
+        // Tree paths are normalized when made, but this is the one place
+        // where a path meets the host file system: check again here, for
+        // hard-link targets too, rather than trust every producer.
+        let dotted = |p: &TreePath| p.components().any(|c| c == b"." || c == b"..");
+        let bad = match &entry.kind {
+            Kind::HardLink { target } => dotted(&entry.path) || dotted(target),
+            _ => dotted(&entry.path),
+        };
+        if bad {
+            return Err(Error::DotComponent {
+                target: self.target.clone(),
+                path: entry.path.clone(),
+            }
+            .into());
+        }
         self.put_entry(entry, data)
     }
 }

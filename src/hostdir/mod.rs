@@ -44,6 +44,8 @@ pub enum Error {
         path: TreePath,
         component: TreePath,
     },
+    #[error("{target}: refusing to extract {path}: it has a `.` or `..` component", target = target.display())]
+    DotComponent { target: PathBuf, path: TreePath },
     #[error("{target}: the root of the tree must be a directory, not a {kind}", target = target.display())]
     RootNotDir { target: PathBuf, kind: &'static str },
     #[error("{target}: hard link {path} -> {link_target}: the target does not exist", target = target.display())]

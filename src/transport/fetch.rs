@@ -101,6 +101,32 @@ pub(crate) fn open_dest(
 
 /// Flushes and syncs a finished download so a later rename publishes whole
 /// content even across a crash.
+/// Ends a download: a body of another length than the server announced is
+/// an error (a connection cut short must not pass for a short file);
+/// otherwise the file is synced and described.
+pub(crate) fn finish_download(
+    uri: &Uri,
+    dest: &Path,
+    out: HashingWriter<BufWriter<File>>,
+    expected: Option<u64>,
+    received: u64,
+    validators: Validators,
+) -> Result<Fetched, FetchError> {
+    if let Some(expected) = expected.filter(|e| *e != received) {
+        return Err(FetchError::Truncated {
+            uri: uri.to_string(),
+            expected,
+            received,
+        });
+    }
+    let (sha256, bytes) = close_dest(uri, dest, out)?;
+    Ok(Fetched::Downloaded {
+        bytes,
+        sha256,
+        validators: Some(validators).filter(Validators::is_usable),
+    })
+}
+
 pub(crate) fn close_dest(
     uri: &Uri,
     dest: &Path,

@@ -4,7 +4,7 @@
 
 use super::copy::{copy_until, is_timeout, CopyError};
 use super::error::TransferError;
-use super::fetch::{close_dest, open_dest, Fetched, Validators};
+use super::fetch::{finish_download, open_dest, Fetched, Validators};
 use super::FetchOptions;
 use crate::uri::{FtpLocation, Uri};
 use std::io::{self, Read};
@@ -218,19 +218,7 @@ pub(crate) fn fetch(
         .finish()
         .map_err(|e| command_error(uri, "RETR (completion)", e))?;
     let _ = ftp.quit();
-    if let Some(expected) = size.filter(|s| *s != received) {
-        return Err(TransferError::Truncated {
-            uri: uri.to_string(),
-            expected,
-            received,
-        });
-    }
-    let (sha256, bytes) = close_dest(uri, dest, out)?;
-    Ok(Fetched::Downloaded {
-        bytes,
-        sha256,
-        validators: Some(current).filter(Validators::is_usable),
-    })
+    finish_download(uri, dest, out, size, received, current)
 }
 
 /// Splits `/a/b/name` into (`/a/b`, `name`).

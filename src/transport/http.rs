@@ -4,7 +4,7 @@
 
 use super::copy::{copy_until, is_timeout, CopyError};
 use super::error::TransferError;
-use super::fetch::{close_dest, open_dest, Fetched, Validators};
+use super::fetch::{finish_download, open_dest, Fetched, Validators};
 use super::FetchOptions;
 use crate::uri::{Location, Uri};
 use std::fs::File;
@@ -200,19 +200,7 @@ pub(crate) fn fetch(
             })
         }
     };
-    if let Some(expected) = expected.filter(|e| *e != received) {
-        return Err(TransferError::Truncated {
-            uri: uri.to_string(),
-            expected,
-            received,
-        });
-    }
-    let (sha256, bytes) = close_dest(uri, dest, out)?;
-    Ok(Fetched::Downloaded {
-        bytes,
-        sha256,
-        validators: Some(new_validators).filter(Validators::is_usable),
-    })
+    finish_download(uri, dest, out, expected, received, new_validators)
 }
 
 /// ureq reports its own timeouts inside the body reader as an I/O error
