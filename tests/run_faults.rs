@@ -287,3 +287,60 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn a_decompression_bomb_stops_before_the_disk_fills() {
+    let t = tempdir();
+    let w = t.path();
+    // 64 MB of zeros gzip to a few dozen KB
+    let tree = w.join("bomb");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("zeros"), vec![0u8; 64 << 20]).unwrap();
+    let archive = w.join("bomb.cpio.gz");
+    ok(&bin().arg("pack").arg(&tree).arg(&archive).output().unwrap());
+    assert!(fs::metadata(&archive).unwrap().len() < 1 << 20);
+    let target = w.join("small");
+    fs::create_dir_all(&target).unwrap();
+    let m = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(m.success(), "mounting a tmpfs needs root");
+    let _guard = Tmpfs(target.clone());
+    let c = w.join("c.vmc");
+    fs::write(
+        &c,
+        format!(
+            "[populate dir {} /mnt {}][end]\n",
+            target.display(),
+            archive.display()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("--container")
+        .arg(&c)
+        .arg("--dir")
+        .arg(w.join("dir"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("would fill the file system"), "{err}");
+    // the reserve is left: the file system did not fill
+    let st = Command::new("df")
+        .arg("--output=avail")
+        .arg("-B1")
+        .arg(&target)
+        .output()
+        .unwrap();
+    let avail: u64 = String::from_utf8_lossy(&st.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(avail > 0, "the file system filled up");
+}

@@ -134,9 +134,11 @@ impl Commit {
                         .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
                     let mut x = crate::hostdir::Extractor::new(&target)
                         .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
+                    let mut budget = Budget::for_target(&target, &mut x)
+                        .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
                     source
                         .emit(&mut crate::progress::MeteredSink {
-                            inner: &mut x,
+                            inner: &mut budget,
                             meter: crate::progress::Meter::new(format!(
                                 "expanding into {}",
                                 target.display()
@@ -299,6 +301,83 @@ pub fn recover(state: &Path) {
             }
         }
         let _ = fs::remove_file(e.path());
+    }
+}
+
+/// Expanding into a host directory stops before the file system fills: a
+/// decompression bomb (a few MB of gzip that expand to terabytes) must not
+/// take the disk from everything else on it. The budget is what the file
+/// system has free, less a reserve of 5% of its size (at most 1 GiB);
+/// every entry counts one block besides its content.
+struct Budget<'a> {
+    inner: &'a mut dyn crate::tree::Sink,
+    counter: Counter,
+}
+
+struct Counter {
+    left: u64,
+    target: PathBuf,
+    available: u64,
+}
+
+impl<'a> Budget<'a> {
+    fn for_target(
+        target: &Path,
+        inner: &'a mut dyn crate::tree::Sink,
+    ) -> std::io::Result<Budget<'a>> {
+        let st = rustix::fs::statvfs(target)?;
+        let available = st.f_bavail.saturating_mul(st.f_frsize);
+        let size = st.f_blocks.saturating_mul(st.f_frsize);
+        let reserve = (size / 20).min(1 << 30);
+        Ok(Budget {
+            inner,
+            counter: Counter {
+                left: available.saturating_sub(reserve),
+                target: target.to_path_buf(),
+                available,
+            },
+        })
+    }
+}
+
+impl Counter {
+    fn spend(&mut self, n: u64) -> std::io::Result<()> {
+        match self.left.checked_sub(n) {
+            Some(l) => {
+                self.left = l;
+                Ok(())
+            }
+            None => Err(std::io::Error::other(format!(
+                "stopped: the tree would fill the file system of {} ({} bytes were free; 5% is kept in reserve)",
+                self.target.display(),
+                self.available
+            ))),
+        }
+    }
+}
+
+impl crate::tree::Sink for Budget<'_> {
+    fn put(
+        &mut self,
+        entry: &crate::tree::Entry,
+        data: &mut dyn std::io::Read,
+    ) -> std::io::Result<()> {
+        let Budget { inner, counter } = self;
+        counter.spend(4096)?;
+        inner.put(entry, &mut Spent { data, counter })
+    }
+}
+
+struct Spent<'a> {
+    data: &'a mut dyn std::io::Read,
+    counter: &'a mut Counter,
+}
+
+impl std::io::Read for Spent<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.data.read(buf)?;
+        self.counter.spend(n as u64)?;
+        Ok(n)
     }
 }
 
