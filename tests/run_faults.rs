@@ -5,20 +5,11 @@
 mod common;
 mod net;
 
-use common::{bin, root, tempdir};
+use common::{bin, ok, root, tempdir};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
 
 fn read_all(paths: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
     paths.iter().map(|p| fs::read(p).ok()).collect()

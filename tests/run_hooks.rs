@@ -5,23 +5,13 @@
 mod common;
 mod net;
 
-use common::{bin, root, tempdir};
+use common::{bin, ok, root, tempdir};
 use net::{Behavior, HttpServer};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn pack(dir: &Path, out: &Path) {
     ok(&bin().arg("pack").arg(dir).arg(out).output().unwrap());

@@ -5,7 +5,7 @@
 mod common;
 mod net;
 
-use common::{bin, root, tempdir};
+use common::{bin, ok, root, tempdir};
 use net::{HttpServer, Vsftpd};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,15 +23,6 @@ fn run(args: &[&str], container: &Path, extra: &[&Path]) -> Output {
         }
     }
     c.output().expect("run vm-container")
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
