@@ -707,6 +707,48 @@ fn hostile_signatures_and_keys() {
     }
 }
 
+/// A secret key asking for 2^32 - 1 bcrypt_pbkdf rounds (about 10 ms each)
+/// is refused before any round runs, rather than holding a run for a year.
+#[test]
+fn secret_key_with_absurd_kdf_rounds() {
+    use base64::Engine;
+    let t = tempdir();
+    let p = |n: &str| t.path().join(n);
+    fs::write(p("pass"), "secret\n").unwrap();
+    let out = bin()
+        .args(["keygen", "-p"])
+        .arg(p("k.pub"))
+        .arg("-s")
+        .arg(p("k.sec"))
+        .arg("--passphrase-file")
+        .arg(p("pass"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = fs::read_to_string(p("k.sec")).unwrap();
+    let (comment, b64) = text.split_once('\n').unwrap();
+    let b64e = base64::engine::general_purpose::STANDARD;
+    let mut raw = b64e.decode(b64.trim()).unwrap();
+    // pkalg(2) kdfalg(2) kdfrounds(4, big-endian)
+    assert_eq!(&raw[4..8], &42u32.to_be_bytes());
+    raw[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+    fs::write(p("k.sec"), format!("{comment}\n{}\n", b64e.encode(&raw))).unwrap();
+    fs::write(p("f"), "data\n").unwrap();
+    let started = Instant::now();
+    let out = bin()
+        .args(["sign", "-s"])
+        .arg(p("k.sec"))
+        .arg("--passphrase-file")
+        .arg(p("pass"))
+        .arg(p("f"))
+        .output()
+        .unwrap();
+    let e = failed(&out, &[1, 2]);
+    assert!(e.contains("4294967295 KDF rounds"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!p("f.sig").exists());
+}
+
 #[test]
 fn hostile_containers_fail_the_check() {
     let s = Scene::new();

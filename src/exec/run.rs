@@ -375,13 +375,15 @@ impl<'a> Runner<'a> {
 
     /// The working tree of an archive URI, fetched and opened once.
     fn tree(&mut self, at: &str, uri: &UriRef) -> Result<&mut WorkTree> {
-        let key = uri.uri.resource_key();
-        if !self.trees.contains_key(&key) {
-            let input = self.inputs.get(uri, at, &mut self.log)?;
-            let wt = WorkTree::new(uri.uri.to_string(), Some(input.path), self.now);
-            self.trees.insert(key.clone(), wt);
+        use std::collections::hash_map::Entry as Slot;
+        match self.trees.entry(uri.uri.resource_key()) {
+            Slot::Occupied(slot) => Ok(slot.into_mut()),
+            Slot::Vacant(slot) => {
+                let input = self.inputs.get(uri, at, &mut self.log)?;
+                let wt = WorkTree::new(uri.uri.to_string(), Some(input.path), self.now);
+                Ok(slot.insert(wt))
+            }
         }
-        Ok(self.trees.get_mut(&key).expect("inserted above"))
     }
 
     /// A source for a populate: the archive's working tree as it stands now.

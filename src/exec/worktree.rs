@@ -109,19 +109,22 @@ impl WorkTree {
     }
 
     fn index(&mut self) -> io::Result<&BTreeMap<TreePath, Entry>> {
-        if self.index.is_none() {
-            let mut map = BTreeMap::new();
-            if let Some(base) = &self.base {
-                let mut src = archive_source(base, &self.name)?;
-                let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn Read| {
-                    map.insert(e.path.clone(), e.clone());
-                    Ok(())
-                });
-                src.emit(&mut sink)?;
+        let index = match self.index.take() {
+            Some(index) => index,
+            None => {
+                let mut map = BTreeMap::new();
+                if let Some(base) = &self.base {
+                    let mut src = archive_source(base, &self.name)?;
+                    let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn Read| {
+                        map.insert(e.path.clone(), e.clone());
+                        Ok(())
+                    });
+                    src.emit(&mut sink)?;
+                }
+                map
             }
-            self.index = Some(map);
-        }
-        Ok(self.index.as_ref().expect("just built"))
+        };
+        Ok(self.index.insert(index))
     }
 
     /// The entry at `path` as the tree stands now (hard links resolved to

@@ -49,6 +49,10 @@ pub enum KeyError {
     PassphraseTooLong { len: usize, max: usize },
     #[error("KDF rounds must be at least 1 for an encrypted key")]
     ZeroRounds,
+    #[error(
+        "secret key asks for {rounds} KDF rounds; at most {max} are accepted (signify writes 42)"
+    )]
+    TooManyRounds { rounds: u32, max: u32 },
     #[error("bcrypt_pbkdf failed: {0}")]
     Kdf(String),
     #[error("comment is not usable: {0}")]

@@ -25,6 +25,12 @@ pub const PKALG: [u8; 2] = *b"Ed";
 pub const KDFALG: [u8; 2] = *b"BK";
 /// What `signify -G` uses.
 pub const DEFAULT_KDF_ROUNDS: u32 = 42;
+
+/// The most `kdfrounds` a secret key may ask for. Each round costs about
+/// 10 ms, so a key file claiming 2^32 rounds would hold a run for over a
+/// year; signify always writes 42, and 1,000 rounds (about 10 s) leaves
+/// room for keys made deliberately slower.
+pub const MAX_KDF_ROUNDS: u32 = 1000;
 /// signify reads a passphrase into a 1024-byte buffer; a longer one
 /// would be cut there, so it could never unlock a key we wrote with it.
 pub const PASSPHRASE_MAX: usize = 1023;
@@ -338,6 +344,12 @@ impl EncryptedSecretKey {
                 found: alg_name(&kdfalg),
             });
         }
+        if kdfrounds > MAX_KDF_ROUNDS {
+            return Err(KeyError::TooManyRounds {
+                rounds: kdfrounds,
+                max: MAX_KDF_ROUNDS,
+            });
+        }
         Ok(EncryptedSecretKey {
             pkalg,
             kdfalg,
@@ -457,6 +469,12 @@ impl SecretKey {
         let kdfrounds = match passphrase {
             None => 0,
             Some(_) if rounds == 0 => return Err(KeyError::ZeroRounds),
+            Some(_) if rounds > MAX_KDF_ROUNDS => {
+                return Err(KeyError::TooManyRounds {
+                    rounds,
+                    max: MAX_KDF_ROUNDS,
+                })
+            }
             Some(pass) => {
                 let xorkey = derive_xorkey(pass, &salt, rounds)?;
                 for (c, x) in clear.iter_mut().zip(xorkey.iter()) {

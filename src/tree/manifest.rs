@@ -61,7 +61,7 @@ impl Builder {
             let Some(rec) = self.records.get(&target).cloned() else {
                 continue;
             };
-            let smallest = names.iter().chain(Some(&target)).min().unwrap().clone();
+            let smallest = names.iter().fold(&target, |m, n| m.min(n)).clone();
             for n in names.iter().chain(Some(&target)) {
                 let mut r = rec.clone();
                 r.link_group = Some(smallest.clone());

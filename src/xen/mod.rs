@@ -88,10 +88,11 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn peek(&mut self) -> Result<&Token, SyntaxError> {
-        if self.peeked.is_none() {
-            self.peeked = Some(self.lex.next_token()?);
-        }
-        Ok(self.peeked.as_ref().expect("just filled"))
+        let t = match self.peeked.take() {
+            Some(t) => t,
+            None => self.lex.next_token()?,
+        };
+        Ok(self.peeked.insert(t))
     }
 
     fn bump(&mut self) -> Result<Token, SyntaxError> {
@@ -167,8 +168,7 @@ impl<'a> Parser<'a> {
                     // valuelist at depth + 3, ']' at depth + 4
                     stack_check(at + 4, &t).map_err(|e| noted(&lists, 1, e))?;
                     self.bump().map_err(|e| noted(&lists, 1, e))?;
-                    let l = lists.pop().expect("just pushed");
-                    (Value::List(l.items), l.open, t.end)
+                    close_list(&mut lists, &t)?
                 }
                 _ => {
                     let e =
@@ -201,13 +201,11 @@ impl<'a> Parser<'a> {
                         }
                         stack_check(d + 4, &t).map_err(|e| noted(&lists, 1, e))?;
                         self.bump().map_err(|e| noted(&lists, 1, e))?;
-                        let l = lists.pop().expect("innermost list");
-                        done = (Value::List(l.items), l.open, t.end);
+                        done = close_list(&mut lists, &t)?;
                     }
                     TokenKind::Close => {
                         stack_check(d + 4, &t).map_err(|e| noted(&lists, 1, e))?;
-                        let l = lists.pop().expect("innermost list");
-                        done = (Value::List(l.items), l.open, t.end);
+                        done = close_list(&mut lists, &t)?;
                     }
                     _ => {
                         let mut e = Self::unexpected(&t, "`,` or `]`");
@@ -249,6 +247,24 @@ const YYMAXDEPTH: usize = 10000;
 
 /// Fails as `xl` does ("memory exhausted") when the parser stack would
 /// hold `depth` states.
+/// The innermost open list, closed by `]` token `close`. Callers only close
+/// a list they opened, so the stack is never empty here; should it be, the
+/// `]` is reported as unexpected rather than trusted.
+fn close_list(
+    lists: &mut Vec<OpenList>,
+    close: &Token,
+) -> Result<(Value, usize, usize), SyntaxError> {
+    match lists.pop() {
+        Some(l) => Ok((Value::List(l.items), l.open, close.end)),
+        None => Err(SyntaxError {
+            offset: close.start,
+            len: (close.end - close.start).max(1),
+            message: "unexpected `]`".to_string(),
+            note: None,
+        }),
+    }
+}
+
 fn stack_check(depth: usize, at: &Token) -> Result<(), SyntaxError> {
     if depth < YYMAXDEPTH {
         return Ok(());
