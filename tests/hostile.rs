@@ -933,3 +933,189 @@ fn regression_end_before_a_multibyte_character() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------- many entries
+
+/// `files` empty files, a thousand to a directory (`d/K/fN`).
+fn many_entries(files: u32) -> Vec<u8> {
+    let mut raw = member(b"d", DIR, 1, 2, b"", None);
+    for i in 0..files {
+        if i % 1000 == 0 {
+            raw.extend(member(
+                format!("d/{}", i / 1000).as_bytes(),
+                DIR,
+                2 + i,
+                2,
+                b"",
+                None,
+            ));
+        }
+        raw.extend(member(
+            format!("d/{}/f{i}", i / 1000).as_bytes(),
+            REG,
+            10_000_000 + i,
+            1,
+            b"",
+            None,
+        ));
+    }
+    raw.extend(trailer());
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    e.write_all(&raw).unwrap();
+    e.finish().unwrap()
+}
+
+/// Runs the container `text` under GNU time: the output and the peak
+/// resident set in MiB.
+fn run_measured(s: &Scene, text: &str) -> (Output, u64) {
+    let c = s.p("c.vmc");
+    fs::write(&c, text).unwrap();
+    let rss = s.p("state.rss");
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss)
+        .arg(env!("CARGO_BIN_EXE_vm-container"))
+        .args(["-q", "--offline", "--container"])
+        .arg(&c)
+        .arg("--dir")
+        .arg(s.p("state"))
+        .output()
+        .expect("GNU time (/usr/bin/time, package `time`)");
+    let kb: u64 = fs::read_to_string(&rss).unwrap().trim().parse().unwrap();
+    fs::remove_file(&rss).unwrap();
+    eprintln!(
+        "peak resident set {} MiB: {}",
+        kb / 1024,
+        text.lines().next().unwrap_or("")
+    );
+    (out, kb / 1024)
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A million tiny entries (6 MB of gzip): editing one file of the archive
+/// costs memory for the edit and the fork's table of written files (about
+/// 70 bytes an entry, most of it that table), and building an image holds
+/// one node per inode (about 300 bytes) — bounded by the inode count the
+/// container gave the image, not by the archive.
+#[test]
+fn a_million_tiny_entries_in_bounded_memory() {
+    let s = Scene::new();
+    fs::write(s.p("a.cpio.gz"), many_entries(1_000_000)).unwrap();
+    let a = s.p("a.cpio.gz");
+    let fork = s.p("target/fork.cpio.gz");
+    let (out, mib) = run_measured(
+        &s,
+        &format!(
+            "[replace /d/5/f5000 archive file://{} fork file://{}\n\nhello\n\n][end]\n",
+            a.display(),
+            fork.display()
+        ),
+    );
+    ok(&out);
+    assert!(mib < 128, "fork of a million entries: {mib} MiB");
+    let listed = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -dc '{}' | cpio -it --quiet | wc -l",
+            fork.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "1001001");
+
+    let img = s.p("img");
+    let (out, mib) = run_measured(
+        &s,
+        &format!(
+            "[image {img} 8GB many inodes 1100000][end]\n[populate image {img} / file://{a}][end]\n",
+            img = img.display(),
+            a = a.display()
+        ),
+    );
+    ok(&out);
+    assert!(mib < 400, "image of a million entries: {mib} MiB");
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(fsck.status.success(), "{fsck:?}");
+    let files = String::from_utf8_lossy(&fsck.stdout).into_owned();
+    assert!(files.contains("1001012/"), "{files}");
+    fs::remove_file(&img).unwrap();
+
+    // expanding into a host directory keeps nothing per entry
+    fs::write(s.p("a.cpio.gz"), many_entries(100_000)).unwrap();
+    let (out, mib) = run_measured(
+        &s,
+        &format!(
+            "[populate dir {} /mnt file://{}][end]\n",
+            s.target().join("tree").display(),
+            a.display()
+        ),
+    );
+    ok(&out);
+    assert!(mib < 16, "100,000 entries into a directory: {mib} MiB");
+    assert!(s.target().join("tree/d/99/f99999").is_file());
+    s.assert_outside_untouched();
+}
+
+/// A directory entry naming an ancestor (made with debugfs `ln`): walks of
+/// the image stop with the path, and nothing is written.
+#[test]
+fn directory_loop_in_an_image() {
+    let s = Scene::new();
+    let src = s.target().join("src/a/b");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "hi\n").unwrap();
+    let img = s.p("img");
+    let mk = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext3", "-d"])
+        .arg(s.target().join("src"))
+        .arg(&img)
+        .arg("8M")
+        .output()
+        .unwrap();
+    assert!(mk.status.success(), "{mk:?}");
+    let ln = Command::new("debugfs")
+        .args(["-w", "-R", "ln /a /a/b/up"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(ln.status.success(), "{ln:?}");
+    let before = fs::read(&img).unwrap();
+    let empty = s.target().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let patch = s.target().join("out.patch");
+    let out = bin()
+        .arg("diff")
+        .arg(&img)
+        .arg(&empty)
+        .arg("-o")
+        .arg(&patch)
+        .output()
+        .unwrap();
+    let e = failed(&out, &[1]);
+    assert!(e.contains("/a/b/up: directory loop"), "{e}");
+    assert!(!patch.exists());
+    // a path through the loop is only a longer name for the same directory
+    let out = bin()
+        .arg("ls")
+        .arg(&img)
+        .arg("/a/b/up/b/up/b")
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" f\n"));
+    assert_eq!(fs::read(&img).unwrap(), before);
+    s.assert_outside_untouched();
+}

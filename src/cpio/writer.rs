@@ -5,7 +5,8 @@ use super::Error;
 use crate::tree::{Entry, Kind, Sink, TreePath};
 use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
-use std::collections::HashMap;
+use hashbrown::HashTable;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
 
 /// A gzip encoder whose header is fixed (mtime 0, no file name), so that
@@ -35,13 +36,54 @@ pub fn gzip_encoder<W: Write>(out: W, level: u32) -> GzEncoder<W> {
 /// is that GNU cpio defers creating empty regular files to the end.
 /// The Linux initramfs unpacker and libarchive also link empty members to
 /// an earlier member of the same inode without truncating it.
+/// The inode given to every regular file written, by path. Any file may
+/// turn out to be a hard link's target, so all are kept: the names in one
+/// arena and a table of (offset, length, inode), about 16 bytes plus the
+/// name per file, where a map of owned paths took over 100.
+#[derive(Default)]
+struct FileInodes {
+    names: Vec<u8>,
+    table: HashTable<(usize, u32, u32)>,
+    hasher: RandomState,
+}
+
+impl FileInodes {
+    fn insert(&mut self, name: &[u8], ino: u32) {
+        let hash = self.hasher.hash_one(name);
+        let names = &self.names;
+        let at = |&(off, len, _): &(usize, u32, u32)| &names[off..off + len as usize];
+        match self
+            .table
+            .entry(hash, |e| at(e) == name, |e| self.hasher.hash_one(at(e)))
+        {
+            // a path written twice: the later file is the one a link means
+            hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().2 = ino,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                let off = self.names.len();
+                self.names.extend_from_slice(name);
+                // names are shorter than NAME_MAX, checked before this
+                e.insert((off, name.len() as u32, ino));
+            }
+        }
+    }
+
+    fn get(&self, name: &[u8]) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        self.table
+            .find(hash, |&(off, len, _)| {
+                &self.names[off..off + len as usize] == name
+            })
+            .map(|e| e.2)
+    }
+}
+
 pub struct Writer<W: Write> {
     out: W,
     archive: String,
     offset: u64,
     next_ino: u32,
     // regular files written so far -> their inode, for hard links
-    files: HashMap<TreePath, u32>,
+    files: FileInodes,
     buf: Vec<u8>,
 }
 
@@ -53,7 +95,7 @@ impl<W: Write> Writer<W> {
             archive: archive.into(),
             offset: 0,
             next_ino: 1,
-            files: HashMap::new(),
+            files: FileInodes::default(),
             buf: vec![0u8; 64 * 1024],
         }
     }
@@ -131,21 +173,21 @@ impl<W: Write> Writer<W> {
                 h.c_filesize = c_filesize;
                 self.member(name, h)?;
                 self.copy_data(&entry.path, *size, data)?;
-                self.files.insert(entry.path.clone(), h.c_ino);
+                self.files.insert(entry.path.as_bytes(), h.c_ino);
                 return Ok(());
             }
             Kind::HardLink { target } => {
-                h.c_ino = *self
-                    .files
-                    .get(target)
-                    .ok_or_else(|| Error::LinkTargetMissing {
-                        archive: self.archive.clone(),
-                        path: entry.path.clone(),
-                        target: target.clone(),
-                    })?;
+                h.c_ino =
+                    self.files
+                        .get(target.as_bytes())
+                        .ok_or_else(|| Error::LinkTargetMissing {
+                            archive: self.archive.clone(),
+                            path: entry.path.clone(),
+                            target: target.clone(),
+                        })?;
                 h.c_nlink = 2;
                 // a link to a link shares the first file's inode
-                self.files.insert(entry.path.clone(), h.c_ino);
+                self.files.insert(entry.path.as_bytes(), h.c_ino);
                 return self.member(name, h);
             }
             Kind::Symlink { target } => {

@@ -591,6 +591,7 @@ impl<'a> Runner<'a> {
             })
             .map(|(p, _)| p.clone())
             .collect();
+        wt.expect_lookups(changed.iter().cloned());
         let old = wt
             .read_base(&changed)
             .map_err(|e| io_fail(at, archive, e))?;
@@ -665,6 +666,7 @@ impl<'a> Runner<'a> {
                 .map_err(|e| io_fail(at, dir.display(), e))?;
             let (mode, owner) = (edit.mode, edit.owner);
             return self.edit(at, edit, move |wt| {
+                wt.expect_lookups(entries.iter().map(|(e, _)| e.path.clone()));
                 for (mut e, c) in entries {
                     if let (Kind::File { .. }, Some(m)) = (&e.kind, mode) {
                         e.meta.perm = m;
@@ -709,6 +711,7 @@ impl<'a> Runner<'a> {
             PatchTarget::Archive(archive) => {
                 let wt = self.tree(at, archive)?;
                 let wanted = patch_paths(&patch);
+                wt.expect_lookups(wanted.iter().cloned());
                 let files = wt
                     .read_files(&wanted)
                     .map_err(|e| io_fail(at, archive, e))?;

@@ -9,7 +9,7 @@
 
 use crate::cpio;
 use crate::tree::{Entry, Kind, Meta, Sink, Source, TreePath};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -80,8 +80,14 @@ pub struct WorkTree {
     pub name: String,
     /// The archive file the tree starts from; `None` for an empty tree.
     pub base: Option<PathBuf>,
-    /// Metadata of every base entry, read on first need.
-    index: Option<BTreeMap<TreePath, Entry>>,
+    /// Base entries looked up so far (`None`: not in the archive). Only
+    /// paths asked about are kept, so an edit of one file in an archive
+    /// of millions costs memory for that file, not for the archive.
+    known: HashMap<TreePath, Option<Entry>>,
+    /// Paths that will be asked about, found together in the next pass.
+    wanted: BTreeSet<TreePath>,
+    /// Passes made over the base to answer lookups.
+    pub scans: usize,
     pub overlay: Overlay,
     /// The mtime given to what this run creates.
     pub now: i64,
@@ -98,7 +104,9 @@ impl WorkTree {
         WorkTree {
             name,
             base,
-            index: None,
+            known: HashMap::new(),
+            wanted: BTreeSet::new(),
+            scans: 0,
             overlay: Overlay::new(),
             now,
         }
@@ -108,23 +116,48 @@ impl WorkTree {
         !self.overlay.is_empty()
     }
 
-    fn index(&mut self) -> io::Result<&BTreeMap<TreePath, Entry>> {
-        let index = match self.index.take() {
-            Some(index) => index,
-            None => {
-                let mut map = BTreeMap::new();
-                if let Some(base) = &self.base {
-                    let mut src = archive_source(base, &self.name)?;
-                    let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn Read| {
-                        map.insert(e.path.clone(), e.clone());
-                        Ok(())
-                    });
-                    src.emit(&mut sink)?;
+    /// Says that `paths` (and their ancestors) will be looked up, so that
+    /// one pass over the base answers them all.
+    pub fn expect_lookups(&mut self, paths: impl IntoIterator<Item = TreePath>) {
+        for p in paths {
+            let mut cur = Some(p);
+            while let Some(p) = cur {
+                if p.is_root() || self.known.contains_key(&p) || self.wanted.contains(&p) {
+                    break;
                 }
-                map
+                cur = p.parent();
+                self.wanted.insert(p);
             }
-        };
-        Ok(self.index.insert(index))
+        }
+    }
+
+    /// The base entry at `path`; a path not known yet is found in one
+    /// pass over the archive together with every path expected so far.
+    fn base_lookup(&mut self, path: &TreePath) -> io::Result<Option<Entry>> {
+        if let Some(e) = self.known.get(path) {
+            return Ok(e.clone());
+        }
+        self.expect_lookups([path.clone()]);
+        let wanted = std::mem::take(&mut self.wanted);
+        let mut found = HashMap::new();
+        if let Some(base) = &self.base {
+            let mut src = archive_source(base, &self.name)?;
+            let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn Read| {
+                // a path the archive names twice: the later entry wins,
+                // as when the archive is expanded
+                if wanted.contains(&e.path) {
+                    found.insert(e.path.clone(), e.clone());
+                }
+                Ok(())
+            });
+            src.emit(&mut sink)?;
+            self.scans += 1;
+        }
+        for p in wanted {
+            let e = found.remove(&p);
+            self.known.insert(p, e);
+        }
+        Ok(self.known.get(path).cloned().flatten())
     }
 
     /// The entry at `path` as the tree stands now (hard links resolved to
@@ -142,14 +175,16 @@ impl WorkTree {
             Some(Change::Delete) => return Ok(None),
             None => {}
         }
-        let index = self.index()?;
-        Ok(index.get(path).cloned())
+        self.base_lookup(path)
     }
 
     /// Makes sure every ancestor of `path` is a directory, creating missing
     /// ones 0755 root-owned. A symlink on the way is refused: writing
     /// through it would put the file somewhere else than the path says.
     fn ensure_parents(&mut self, path: &TreePath) -> Result<(), TreeError> {
+        // the path itself is looked up next: one pass finds it and its
+        // ancestors
+        self.expect_lookups([path.clone()]);
         let mut missing = Vec::new();
         let mut cur = path.parent();
         while let Some(p) = cur {
@@ -285,7 +320,7 @@ impl WorkTree {
 
     /// The metadata of `path` in the archive as fetched.
     pub fn base_entry(&mut self, path: &TreePath) -> io::Result<Option<Entry>> {
-        Ok(self.index()?.get(path).cloned())
+        self.base_lookup(path)
     }
 
     /// The base content of `paths` (the archive as fetched).
@@ -437,5 +472,75 @@ impl Source for OverlaySource {
             sink.put(e, data)
         });
         src.emit(&mut filter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Sink;
+
+    fn p(s: &str) -> TreePath {
+        TreePath::from_absolute(s.as_bytes()).unwrap()
+    }
+
+    /// An archive of `/etc` with `files` in it.
+    fn archive(dir: &Path, files: &[&str]) -> PathBuf {
+        let path = dir.join("a.cpio.gz");
+        let f = File::create(&path).unwrap();
+        let mut w = cpio::Writer::new(cpio::gzip_encoder(f, 1), "a");
+        let meta = Meta::implicit_dir();
+        let dir = Entry {
+            path: p("/etc"),
+            kind: Kind::Dir,
+            meta,
+        };
+        w.put(&dir, &mut io::empty()).unwrap();
+        for name in files {
+            let e = Entry {
+                path: p(name),
+                kind: Kind::File { size: 1 },
+                meta,
+            };
+            w.put(&e, &mut &b"x"[..]).unwrap();
+        }
+        w.finish_gzip().unwrap();
+        path
+    }
+
+    #[test]
+    fn expected_lookups_take_one_pass() {
+        let t = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..100).map(|i| format!("/etc/f{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let a = archive(t.path(), &refs);
+        let mut wt = WorkTree::new("a".into(), Some(a), 0);
+        let wanted: Vec<TreePath> = ["/etc/f1", "/etc/f99", "/etc/new/x"]
+            .iter()
+            .map(|s| p(s))
+            .collect();
+        wt.expect_lookups(wanted.clone());
+        for w in &wanted {
+            wt.put_file(w, Content::Bytes(b"y".to_vec()), None, None)
+                .unwrap();
+        }
+        assert_eq!(wt.scans, 1);
+        // what was found kept its metadata; what was not is new
+        assert_eq!(
+            wt.base_entry(&p("/etc/f1")).unwrap().unwrap().path,
+            p("/etc/f1")
+        );
+        assert!(wt.base_entry(&p("/etc/new/x")).unwrap().is_none());
+        assert!(wt.base_entry(&p("/etc/new")).unwrap().is_none());
+        assert_eq!(wt.scans, 1);
+        // a path nobody announced costs one more pass, and is right
+        assert!(wt.base_entry(&p("/etc/f50")).unwrap().is_some());
+        assert!(wt.base_entry(&p("/etc/f100")).unwrap().is_none());
+        assert_eq!(wt.scans, 3);
+        // a file under a file is refused, whatever was announced
+        let e = wt
+            .put_file(&p("/etc/f2/x"), Content::Bytes(vec![]), None, None)
+            .unwrap_err();
+        assert!(e.to_string().contains("not a directory"), "{e}");
     }
 }

@@ -248,7 +248,8 @@ struct Node {
     names: u32,
     /// Blocks the cursor crossed while writing this inode's content.
     span: Option<(u32, u32)>,
-    dir: Option<DirData>,
+    /// Boxed: most nodes are files, and an image may hold millions.
+    dir: Option<Box<DirData>>,
 }
 
 impl Node {
@@ -267,11 +268,11 @@ impl Node {
 
     fn new_dir(meta: Meta, parent: u32) -> Node {
         let mut n = Node::new(S_IFDIR | (meta.perm & 0o7777), meta);
-        n.dir = Some(DirData {
+        n.dir = Some(Box::new(DirData {
             parent,
             names: Vec::new(),
             index: HashMap::new(),
-        });
+        }));
         n
     }
 
