@@ -1119,3 +1119,49 @@ fn directory_loop_in_an_image() {
     assert_eq!(fs::read(&img).unwrap(), before);
     s.assert_outside_untouched();
 }
+
+// ---------------------------------------------------------------- no partial output
+
+/// A new target directory is expanded beside itself and renamed into place
+/// at commit: an archive that turns hostile halfway leaves no part of it.
+#[test]
+fn a_failed_expansion_leaves_no_partial_tree() {
+    let s = Scene::new();
+    let a = archive(&[
+        member(b"etc", DIR, 1, 2, b"", None),
+        member(b"etc/good", REG, 2, 1, b"fine\n", None),
+        member(b"etc/../../outside/x", REG, 3, 1, b"evil\n", None),
+    ]);
+    let e = failed(&s.populate_dir(&gz(&a)), &[1]);
+    assert!(e.contains("`..`"), "{e}");
+    assert!(!s.target().exists(), "a partial target was left");
+    s.assert_outside_untouched();
+
+    // the same archive without its last member: the whole tree appears,
+    // also when two expressions fill one new directory and a third a
+    // directory inside it
+    let good = archive(&[
+        member(b"etc", DIR, 1, 2, b"", None),
+        member(b"etc/good", REG, 2, 1, b"fine\n", None),
+    ]);
+    fs::write(s.p("a.cpio.gz"), gz(&good)).unwrap();
+    let t = s.target();
+    let out = s.run(&format!(
+        "[populate dir {t} /mnt file://{a}][end]\n\
+         [populate dir {t}/etc/inner /mnt file://{a}][end]\n\
+         [populate dir {t} /mnt file://{a}][end]\n",
+        t = t.display(),
+        a = s.p("a.cpio.gz").display()
+    ));
+    ok(&out);
+    assert_eq!(fs::read(t.join("etc/good")).unwrap(), b"fine\n");
+    assert_eq!(fs::read(t.join("etc/inner/etc/good")).unwrap(), b"fine\n");
+    s.assert_outside_untouched();
+
+    // a directory that exists (a mount point, say) is merged into in
+    // place: what came before the hostile member stays, inside the target
+    let e = failed(&s.populate_dir(&gz(&a)), &[1]);
+    assert!(e.contains("`..`"), "{e}");
+    assert!(t.join("etc/good").exists());
+    s.assert_outside_untouched();
+}

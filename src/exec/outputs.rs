@@ -40,6 +40,9 @@ pub struct Commit {
     pub committed: Vec<PathBuf>,
     /// Size and mtime of each output as the last successful run left it.
     pub previous: std::collections::BTreeMap<PathBuf, (u64, i128)>,
+    /// Host directories expanded whole beside their absent targets:
+    /// (target, staging directory).
+    dirs: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Commit {
@@ -104,6 +107,40 @@ impl Commit {
         for (staged, _) in self.images.drain(..) {
             let _ = fs::remove_file(staged);
         }
+        // std's remove_dir_all does not follow symlinks the archive made
+        for (_, staged) in self.dirs.drain(..) {
+            let _ = fs::remove_dir_all(staged);
+        }
+    }
+
+    /// Where a `populate dir` job writes. A target that does not exist yet
+    /// is expanded beside it and renamed into place with the other outputs,
+    /// so a failed run leaves no part of it; a later job on the same
+    /// target, or on a path inside it, joins that staging directory. A
+    /// directory that exists (a mount point, say: staging beside it would
+    /// land on another file system) is merged into in place, as `cpio -idm`
+    /// into a mounted tree would.
+    fn dir_destination(&mut self, target: &Path) -> std::io::Result<PathBuf> {
+        for (t, staged) in &self.dirs {
+            if let Ok(rel) = target.strip_prefix(t) {
+                return Ok(staged.join(rel));
+            }
+        }
+        match fs::symlink_metadata(target) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(target.to_path_buf()),
+        }
+        let staged = super::output::temp_beside(target);
+        if let (Some(dir), Some(name)) = (target.parent(), target.file_name()) {
+            fs::create_dir_all(dir)?;
+            // an interrupted run may have left its staging directory here
+            super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
+        }
+        let _ = fs::remove_dir_all(&staged);
+        fs::create_dir(&staged)?;
+        self.dirs.push((target.to_path_buf(), staged.clone()));
+        Ok(staged)
     }
 
     /// Moves everything into place. `stripped` is written last.
@@ -112,7 +149,7 @@ impl Commit {
         log: &mut super::log::Log,
         stripped: Option<(&str, &[u8])>,
     ) -> Result<()> {
-        for job in self.jobs.drain(..) {
+        for job in std::mem::take(&mut self.jobs) {
             match job {
                 Job::Volume {
                     at,
@@ -130,11 +167,13 @@ impl Commit {
                     target,
                     mut source,
                 } => {
-                    fs::create_dir_all(&target)
+                    let into = self
+                        .dir_destination(&target)
+                        .and_then(|into| fs::create_dir_all(&into).map(|_| into))
                         .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
-                    let mut x = crate::hostdir::Extractor::new(&target)
+                    let mut x = crate::hostdir::Extractor::new(&into)
                         .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
-                    let mut budget = Budget::for_target(&target, &mut x)
+                    let mut budget = Budget::for_target(&into, &mut x)
                         .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
                     source
                         .emit(&mut crate::progress::MeteredSink {
@@ -152,7 +191,9 @@ impl Commit {
                         eprintln!("warning: {at}: {w}");
                     }
                     log.line(&format!("{at} populated {}", target.display()))?;
-                    self.committed.push(target);
+                    if into == target {
+                        self.committed.push(target);
+                    }
                 }
             }
         }
@@ -190,6 +231,7 @@ impl Commit {
             renames.push((beside, dest));
         }
         renames.append(&mut self.images);
+        renames.extend(self.dirs.drain(..).map(|(target, staged)| (staged, target)));
         if let Some((out, bytes)) = stripped {
             if out == "-" {
                 super::output::write_text(out, bytes, true)?;
