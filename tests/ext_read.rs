@@ -24,6 +24,12 @@ fn host_tree(root: &Path) {
     let f = File::create(root.join("holes")).unwrap();
     f.write_all_at(b"start", 0).unwrap();
     f.write_all_at(b"end", 40 << 20).unwrap();
+    // holes across the single, double and triple indirect ranges (1 KiB
+    // blocks) and a trailing one, read a run at a time
+    let f = File::create(root.join("far")).unwrap();
+    f.write_all_at(b"a", 300 << 10).unwrap();
+    f.write_all_at(b"b", 70 << 20).unwrap();
+    f.set_len(90 << 20).unwrap();
     // many separate runs: more extents than fit in the inode, so ext4
     // needs an extent index block
     let f = File::create(root.join("fragmented")).unwrap();

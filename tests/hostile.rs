@@ -1078,20 +1078,8 @@ fn directory_loop_in_an_image() {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("f"), "hi\n").unwrap();
     let img = s.p("img");
-    let mk = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext3", "-d"])
-        .arg(s.target().join("src"))
-        .arg(&img)
-        .arg("8M")
-        .output()
-        .unwrap();
-    assert!(mk.status.success(), "{mk:?}");
-    let ln = Command::new("debugfs")
-        .args(["-w", "-R", "ln /a /a/b/up"])
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(ln.status.success(), "{ln:?}");
+    mke2fs_d(&s.target().join("src"), &img, "8M");
+    debugfs_w(&img, "ln /a /a/b/up");
     let before = fs::read(&img).unwrap();
     let empty = s.target().join("empty");
     fs::create_dir(&empty).unwrap();
@@ -1163,5 +1151,137 @@ fn a_failed_expansion_leaves_no_partial_tree() {
     let e = failed(&s.populate_dir(&gz(&a)), &[1]);
     assert!(e.contains("`..`"), "{e}");
     assert!(t.join("etc/good").exists());
+    s.assert_outside_untouched();
+}
+
+// ---------------------------------------------------------------- sparse and shared blocks
+
+fn mke2fs_d(src: &Path, img: &Path, size: &str) {
+    let mk = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext3", "-b", "4096", "-d"])
+        .arg(src)
+        .arg(img)
+        .arg(size)
+        .output()
+        .unwrap();
+    assert!(mk.status.success(), "{mk:?}");
+}
+
+fn debugfs_w(img: &Path, request: &str) {
+    let out = Command::new("debugfs")
+        .args(["-w", "-R", request])
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// A file of one terabyte, all hole but its last bytes, in host
+/// directories and in images: comparing trees steps over the hole
+/// (SEEK_DATA on the host, the block map in an image) instead of reading a
+/// terabyte of zeros.
+#[test]
+fn a_terabyte_of_hole_costs_only_its_data() {
+    let s = Scene::new();
+    let t = s.target();
+    for (side, small) in [("a", "hello\n"), ("b", "world\n")] {
+        let d = t.join(side);
+        fs::create_dir_all(&d).unwrap();
+        let f = fs::File::create(d.join("big")).unwrap();
+        f.set_len(1 << 40).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(b"tail\n", 1 << 40).unwrap();
+        fs::write(d.join("small"), small).unwrap();
+        mke2fs_d(&d, &t.join(format!("{side}.img")), "64M");
+    }
+    for (old, new) in [
+        ("a.img", "b.img"),
+        ("a", "b.img"),
+        ("a.img", "b"),
+        ("a", "b"),
+    ] {
+        let t0 = Instant::now();
+        let out = bin()
+            .arg("diff")
+            .arg(t.join(old))
+            .arg(t.join(new))
+            .args(["-o", "-"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{old} {new}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("diff -ruN a/small b/small\n"), "{text}");
+        assert!(!text.contains("big"), "{text}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{old} {new}: {:?}",
+            t0.elapsed()
+        );
+    }
+    s.assert_outside_untouched();
+}
+
+/// An image whose one-block file is stretched to 4 GiB by a double
+/// indirect block naming the same indirect block 1,024 times, itself naming
+/// the file's one data block 1,024 times: a few MB that would read as 4 GiB.
+/// No block of a sound volume belongs to two places, so reading stops once
+/// more blocks than the volume holds have been read.
+#[test]
+fn a_block_map_naming_one_block_a_million_times() {
+    let s = Scene::new();
+    let src = s.target().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), vec![b'A'; 4096]).unwrap();
+    let img = s.p("img");
+    mke2fs_d(&src, &img, "64M");
+    let bmap = Command::new("debugfs")
+        .args(["-R", "bmap /f 0"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    let data: u32 = String::from_utf8_lossy(&bmap.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    // two blocks past everything mke2fs wrote into a 64 MiB volume
+    let (ind, dind) = (15000u32, 15001u32);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+        let block = |v: u32| -> Vec<u8> { (0..1024).flat_map(|_| v.to_le_bytes()).collect() };
+        f.write_all_at(&block(data), u64::from(ind) * 4096).unwrap();
+        f.write_all_at(&block(ind), u64::from(dind) * 4096).unwrap();
+    }
+    debugfs_w(&img, &format!("sif /f block[DIND] {dind}"));
+    let size = (12 + 1024 + 1024 * 1024) * 4096u64;
+    debugfs_w(&img, &format!("sif /f size {size}"));
+    let empty = s.target().join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let t0 = Instant::now();
+    let out = bin()
+        .arg("diff")
+        .arg(&img)
+        .arg(&empty)
+        .args(["-o"])
+        .arg(s.target().join("out.patch"))
+        .output()
+        .unwrap();
+    let e = failed(&out, &[1]);
+    assert!(
+        e.contains("/f: its block map reads more blocks than the volume holds"),
+        "{e}"
+    );
+    assert!(!s.target().join("out.patch").exists());
+    let out = bin().arg("cat").arg(&img).arg("/f").output().unwrap();
+    let e = failed(&out, &[1]);
+    assert!(e.contains("more blocks than the volume holds"), "{e}");
+    // the volume's 16,384 blocks of data at most, besides the holes of the
+    // direct and single indirect ranges
+    assert!(
+        out.stdout.len() <= (16384 + 12 + 1024) * 4096,
+        "{}",
+        out.stdout.len()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     s.assert_outside_untouched();
 }

@@ -5,9 +5,9 @@ use super::formats::write_archive;
 use super::worktree::{archive_source, read_tree_files};
 use super::{Failure, Result};
 use crate::diff;
-use crate::digest::Digest;
+use crate::digest::{ContentDigest, Digest};
 use crate::sign;
-use crate::tree::{Entry, FnSink, Kind, Source, TreePath};
+use crate::tree::{Entry, Kind, Sink, Source, SparseRead, TreePath};
 use crate::uri::Uri;
 use crate::{ext, hostdir};
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,22 +76,61 @@ pub fn open_tree(path: &Path) -> Result<Box<dyn Source>> {
     Ok(Box::new(vol))
 }
 
-/// Regular files' digests and mtimes of a tree, read in one pass.
+/// Regular files' content digests and mtimes of a tree, read in one pass.
+/// Holes in an image's files are stepped over, so a file claiming
+/// terabytes of them costs what its data costs.
 fn digests(src: &mut dyn Source) -> io::Result<BTreeMap<TreePath, (Digest, i64)>> {
-    let mut out = BTreeMap::new();
-    let mut links = Vec::new();
-    let mut sink = FnSink(|e: &Entry, data: &mut dyn Read| {
-        match &e.kind {
-            Kind::File { .. } => {
-                let (d, _) = Digest::of_reader(&mut &mut *data)?;
-                out.insert(e.path.clone(), (d, e.meta.mtime));
-            }
-            Kind::HardLink { target } => links.push((e.path.clone(), target.clone())),
-            _ => {}
+    struct Digests {
+        out: BTreeMap<TreePath, (Digest, i64)>,
+        links: Vec<(TreePath, TreePath)>,
+        buf: Vec<u8>,
+    }
+    /// Content that cannot say where its holes are.
+    struct Dense<'a>(&'a mut dyn Read);
+    impl Read for Dense<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
         }
-        Ok(())
-    });
+    }
+    impl SparseRead for Dense<'_> {
+        fn skip_hole(&mut self) -> io::Result<u64> {
+            Ok(0)
+        }
+    }
+    impl Sink for Digests {
+        fn put(&mut self, e: &Entry, data: &mut dyn Read) -> io::Result<()> {
+            match &e.kind {
+                Kind::File { .. } => self.put_sparse(e, &mut Dense(data))?,
+                Kind::HardLink { target } => self.links.push((e.path.clone(), target.clone())),
+                _ => {}
+            }
+            Ok(())
+        }
+        fn put_sparse(&mut self, e: &Entry, data: &mut dyn SparseRead) -> io::Result<()> {
+            let mut d = ContentDigest::default();
+            loop {
+                let n = data.read(&mut self.buf)?;
+                if n == 0 {
+                    break;
+                }
+                d.update(&self.buf[..n]);
+                // zeros may be the start of a hole: step over the rest
+                if self.buf[..n].iter().all(|&b| b == 0) {
+                    d.zeros(data.skip_hole()?);
+                }
+            }
+            self.out
+                .insert(e.path.clone(), (d.finish().0, e.meta.mtime));
+            Ok(())
+        }
+    }
+    let mut sink = Digests {
+        out: BTreeMap::new(),
+        links: Vec::new(),
+        buf: vec![0; 256 * 1024],
+    };
     src.emit(&mut sink)?;
+    let Digests { mut out, links, .. } = sink;
     for (p, t) in links {
         if let Some(v) = out.get(&t).cloned() {
             out.insert(p, v);

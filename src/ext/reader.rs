@@ -241,41 +241,75 @@ impl Volume {
     /// The physical block of logical block `l`, `None` for a hole or an
     /// unwritten extent.
     pub(super) fn map(&self, ino: &Inode, l: u64) -> Result<Option<u64>, Error> {
+        Ok(self.map_run(ino, l)?.0)
+    }
+
+    /// Like [`Self::map`], and for a hole also how many blocks from `l` on
+    /// are hole (at least 1; `u64::MAX` when nothing is mapped after it),
+    /// so that readers cross a sparse file's holes in one step instead of
+    /// one lookup per block.
+    pub(super) fn map_run(&self, ino: &Inode, l: u64) -> Result<(Option<u64>, u64), Error> {
         if ino.i_flags & inode::EXT4_EXTENTS_FL != 0 {
             return self.map_extent(ino, l);
         }
         let p = u64::from(self.block_size / 4);
         let nd = inode::EXT2_NDIR_BLOCKS as u64;
-        let (root, idx): (usize, Vec<u64>) = if l < nd {
-            return Ok(nonzero(ino.i_block.get(l as usize).copied().unwrap_or(0)));
+        let hole = |run: u64| Ok((None, run.max(1)));
+        // (root pointer, indices below it, blocks the root covers, offset)
+        let (root, idx, span, r): (usize, Vec<u64>, u64, u64) = if l < nd {
+            let b = ino.i_block.get(l as usize).copied().unwrap_or(0);
+            return match nonzero(b) {
+                Some(b) => Ok((Some(b), 1)),
+                None => hole(1),
+            };
         } else if l - nd < p {
-            (inode::EXT2_IND_BLOCK, vec![l - nd])
+            (inode::EXT2_IND_BLOCK, vec![l - nd], p, l - nd)
         } else if l - nd - p < p * p {
             let r = l - nd - p;
-            (inode::EXT2_DIND_BLOCK, vec![r / p, r % p])
+            (inode::EXT2_DIND_BLOCK, vec![r / p, r % p], p * p, r)
         } else if l - nd - p - p * p < p * p * p {
             let r = l - nd - p - p * p;
             (
                 inode::EXT2_TIND_BLOCK,
                 vec![r / (p * p), (r / p) % p, r % p],
+                p * p * p,
+                r,
             )
         } else {
-            return Ok(None);
+            return hole(u64::MAX);
         };
         let mut b = u64::from(ino.i_block[root]);
+        // blocks below the pointer about to be read, and how far into them
+        // `l` lies: a zero pointer makes all the rest of them hole
+        let (mut below, mut within) = (span, r);
         for i in idx {
             if b == 0 {
-                return Ok(None);
+                return hole(below - within);
             }
             let blk = self.meta_block(b)?;
+            below /= p;
+            within %= below;
             b = u64::from(le32(&blk, (i * 4) as usize));
+            if b == 0 && below == 1 {
+                // a run of zero pointers in this last-level block
+                let zeros = (i..p)
+                    .take_while(|&j| le32(&blk, (j * 4) as usize) == 0)
+                    .count() as u64;
+                return hole(zeros);
+            }
         }
-        Ok(nonzero(b as u32))
+        match nonzero(b as u32) {
+            Some(b) => Ok((Some(b), 1)),
+            None => hole(below - within),
+        }
     }
 
-    fn map_extent(&self, ino: &Inode, l: u64) -> Result<Option<u64>, Error> {
+    fn map_extent(&self, ino: &Inode, l: u64) -> Result<(Option<u64>, u64), Error> {
         let mut node: Vec<u8> = ino.i_block_bytes().to_vec();
         let bad = |m: &str| Error::Corrupt(format!("extent tree: {m}"));
+        // the first block a later sibling of the current node maps
+        let mut limit = u64::MAX;
+        let hole = |to: u64| Ok((None, to.saturating_sub(l).max(1)));
         for level in 0..=MAX_EXTENT_DEPTH {
             let magic = super::bytes::le16(&node, 0);
             let entries = usize::from(super::bytes::le16(&node, 2));
@@ -288,6 +322,7 @@ impl Volume {
             }
             let rec = |i: usize| &node[12 + i * 12..24 + i * 12];
             if depth == 0 {
+                let mut next = limit;
                 for i in 0..entries {
                     let e = rec(i);
                     let start = u64::from(le32(e, 0));
@@ -299,26 +334,31 @@ impl Volume {
                     };
                     if l >= start && l < start + len {
                         if unwritten {
-                            return Ok(None);
+                            return hole(start + len);
                         }
                         let phys =
                             (u64::from(super::bytes::le16(e, 6)) << 32) | u64::from(le32(e, 8));
-                        return Ok(Some(phys + (l - start)));
+                        return Ok((Some(phys + (l - start)), 1));
+                    }
+                    if start > l {
+                        next = next.min(start);
                     }
                 }
-                return Ok(None);
+                return hole(next);
             }
             let mut child = None;
             for i in 0..entries {
                 let e = rec(i);
-                if u64::from(le32(e, 0)) <= l {
+                let start = u64::from(le32(e, 0));
+                if start <= l {
                     child =
                         Some((u64::from(super::bytes::le16(e, 8)) << 32) | u64::from(le32(e, 4)));
                 } else {
+                    limit = limit.min(start);
                     break;
                 }
             }
-            let Some(c) = child else { return Ok(None) };
+            let Some(c) = child else { return hole(limit) };
             node = self.meta_block(c)?;
         }
         Err(bad("too deep"))
@@ -382,12 +422,19 @@ impl Volume {
                 dir.size()
             )));
         }
-        for l in 0..dir.size().div_ceil(bs) {
-            let Some(b) = self.map(dir, l)? else { continue };
+        let blocks = dir.size().div_ceil(bs);
+        let mut l = 0;
+        while l < blocks {
+            let (b, run) = self.map_run(dir, l)?;
+            let Some(b) = b else {
+                l = l.saturating_add(run);
+                continue;
+            };
             self.read_block(b, &mut buf)?;
             let es = dir_entry::parse_block(&buf, filetype)
                 .map_err(|m| Error::Corrupt(format!("directory {}: {m}", path.display_abs())))?;
             out.extend(es.into_iter().filter(|e| e.name != b"." && e.name != b".."));
+            l += 1;
         }
         Ok(out)
     }
@@ -474,6 +521,8 @@ impl Volume {
         }
         Ok(FileReader {
             vol: self,
+            path: path.display_abs(),
+            blocks_left: self.blocks_count,
             size: i.size(),
             inode: i,
             pos: 0,
@@ -536,7 +585,7 @@ impl Volume {
         depth: usize,
         seen_dirs: &mut HashSet<u32>,
         links: &mut HashMap<u32, TreePath>,
-        budget: &mut u64,
+        budget: &mut WalkBudget,
         sink: &mut dyn Sink,
     ) -> Result<(), std::io::Error> {
         if depth > MAX_DEPTH || !seen_dirs.insert(ino) {
@@ -550,7 +599,7 @@ impl Volume {
         // All directories together fit in the volume too: without this,
         // many directories each claiming the whole volume in holes would
         // multiply the work.
-        *budget = budget.checked_sub(dir.size()).ok_or_else(|| {
+        budget.dir_bytes = budget.dir_bytes.checked_sub(dir.size()).ok_or_else(|| {
             Error::Corrupt(format!(
                 "directory {}: the directories claim more bytes than the volume holds",
                 path.display_abs()
@@ -605,7 +654,9 @@ impl Volume {
             };
             if ft == FileType::File {
                 let mut r = self.file_reader(i, &child)?;
-                sink.put(&entry, &mut r)?;
+                r.blocks_left = budget.data_blocks;
+                sink.put_sparse(&entry, &mut r)?;
+                budget.data_blocks = r.blocks_left;
             } else {
                 sink.put(&entry, &mut std::io::empty())?;
             }
@@ -644,7 +695,10 @@ impl Source for Volume {
         sink.put(&entry, &mut std::io::empty())?;
         let mut seen = HashSet::new();
         let mut links = HashMap::new();
-        let mut budget = self.dir_limit();
+        let mut budget = WalkBudget {
+            dir_bytes: self.dir_limit(),
+            data_blocks: self.blocks_count,
+        };
         self.emit_dir(
             inode::EXT2_ROOT_INO,
             &TreePath::root(),
@@ -657,9 +711,22 @@ impl Source for Volume {
     }
 }
 
+/// What one walk of the tree may read: no two directories or files of a
+/// sound volume share a block, so together they fit in it. A hostile image
+/// whose block maps point many times at the same blocks would otherwise
+/// make a few megabytes read as terabytes.
+struct WalkBudget {
+    dir_bytes: u64,
+    data_blocks: u64,
+}
+
 /// The content of one regular file, block by block.
 pub struct FileReader<'v> {
     vol: &'v Volume,
+    /// The file's path, for errors.
+    path: String,
+    /// Data blocks this reader may still read (see [`WalkBudget`]).
+    blocks_left: u64,
     inode: Inode,
     size: u64,
     pos: u64,
@@ -671,6 +738,32 @@ impl FileReader<'_> {
     pub fn size(&self) -> u64 {
         self.size
     }
+
+    /// Bytes of hole from the current position on (0 at data), up to the
+    /// end of the file.
+    fn hole_len(&self) -> std::io::Result<u64> {
+        if self.pos >= self.size {
+            return Ok(0);
+        }
+        let bs = u64::from(self.vol.block_size);
+        let (b, run) = self.vol.map_run(&self.inode, self.pos / bs)?;
+        if b.is_some() {
+            return Ok(0);
+        }
+        let end = (self.pos / bs)
+            .saturating_add(run)
+            .saturating_mul(bs)
+            .min(self.size);
+        Ok(end - self.pos)
+    }
+}
+
+impl crate::tree::SparseRead for FileReader<'_> {
+    fn skip_hole(&mut self) -> std::io::Result<u64> {
+        let n = self.hole_len()?;
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 impl Read for FileReader<'_> {
@@ -681,9 +774,25 @@ impl Read for FileReader<'_> {
         let bs = u64::from(self.vol.block_size);
         let l = self.pos / bs;
         if self.buf_block != Some(l) {
-            match self.vol.map(&self.inode, l)? {
-                Some(b) => self.vol.read_block(b, &mut self.buf)?,
-                None => self.buf.fill(0),
+            match self.vol.map_run(&self.inode, l)? {
+                (Some(b), _) => {
+                    self.blocks_left = self.blocks_left.checked_sub(1).ok_or_else(|| {
+                        std::io::Error::other(Error::Corrupt(format!(
+                            "{}: its block map reads more blocks than the volume holds \
+                             (blocks shared between files?)",
+                            self.path
+                        )))
+                    })?;
+                    self.vol.read_block(b, &mut self.buf)?
+                }
+                (None, run) => {
+                    // a hole: its zeros come without reading anything
+                    let end = l.saturating_add(run).saturating_mul(bs).min(self.size);
+                    let n = (end - self.pos).min(out.len() as u64) as usize;
+                    out[..n].fill(0);
+                    self.pos += n as u64;
+                    return Ok(n);
+                }
             }
             self.buf_block = Some(l);
         }

@@ -95,6 +95,29 @@ impl Read for Content {
     }
 }
 
+impl crate::tree::SparseRead for Content {
+    /// Asks the file system where the next data is (`SEEK_DATA`); one that
+    /// cannot tell reports data everywhere, and nothing is skipped.
+    fn skip_hole(&mut self) -> io::Result<u64> {
+        if self.done >= self.expected {
+            return Ok(0);
+        }
+        let f = self.file.get_ref();
+        let next = match rustix::fs::seek(f, rustix::fs::SeekFrom::Data(self.done)) {
+            Ok(at) => at.min(self.expected),
+            // no data after this point: the rest is hole
+            Err(rustix::io::Errno::NXIO) => self.expected,
+            Err(_) => self.done,
+        };
+        let n = next.saturating_sub(self.done);
+        rustix::fs::seek(f, rustix::fs::SeekFrom::Start(self.done + n))
+            .map_err(|e| io_err(&self.path, "seek")(e.into()))?;
+        self.done += n;
+        self.file.set_limit(self.expected - self.done);
+        Ok(n)
+    }
+}
+
 impl Source for Walker {
     fn emit(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
         let md = fs::metadata(&self.root).map_err(io_err(&self.root, "stat"))?;
@@ -169,8 +192,9 @@ impl Source for Walker {
                     kind: Kind::File { size },
                     meta,
                 };
-                sink.put(&entry, &mut content)?;
-                io::copy(&mut content, &mut io::sink())?;
+                // a host file is not a stream: what a sink leaves unread
+                // is simply not read
+                sink.put_sparse(&entry, &mut content)?;
                 continue;
             } else if ft.is_char_device() {
                 let (major, minor) = dev();

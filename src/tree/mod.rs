@@ -285,6 +285,22 @@ pub fn split_mode(mode: u32) -> (u32, u32) {
 /// sources drain what a sink leaves.
 pub trait Sink {
     fn put(&mut self, entry: &Entry, data: &mut dyn Read) -> io::Result<()>;
+
+    /// [`Sink::put`] for a regular file whose source knows its holes (a
+    /// sparse file in an image). A sink that can use them overrides this;
+    /// the rest read the zeros.
+    fn put_sparse(&mut self, entry: &Entry, data: &mut dyn SparseRead) -> io::Result<()> {
+        self.put(entry, data)
+    }
+}
+
+/// File content that can say where its holes are, so that a reader may
+/// step over them rather than read their zeros: a file claiming terabytes
+/// of holes costs as much as its data.
+pub trait SparseRead: Read {
+    /// The length of the hole at the current position, stepped over (the
+    /// next read starts after it); 0 when the position holds data.
+    fn skip_hole(&mut self) -> io::Result<u64>;
 }
 
 /// Anything that can emit a tree as a stream.
