@@ -20,7 +20,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export SOURCE_DATE_EPOCH=1700000000
-for t in container xen cpio cpio_gz diff sign ext; do mkdir -p "$corpus/$t"; done
+for t in container xen cpio cpio_gz diff sign ext ext_populate; do mkdir -p "$corpus/$t"; done
 
 # --- a small tree with every entry type a cpio archive or image carries
 tree="$work/tree"
@@ -128,6 +128,9 @@ else
     echo "seed.sh: vm-container image seed skipped" >&2
 fi
 
-for t in container xen cpio cpio_gz diff sign ext; do
+# ext_populate writes into ext2/ext3 images: the ext2 ones seed it
+cp "$corpus"/ext/ext2.img "$corpus"/ext/ours-ext2.img "$corpus/ext_populate/" 2>/dev/null || true
+
+for t in container xen cpio cpio_gz diff sign ext ext_populate; do
     printf '%-10s %3d seeds\n' "$t" "$(find "$corpus/$t" -type f | wc -l)"
 done

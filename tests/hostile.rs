@@ -631,6 +631,36 @@ fn regression_ext_name_with_slash() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains(".."));
 }
 
+#[test]
+fn regression_ext_populate_first_data_block() {
+    // An image whose first group's inode table lies before its first data
+    // block (found by the `ext_populate` fuzz target): allocation started
+    // below the first data block and underflowed. Now the block search
+    // starts at the first data block; this image has none free.
+    let s = Scene::new();
+    let img = s.p("img");
+    fs::rename(
+        gunzip_to("ext-populate-first-data-block.img.gz", s.t.path()),
+        &img,
+    )
+    .unwrap();
+    let a = archive(&[
+        member(b"etc", DIR, 1, 2, b"", None),
+        member(b"etc/hostname", REG, 2, 1, b"fuzzy\n", None),
+    ]);
+    fs::write(s.p("a.cpio.gz"), gz(&a)).unwrap();
+    let before = fs::read(&img).unwrap();
+    let out = s.run(&format!(
+        "[populate image {} / file://{}][end]\n",
+        img.display(),
+        s.p("a.cpio.gz").display()
+    ));
+    let e = failed(&out, &[1]);
+    assert!(e.contains("out of blocks"), "{e}");
+    assert_eq!(fs::read(&img).unwrap(), before);
+    s.assert_outside_untouched();
+}
+
 // ---------------------------------------------------------------- signatures
 
 #[test]

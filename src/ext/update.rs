@@ -88,7 +88,10 @@ impl State<'_> {
         let sb = &self.vol.sb;
         let first =
             u64::from(sb.s_first_data_block) + u64::from(g) * u64::from(sb.s_blocks_per_group);
-        (self.vol.blocks_count - first).min(u64::from(sb.s_blocks_per_group))
+        self.vol
+            .blocks_count
+            .saturating_sub(first)
+            .min(u64::from(sb.s_blocks_per_group))
     }
 
     fn inode(&self, ino: u32) -> Result<Inode, Error> {
@@ -102,14 +105,20 @@ impl State<'_> {
         let ipg = self.vol.sb.s_inodes_per_group;
         let first_ino = self.vol.sb.s_first_ino.max(inode::EXT2_GOOD_OLD_FIRST_INO);
         let groups = self.group_count();
-        let mut g = (self.ino_cursor.saturating_sub(1)) / ipg;
+        let mut g = (self.ino_cursor.saturating_sub(1)) / ipg.max(1);
         while g < groups {
-            let gd = self.vol.groups[g as usize];
-            let free = i64::from(gd.bg_free_inodes_count) + self.delta[g as usize].1;
+            let (Some(&gd), Some(&delta)) =
+                (self.vol.groups.get(g as usize), self.delta.get(g as usize))
+            else {
+                break;
+            };
+            let free = i64::from(gd.bg_free_inodes_count) + delta.1;
             if free > 0 {
                 let bm = gd.bg_inode_bitmap;
                 for i in 0..ipg {
-                    let ino = g * ipg + i + 1;
+                    let Some(ino) = g.checked_mul(ipg).and_then(|x| x.checked_add(i + 1)) else {
+                        break;
+                    };
                     if ino < first_ino || ino < self.ino_cursor {
                         continue;
                     }
@@ -144,10 +153,12 @@ impl State<'_> {
         let bpg = u64::from(sb.s_blocks_per_group);
         let first = u64::from(sb.s_first_data_block);
         while self.cursor < self.vol.blocks_count {
-            let g = ((self.cursor - first) / bpg) as usize;
-            let gd = self.vol.groups[g];
+            let g = (self.cursor.saturating_sub(first) / bpg.max(1)) as usize;
+            let (Some(&gd), Some(&delta)) = (self.vol.groups.get(g), self.delta.get(g)) else {
+                break;
+            };
             let gstart = first + g as u64 * bpg;
-            let free = i64::from(gd.bg_free_blocks_count) + self.delta[g].0;
+            let free = i64::from(gd.bg_free_blocks_count) + delta.0;
             if free <= 0 {
                 self.cursor = gstart + bpg;
                 continue;
@@ -216,6 +227,13 @@ impl State<'_> {
             return Err(Error::Corrupt(format!(
                 "block pointer {b} beyond the volume"
             )));
+        }
+        // no block of a sound volume is named twice: a map that names
+        // more blocks than the volume holds loops through itself
+        if out.len() as u64 >= self.vol.blocks_count {
+            return Err(Error::Corrupt(
+                "a block map names more blocks than the volume holds".into(),
+            ));
         }
         out.push(b);
         if depth > 0 {
@@ -331,7 +349,12 @@ impl<'v> Populator<'v> {
             }
         }
         let groups = vol.groups.len();
-        let first_data = vol.groups.first().map(|g| g.bg_inode_table).unwrap_or(0);
+        let first_data = vol
+            .groups
+            .first()
+            .map(|g| g.bg_inode_table)
+            .unwrap_or(0)
+            .max(u64::from(sb.s_first_data_block));
         Ok(Populator {
             st: State {
                 vol,
