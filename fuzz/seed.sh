@@ -20,7 +20,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export SOURCE_DATE_EPOCH=1700000000
-for t in container xen cpio cpio_gz diff sign ext ext_populate; do mkdir -p "$corpus/$t"; done
+for t in container xen cpio cpio_gz diff sign ext ext_populate extract; do mkdir -p "$corpus/$t"; done
 
 # --- a small tree with every entry type a cpio archive or image carries
 tree="$work/tree"
@@ -57,6 +57,15 @@ if have pigz; then pigz -c -b 32 "$corpus/cpio/gnu-newc.cpio" >"$corpus/cpio/pig
 cat "$work/ours.cpio.gz" "$work/ours.cpio.gz" >"$corpus/cpio/two-members.cpio.gz"
 (cd "$tree/etc" && printf 'passwd\ngroup\n' | cpio --quiet -o -H newc) >"$corpus/cpio/small.cpio"
 for f in "$corpus"/cpio/*.cpio; do cp "$f" "$corpus/cpio_gz/"; done
+# extract: the same archives, and names that aim at the target's
+# `escape -> ../outside` symlink, a parent and a hard link out
+cp "$corpus"/cpio/* "$corpus/extract/"
+escape="$work/escape"
+mkdir -p "$escape/escape" "$escape/d"
+printf 'x\n' >"$escape/escape/x"
+printf 'y\n' >"$escape/d/y"
+ln "$escape/d/y" "$escape/escape/y"
+(cd "$escape" && find . | cpio --quiet -o -H newc) >"$corpus/extract/escape.cpio"
 
 # --- diff: the example patch, ours, GNU diff -ruN, git
 cp "$root"/examples/patches/*.patch "$corpus/diff/"
@@ -131,6 +140,6 @@ fi
 # ext_populate writes into ext2/ext3 images: the ext2 ones seed it
 cp "$corpus"/ext/ext2.img "$corpus"/ext/ours-ext2.img "$corpus/ext_populate/" 2>/dev/null || true
 
-for t in container xen cpio cpio_gz diff sign ext ext_populate; do
+for t in container xen cpio cpio_gz diff sign ext ext_populate extract; do
     printf '%-10s %3d seeds\n' "$t" "$(find "$corpus/$t" -type f | wc -l)"
 done

@@ -22,16 +22,74 @@ fn populate(vol: &Volume) -> Result<(), Box<dyn std::error::Error>> {
         gid: 0,
         mtime: 1_700_000_000,
     };
-    let dir = Meta { perm: 0o755, ..meta };
+    let dir = Meta {
+        perm: 0o755,
+        ..meta
+    };
     let data = vec![b'x'; 70_000];
     let entries: Vec<(Entry, &[u8])> = vec![
-        (Entry { path: p("/etc"), kind: Kind::Dir, meta: dir }, &[]),
-        (Entry { path: p("/etc/hostname"), kind: Kind::File { size: 6 }, meta }, b"fuzzy\n"),
-        (Entry { path: p("/lost+found/x"), kind: Kind::File { size: 3 }, meta }, b"abc"),
-        (Entry { path: p("/a/b/c"), kind: Kind::File { size: data.len() as u64 }, meta }, &data),
-        (Entry { path: p("/etc/link"), kind: Kind::HardLink { target: p("/etc/hostname") }, meta }, &[]),
-        (Entry { path: p("/s"), kind: Kind::Symlink { target: b"etc/hostname".to_vec() }, meta }, &[]),
-        (Entry { path: p("/etc/hostname"), kind: Kind::File { size: 2 }, meta }, b"ok"),
+        (
+            Entry {
+                path: p("/etc"),
+                kind: Kind::Dir,
+                meta: dir,
+            },
+            &[],
+        ),
+        (
+            Entry {
+                path: p("/etc/hostname"),
+                kind: Kind::File { size: 6 },
+                meta,
+            },
+            b"fuzzy\n",
+        ),
+        (
+            Entry {
+                path: p("/lost+found/x"),
+                kind: Kind::File { size: 3 },
+                meta,
+            },
+            b"abc",
+        ),
+        (
+            Entry {
+                path: p("/a/b/c"),
+                kind: Kind::File {
+                    size: data.len() as u64,
+                },
+                meta,
+            },
+            &data,
+        ),
+        (
+            Entry {
+                path: p("/etc/link"),
+                kind: Kind::HardLink {
+                    target: p("/etc/hostname"),
+                },
+                meta,
+            },
+            &[],
+        ),
+        (
+            Entry {
+                path: p("/s"),
+                kind: Kind::Symlink {
+                    target: b"etc/hostname".to_vec(),
+                },
+                meta,
+            },
+            &[],
+        ),
+        (
+            Entry {
+                path: p("/etc/hostname"),
+                kind: Kind::File { size: 2 },
+                meta,
+            },
+            b"ok",
+        ),
     ];
     for (e, mut bytes) in entries {
         pop.put(&e, &mut bytes)?;
