@@ -30,7 +30,10 @@ for t in "${targets[@]}"; do
     echo "== $t: $secs s" >&2
     log="$here/artifacts/$t/last-run.log"
     rc=0
-    cargo fuzz run -s none "$t" "$here/corpus/$t" -- \
+    # extract and ext_populate work on temporary files: keep them in memory
+    tmp=${TMPDIR:-/tmp}
+    [ -w /dev/shm ] && tmp=/dev/shm
+    TMPDIR=$tmp cargo fuzz run -s none "$t" "$here/corpus/$t" -- \
         -max_total_time="$secs" -print_final_stats=1 "${extra[@]}" \
         -artifact_prefix="$here/artifacts/$t/" >"$log" 2>&1 || rc=$?
     grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|panicked|ERROR|SUMMARY|Test unit written' "$log" || true
