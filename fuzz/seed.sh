@@ -20,7 +20,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export SOURCE_DATE_EPOCH=1700000000
-for t in container xen cpio cpio_gz diff sign ext ext_populate extract; do mkdir -p "$corpus/$t"; done
+for t in container xen cpio cpio_gz cpio_roundtrip diff sign ext ext_populate extract; do mkdir -p "$corpus/$t"; done
 
 # --- a small tree with every entry type a cpio archive or image carries
 tree="$work/tree"
@@ -60,6 +60,7 @@ for f in "$corpus"/cpio/*.cpio; do cp "$f" "$corpus/cpio_gz/"; done
 # extract: the same archives, and names that aim at the target's
 # `escape -> ../outside` symlink, a parent and a hard link out
 cp "$corpus"/cpio/* "$corpus/extract/"
+cp "$corpus"/cpio/* "$corpus/cpio_roundtrip/"
 escape="$work/escape"
 mkdir -p "$escape/escape" "$escape/d"
 printf 'x\n' >"$escape/escape/x"
@@ -140,6 +141,6 @@ fi
 # ext_populate writes into ext2/ext3 images: the ext2 ones seed it
 cp "$corpus"/ext/ext2.img "$corpus"/ext/ours-ext2.img "$corpus/ext_populate/" 2>/dev/null || true
 
-for t in container xen cpio cpio_gz diff sign ext ext_populate extract; do
+for t in container xen cpio cpio_gz cpio_roundtrip diff sign ext ext_populate extract; do
     printf '%-10s %3d seeds\n' "$t" "$(find "$corpus/$t" -type f | wc -l)"
 done
