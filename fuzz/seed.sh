@@ -142,5 +142,5 @@ fi
 cp "$corpus"/ext/ext2.img "$corpus"/ext/ours-ext2.img "$corpus/ext_populate/" 2>/dev/null || true
 
 for t in container xen cpio cpio_gz cpio_roundtrip diff sign ext ext_populate extract; do
-    printf '%-10s %3d seeds\n' "$t" "$(find "$corpus/$t" -type f | wc -l)"
+    printf '%-15s %3d seeds\n' "$t" "$(find "$corpus/$t" -type f | wc -l)"
 done

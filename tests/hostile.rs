@@ -1034,7 +1034,7 @@ fn ok(out: &Output) {
 /// A million tiny entries (6 MB of gzip): editing one file of the archive
 /// costs memory for the edit and the fork's table of written files (about
 /// 70 bytes an entry, most of it that table), and building an image holds
-/// one node per inode (about 300 bytes) — bounded by the inode count the
+/// one node per inode (about 200 bytes) — bounded by the inode count the
 /// container gave the image, not by the archive.
 #[test]
 fn a_million_tiny_entries_in_bounded_memory() {
@@ -1072,7 +1072,7 @@ fn a_million_tiny_entries_in_bounded_memory() {
         ),
     );
     ok(&out);
-    assert!(mib < 400, "image of a million entries: {mib} MiB");
+    assert!(mib < 280, "image of a million entries: {mib} MiB");
     let fsck = Command::new("e2fsck")
         .arg("-fn")
         .arg(&img)

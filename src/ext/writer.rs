@@ -17,9 +17,10 @@ use super::superblock::*;
 use super::{Error, Options};
 use crate::tree::{Entry, Kind, Meta, Sink, TreePath};
 use crate::tree::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK};
+use hashbrown::hash_table::{Entry as Slot, HashTable};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
 use std::io::Read;
 
 const LOST_FOUND_INO: u32 = inode::EXT2_GOOD_OLD_FIRST_INO;
@@ -233,8 +234,54 @@ impl BlockMapper {
 
 struct DirData {
     parent: u32,
-    names: Vec<(Vec<u8>, u32)>,
-    index: HashMap<Vec<u8>, usize>,
+    /// Entries in the order they were bound.
+    names: Vec<(Box<[u8]>, u32)>,
+    /// Positions in `names`, found by name: each name is stored once, as
+    /// an image may hold millions.
+    index: HashTable<u32>,
+    /// Names come from archives: a keyed hash, so that none can be chosen
+    /// to collide.
+    hasher: RandomState,
+}
+
+impl DirData {
+    fn new(parent: u32) -> DirData {
+        DirData {
+            parent,
+            names: Vec::new(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn get(&self, name: &[u8]) -> Option<u32> {
+        let names = &self.names;
+        let i = self.index.find(self.hasher.hash_one(name), |&i| {
+            names.get(i as usize).is_some_and(|n| &*n.0 == name)
+        })?;
+        names.get(*i as usize).map(|n| n.1)
+    }
+
+    /// Points `name` at `ino`, replacing what it named.
+    fn set(&mut self, name: &[u8], ino: u32) {
+        let (names, hasher) = (&mut self.names, &self.hasher);
+        let slot = self.index.entry(
+            hasher.hash_one(name),
+            |&i| names.get(i as usize).is_some_and(|n| &*n.0 == name),
+            |&i| names.get(i as usize).map_or(0, |n| hasher.hash_one(&n.0)),
+        );
+        match slot {
+            Slot::Occupied(e) => {
+                if let Some(n) = names.get_mut(*e.get() as usize) {
+                    n.1 = ino;
+                }
+            }
+            Slot::Vacant(e) => {
+                e.insert(names.len() as u32);
+                names.push((name.into(), ino));
+            }
+        }
+    }
 }
 
 /// One in-use inode, as metadata.
@@ -268,11 +315,7 @@ impl Node {
 
     fn new_dir(meta: Meta, parent: u32) -> Node {
         let mut n = Node::new(S_IFDIR | (meta.perm & 0o7777), meta);
-        n.dir = Some(Box::new(DirData {
-            parent,
-            names: Vec::new(),
-            index: HashMap::new(),
-        }));
+        n.dir = Some(Box::new(DirData::new(parent)));
         n
     }
 
@@ -407,9 +450,7 @@ impl<'f> Builder<'f> {
     fn lookup(&self, path: &TreePath) -> Option<u32> {
         let mut ino = inode::EXT2_ROOT_INO;
         for c in path.components() {
-            let d = self.node(ino)?.dir.as_ref()?;
-            let i = *d.index.get(c)?;
-            ino = d.names.get(i)?.1;
+            ino = self.node(ino)?.dir.as_ref()?.get(c)?;
         }
         Some(ino)
     }
@@ -424,8 +465,7 @@ impl<'f> Builder<'f> {
             let existing = self
                 .node(ino)
                 .and_then(|n| n.dir.as_ref())
-                .and_then(|d| d.index.get(c).and_then(|&i| d.names.get(i)))
-                .map(|e| e.1);
+                .and_then(|d| d.get(c));
             ino = match existing {
                 Some(child) => {
                     if self.node(child).map_or(true, |n| n.dir.is_none()) {
@@ -452,17 +492,7 @@ impl<'f> Builder<'f> {
     /// Points `name` in directory `dir` at `ino`, replacing what it named.
     fn bind(&mut self, dir: u32, name: &[u8], ino: u32) {
         if let Some(d) = self.node_mut(dir).and_then(|n| n.dir.as_mut()) {
-            match d.index.get(name) {
-                Some(&i) => {
-                    if let Some(e) = d.names.get_mut(i) {
-                        e.1 = ino;
-                    }
-                }
-                None => {
-                    d.index.insert(name.to_vec(), d.names.len());
-                    d.names.push((name.to_vec(), ino));
-                }
-            }
+            d.set(name, ino);
         }
     }
 
