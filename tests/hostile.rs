@@ -11,21 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vm-container"))
-}
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("vmc-hostile")
-        .tempdir()
-        .unwrap()
-}
+mod common;
+use common::{bin, ok, root, tempdir};
 
 fn hostile(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/hostile")
-        .join(name)
+    root().join("tests/hostile").join(name)
 }
 
 /// A gzip-compressed regression input, expanded into `dir`.
@@ -1021,14 +1011,6 @@ fn run_measured(s: &Scene, text: &str) -> (Output, u64) {
         text.lines().next().unwrap_or("")
     );
     (out, kb / 1024)
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A million tiny entries (6 MB of gzip): editing one file of the archive
