@@ -192,7 +192,8 @@ impl ContentDigest {
     }
 }
 
-fn all_zero(bytes: &[u8]) -> bool {
+/// True when every byte is zero (sixteen at a time).
+pub fn all_zero(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(16);
     words.all(|w| u128::from_ne_bytes(w.try_into().unwrap_or([1; 16])) == 0)
         && words.remainder().iter().all(|&b| b == 0)

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::io::{self, Read, Seek, Write};
-use vm_container::digest::ContentDigest;
+use vm_container::digest::{all_zero, ContentDigest};
 use vm_container::ext::Volume;
 use vm_container::tree::{Entry, Sink, Source, SparseRead, TreePath};
 
@@ -35,7 +35,7 @@ impl Drain {
                 return Err(io::Error::other("fuzz: data cap"));
             }
             d.update(&self.buf[..n]);
-            if self.buf[..n].iter().all(|&b| b == 0) {
+            if all_zero(&self.buf[..n]) {
                 d.zeros(r.skip_hole()?);
             }
         }

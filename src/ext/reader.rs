@@ -739,6 +739,16 @@ impl FileReader<'_> {
         self.size
     }
 
+    /// Where a hole of `run` blocks starting at the current position's
+    /// block ends, within the file.
+    fn hole_end(&self, run: u64) -> u64 {
+        let bs = u64::from(self.vol.block_size);
+        (self.pos / bs)
+            .saturating_add(run)
+            .saturating_mul(bs)
+            .min(self.size)
+    }
+
     /// Bytes of hole from the current position on (0 at data), up to the
     /// end of the file.
     fn hole_len(&self) -> std::io::Result<u64> {
@@ -746,15 +756,10 @@ impl FileReader<'_> {
             return Ok(0);
         }
         let bs = u64::from(self.vol.block_size);
-        let (b, run) = self.vol.map_run(&self.inode, self.pos / bs)?;
-        if b.is_some() {
-            return Ok(0);
+        match self.vol.map_run(&self.inode, self.pos / bs)? {
+            (Some(_), _) => Ok(0),
+            (None, run) => Ok(self.hole_end(run) - self.pos),
         }
-        let end = (self.pos / bs)
-            .saturating_add(run)
-            .saturating_mul(bs)
-            .min(self.size);
-        Ok(end - self.pos)
     }
 }
 
@@ -787,8 +792,7 @@ impl Read for FileReader<'_> {
                 }
                 (None, run) => {
                     // a hole: its zeros come without reading anything
-                    let end = l.saturating_add(run).saturating_mul(bs).min(self.size);
-                    let n = (end - self.pos).min(out.len() as u64) as usize;
+                    let n = (self.hole_end(run) - self.pos).min(out.len() as u64) as usize;
                     out[..n].fill(0);
                     self.pos += n as u64;
                     return Ok(n);
