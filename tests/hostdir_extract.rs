@@ -247,3 +247,158 @@ fn unprivileged_extraction_warns() {
     );
     assert_eq!(fs::metadata(target.join("f")).unwrap().uid(), 65534);
 }
+
+/// Checks that `path` is `size` bytes of zeros: no data anywhere
+/// (`SEEK_DATA` finds none, so the file system itself says every byte is
+/// a hole), and reading it through, 1 MiB at a time, gives only zeros.
+/// The read is direct where the file system allows it: buffered, each
+/// page of hole would be put in the page cache first (ten times slower).
+fn assert_all_zero(path: &Path, size: u64) {
+    use rustix::fs::{open, Mode, OFlags};
+    let fd = open(path, OFlags::RDONLY | OFlags::DIRECT, Mode::empty())
+        .or_else(|_| open(path, OFlags::RDONLY, Mode::empty()))
+        .unwrap();
+    assert_eq!(
+        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Data(0)),
+        Err(rustix::io::Errno::NXIO),
+        "{} holds data",
+        path.display()
+    );
+    // O_DIRECT wants a buffer aligned to the block size
+    let mut storage = vec![0u8; (1 << 20) + 4096];
+    let skip = storage.as_ptr().align_offset(4096);
+    let buf = &mut storage[skip..skip + (1 << 20)];
+    let mut total = 0u64;
+    loop {
+        let n = rustix::io::read(&fd, &mut *buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            vm_container::digest::all_zero(&buf[..n]),
+            "non-zero byte in the MiB at {total}"
+        );
+        total += n as u64;
+    }
+    assert_eq!(total, size);
+}
+
+/// A gzip stream made of one member per MiB, the members of zeros all
+/// copies of one compressed once: 4 GiB of zeros pack in a moment (the
+/// cpio reader takes multi-member gzip as `gzip -d` does).
+struct ZeroMembers {
+    out: Vec<u8>,
+    pending: Vec<u8>,
+    zero_member: Vec<u8>,
+}
+
+const MEMBER: usize = 1 << 20;
+
+fn gz_member(data: &[u8]) -> Vec<u8> {
+    let mut e = vm_container::cpio::gzip_encoder(Vec::new(), 6);
+    std::io::Write::write_all(&mut e, data).unwrap();
+    e.finish().unwrap()
+}
+
+impl ZeroMembers {
+    fn new() -> ZeroMembers {
+        ZeroMembers {
+            out: Vec::new(),
+            pending: Vec::with_capacity(MEMBER),
+            zero_member: gz_member(&vec![0u8; MEMBER]),
+        }
+    }
+
+    fn flush_member(&mut self) {
+        if self.pending.len() == MEMBER && vm_container::digest::all_zero(&self.pending) {
+            self.out.extend_from_slice(&self.zero_member);
+        } else if !self.pending.is_empty() {
+            let m = gz_member(&self.pending);
+            self.out.extend(m);
+        }
+        self.pending.clear();
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.flush_member();
+        self.out
+    }
+}
+
+impl std::io::Write for ZeroMembers {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(MEMBER - self.pending.len());
+        self.pending.extend_from_slice(&buf[..n]);
+        if self.pending.len() == MEMBER {
+            self.flush_member();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// All-zero blocks become holes: the largest member newc can hold
+/// (4 GiB less one byte: its size field is 8 hex digits) of zeros takes no
+/// disk, and a file mixing data and zeros reads back byte for byte with
+/// its zero blocks (trailing ones included) left as holes.
+#[test]
+fn zero_blocks_become_holes() {
+    let t = tempfile::tempdir().unwrap();
+    let big = u32::MAX as u64;
+    // a mix: data, 1 MiB of zeros, data not on a block boundary, zeros to the end
+    let mut mixed = noise(5000, 7);
+    mixed.extend(vec![0u8; 1 << 20]);
+    mixed.extend(noise(3, 8));
+    mixed.extend(vec![0u8; (1 << 20) + 123]);
+    let meta = vm_container::tree::Meta {
+        perm: 0o640,
+        uid: 0,
+        gid: 0,
+        mtime: 1_600_000_000,
+    };
+    let file = |name: &[u8], size: u64| Entry {
+        path: TreePath::from_member(name).unwrap(),
+        kind: Kind::File { size },
+        meta,
+    };
+    let start = std::time::Instant::now();
+    let mut w = vm_container::cpio::Writer::new(ZeroMembers::new(), "zeros.cpio.gz");
+    use vm_container::tree::Sink;
+    w.put(&file(b"zeros", big), &mut std::io::repeat(0).take(big))
+        .unwrap();
+    w.put(&file(b"mixed", mixed.len() as u64), &mut mixed.as_slice())
+        .unwrap();
+    let gz = w.finish().unwrap().finish();
+    let packed = start.elapsed();
+    let target = t.path().join("t");
+    let mut ex = Extractor::new(&target).unwrap();
+    Reader::new(gz.as_slice(), "zeros.cpio.gz")
+        .emit(&mut ex)
+        .unwrap();
+    ex.finish().unwrap();
+    let extracted = start.elapsed() - packed;
+    eprintln!(
+        "{} bytes of gzip; packed in {packed:?}, extracted in {extracted:?}",
+        gz.len()
+    );
+    let md = fs::metadata(target.join("zeros")).unwrap();
+    assert_eq!(md.len(), big);
+    assert!(
+        md.blocks() * 512 < 1 << 20,
+        "{} bytes allocated",
+        md.blocks() * 512
+    );
+    let read_back = std::time::Instant::now();
+    assert_all_zero(&target.join("zeros"), big);
+    eprintln!("read back in {:?}", read_back.elapsed());
+    assert_eq!(md.mode() & 0o7777, 0o640);
+    assert_eq!(md.mtime(), 1_600_000_000);
+    let mixed_path = target.join("mixed");
+    assert_eq!(fs::read(&mixed_path).unwrap(), mixed);
+    // two data blocks at most (the 3 bytes may straddle a block boundary)
+    let md = fs::metadata(&mixed_path).unwrap();
+    assert!(md.blocks() * 512 <= 3 * 4096, "{} blocks", md.blocks());
+}
