@@ -402,3 +402,136 @@ fn zero_blocks_become_holes() {
     let md = fs::metadata(&mixed_path).unwrap();
     assert!(md.blocks() * 512 <= 3 * 4096, "{} blocks", md.blocks());
 }
+
+/// What can be seen of a tree from outside: every entry's type, mode,
+/// owner, mtime and ctime (which any chmod, chown or utimes moves, even to
+/// the same value), and each file's content.
+fn outside_state(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = fs::symlink_metadata(&p).unwrap();
+        let content = if md.is_file() {
+            fs::read(&p).unwrap()
+        } else {
+            Vec::new()
+        };
+        if md.is_dir() {
+            for e in fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+        out.push(format!(
+            "{} mode {:o} owner {}:{} mtime {}.{} ctime {}.{} content {:?}",
+            p.display(),
+            md.mode(),
+            md.uid(),
+            md.gid(),
+            md.mtime(),
+            md.mtime_nsec(),
+            md.ctime(),
+            md.ctime_nsec(),
+            String::from_utf8_lossy(&content)
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// A process writing inside the target swaps its directories for symlinks
+/// to a directory outside while an extraction runs (each `d<i>` is
+/// exchanged, atomically, with a symlink `.s<i>` beside it, over and over).
+/// Whatever the extractor does to the names, nothing outside changes: no
+/// mode (the archive asks for 6777), owner, time or content.
+#[test]
+fn racing_symlink_swaps_change_nothing_outside() {
+    use rustix::fs::{renameat_with, statat, symlinkat, AtFlags, FileType, RenameFlags};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    const DIRS: usize = 4;
+    let t = tempfile::tempdir().unwrap();
+    let outside = t.path().join("outside");
+    fs::create_dir_all(outside.join("sub")).unwrap();
+    fs::write(outside.join("secret"), b"not yours").unwrap();
+    fs::write(outside.join("sub/file"), b"nor this").unwrap();
+    let mut archive = Vec::new();
+    for i in 0..DIRS {
+        archive.extend(member(
+            format!("d{i}").as_bytes(),
+            0o046777,
+            2,
+            i as u32 + 1,
+            b"",
+        ));
+    }
+    archive.extend(trailer());
+    let before = outside_state(&outside);
+    let mut hits = 0u64;
+    for attempt in 0..200 {
+        let target = t.path().join(format!("target{attempt}"));
+        fs::create_dir(&target).unwrap();
+        for i in 0..DIRS {
+            fs::create_dir(target.join(format!("d{i}"))).unwrap();
+            std::os::unix::fs::symlink(&outside, target.join(format!(".s{i}"))).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let swaps = Arc::new(AtomicU64::new(0));
+        let swapper = {
+            let (stop, swaps, target, outside) =
+                (stop.clone(), swaps.clone(), target.clone(), outside.clone());
+            std::thread::spawn(move || {
+                let dir = rustix::fs::open(
+                    &target,
+                    rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+                    rustix::fs::Mode::empty(),
+                )
+                .unwrap();
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for i in 0..DIRS {
+                        let (d, s) = (format!("d{i}"), format!(".s{i}"));
+                        if renameat_with(&dir, &d, &dir, &s, RenameFlags::EXCHANGE).is_ok() {
+                            swaps.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // the extractor replaced a symlink it found at d<i>
+                        // by a new directory: put another symlink in play
+                        let is_dir = |n: &str| {
+                            statat(&dir, n, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                                FileType::from_raw_mode(st.st_mode) == FileType::Directory
+                            })
+                        };
+                        if round % 8 == 7 && is_dir(&d) && is_dir(&s) {
+                            let old = format!(".old{i}-{round}");
+                            let _ = renameat_with(&dir, &s, &dir, &old, RenameFlags::empty());
+                            let _ = symlinkat(&outside, &dir, &s);
+                        }
+                    }
+                    round += 1;
+                }
+            })
+        };
+        while swaps.load(Ordering::Relaxed) < 100 {
+            std::thread::yield_now();
+        }
+        let result = Extractor::new(&target)
+            .map_err(std::io::Error::from)
+            .and_then(|mut ex| {
+                Reader::new(archive.as_slice(), "a").emit(&mut ex)?;
+                ex.finish().map_err(std::io::Error::from)
+            });
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        // a refusal (say, a swapped entry seen as a symlink, then as a
+        // directory) is fine; a change outside is not
+        if result.is_ok() {
+            hits += 1;
+        }
+        assert_eq!(
+            outside_state(&outside),
+            before,
+            "attempt {attempt}: the extraction changed something outside its target"
+        );
+        fs::remove_dir_all(&target).unwrap();
+    }
+    eprintln!("{hits} of 200 extractions completed under the race");
+}
