@@ -177,6 +177,9 @@ fn unprivileged_extraction_warns() {
             member(b"dev", 0o040755, 2, 1, b""),
             member(b"dev/null", 0o020666, 1, 2, b""),
             member(b"f", 0o100644, 1, 3, b"root's"),
+            // exists, ours, but we may not read it: its mode is set
+            // through an O_PATH descriptor
+            member(b"locked", 0o040750, 2, 5, b""),
             member(b"p", 0o010600, 1, 4, b""),
             trailer(),
         ]
@@ -192,7 +195,7 @@ fn unprivileged_extraction_warns() {
                     kind: "character device"
                 },
                 Warning::OwnersNotSet {
-                    count: 3,
+                    count: 4,
                     // directories are finished last
                     first: TreePath::from_member(b"f").unwrap()
                 }
@@ -228,6 +231,19 @@ fn unprivileged_extraction_warns() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    let unreadable = target.join("locked");
+    fs::create_dir(&unreadable).unwrap();
+    fs::set_permissions(
+        &unreadable,
+        std::os::unix::fs::PermissionsExt::from_mode(0o311),
+    )
+    .unwrap();
+    rustix::fs::chown(
+        &unreadable,
+        Some(rustix::fs::Uid::from_raw(65534)),
+        Some(rustix::fs::Gid::from_raw(65534)),
+    )
+    .unwrap();
     let locked = t.path().join("walk/locked");
     fs::create_dir_all(&locked).unwrap();
     fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
@@ -246,6 +262,8 @@ fn unprivileged_extraction_warns() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(fs::metadata(target.join("f")).unwrap().uid(), 65534);
+    let md = fs::metadata(&unreadable).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.mtime()), (0o750, 1_600_000_000));
 }
 
 /// Checks that `path` is `size` bytes of zeros: no data anywhere
