@@ -75,8 +75,8 @@ pub struct Extractor {
 
 /// A descriptor of one entry, through which its metadata is changed.
 enum Node {
-    /// Opened for reading (a file or a directory): takes fchown, fchmod,
-    /// futimens.
+    /// Opened for I/O (a file as created, a directory for reading): takes
+    /// fchown, fchmod, futimens.
     Open(OwnedFd),
     /// Opened with O_PATH (a node that must not be opened for I/O, or a
     /// directory we may not read).
