@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cpio patch diffutils pigz e2fsprogs signify-openbsd minisign
-          libxen-dev vsftpd python3 git hyperfine util-linux gcc time)
+          libxen-dev vsftpd python3 git hyperfine util-linux mount gcc time)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,6 +16,7 @@ pub mod hostdir;
 pub mod parser;
 pub mod progress;
 pub mod sign;
+pub mod swap;
 pub mod transport;
 pub mod tree;
 pub mod uri;

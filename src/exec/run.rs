@@ -17,17 +17,18 @@ use crate::cache::{Cache, Mode};
 use crate::diff;
 use crate::parser::plan::{Action, Edit, FsType, PatchTarget, Plan, Step, TargetKind, UriRef};
 use crate::tree::{Entry, Kind, Source, TreePath};
-use crate::{ext, hostdir};
+use crate::{ext, hostdir, swap};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// A new image of this run: built when first needed or at the end, from
 /// every tree populated into it until then.
 struct NewImage {
-    options: ext::Options,
+    format: Format,
     /// Staged beside the destination, renamed over it at commit.
     staged: PathBuf,
     dest: PathBuf,
@@ -39,6 +40,13 @@ struct NewImage {
     digest: super::state::Fingerprint,
     /// A patch of this run targets it: never kept.
     patched: bool,
+}
+
+/// What a new image holds.
+enum Format {
+    Ext(ext::Options),
+    /// A swap area: nothing is populated into it.
+    Swap(swap::Options),
 }
 
 pub struct Runner<'a> {
@@ -264,14 +272,21 @@ impl<'a> Runner<'a> {
                 uuid,
             } => {
                 let uuid = uuid.unwrap_or_else(|| derive_uuid(path, *size, label));
-                let options = ext::Options {
-                    size: *size,
-                    block_size: *block_size,
-                    inodes: *inodes,
-                    label: label.clone(),
-                    uuid,
-                    journal: *fs == FsType::Ext3,
-                    timestamp: self.now,
+                let format = match fs {
+                    FsType::Swap => Format::Swap(swap::Options {
+                        size: *size,
+                        label: label.clone(),
+                        uuid,
+                    }),
+                    FsType::Ext2 | FsType::Ext3 => Format::Ext(ext::Options {
+                        size: *size,
+                        block_size: *block_size,
+                        inodes: *inodes,
+                        label: label.clone(),
+                        uuid,
+                        journal: *fs == FsType::Ext3,
+                        timestamp: self.now,
+                    }),
                 };
                 let staged = super::output::temp_beside(path);
                 self.commit.check_local(path, self.opts.force, at)?;
@@ -279,12 +294,17 @@ impl<'a> Runner<'a> {
                 if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
                     super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
                 }
+                // what the image is made of: kept when the next run finds
+                // the same (see `build_image`)
                 let mut digest = super::state::Fingerprint::default();
-                digest.add("image", format!("{options:?}").as_bytes());
+                match &format {
+                    Format::Ext(options) => digest.add("image", format!("{options:?}").as_bytes()),
+                    Format::Swap(options) => digest.add("swap", format!("{options:?}").as_bytes()),
+                }
                 self.images.insert(
                     path.clone(),
                     NewImage {
-                        options,
+                        format,
                         staged,
                         dest: path.clone(),
                         sources: Vec::new(),
@@ -516,15 +536,29 @@ impl<'a> Runner<'a> {
         let at = img.dest.display().to_string();
         let staged = img.staged.clone();
         let built = (|| -> Result<()> {
+            // swap holds memory pages: readable by root only, as mkswap wants
+            let mode = if matches!(img.format, Format::Swap(_)) {
+                0o600
+            } else {
+                0o666
+            };
             let file = File::options()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
+                .mode(mode)
                 .open(&staged)
                 .map_err(|e| io_fail(&at, staged.display(), e))?;
-            let mut builder = ext::Builder::new(img.options.clone(), &file)
-                .map_err(|e| io_fail(&at, "image", e))?;
+            let options = match &img.format {
+                Format::Ext(options) => options.clone(),
+                Format::Swap(options) => {
+                    swap::write(&file, options).map_err(|e| io_fail(&at, "swap area", e))?;
+                    return file.sync_all().map_err(|e| io_fail(&at, "swap area", e));
+                }
+            };
+            let mut builder =
+                ext::Builder::new(options, &file).map_err(|e| io_fail(&at, "image", e))?;
             for (label, src) in img.sources.iter_mut() {
                 let mut metered = crate::progress::MeteredSink {
                     inner: &mut builder,

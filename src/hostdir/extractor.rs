@@ -1,28 +1,50 @@
-//! Writing a tree into a host directory, never outside it.
+//! Writing a tree into a host directory, never outside it, even while
+//! another process writes inside the target.
 //!
 //! Confinement: every path is resolved from a descriptor of the target,
-//! one component at a time, with `openat(O_NOFOLLOW | O_DIRECTORY)`; the
-//! final component is created or changed with `*at` calls relative to the
-//! parent's descriptor using flags that do not follow it (`O_EXCL`,
-//! `AT_SYMLINK_NOFOLLOW`, `linkat` without `AT_SYMLINK_FOLLOW`). A symlink
-//! anywhere in the way is refused instead of followed. Resolving through
-//! descriptors rather than checking with `lstat` and then using the path
-//! string closes the window in which a checked component could be swapped
-//! for a symlink before use. Two calls remain name-based on an entry we
-//! just created (`fchmodat`, which Linux cannot tell not to follow, on
-//! device nodes, fifos and sockets): a concurrent writer inside the target
-//! could race them, an archive cannot.
+//! one component at a time, with `openat(O_NOFOLLOW | O_DIRECTORY)`. A
+//! symlink anywhere in the way is refused instead of followed. Resolving
+//! through descriptors rather than checking with `lstat` and then using the
+//! path string closes the window in which a checked component could be
+//! swapped for a symlink before use.
+//!
+//! Metadata (owner, mode, mtime) is changed through a descriptor of the
+//! entry itself, opened with `O_NOFOLLOW`: `fchown`, `fchmod`, `futimens`
+//! on the file as created (`O_CREAT | O_EXCL | O_NOFOLLOW`) and on each
+//! directory (`O_DIRECTORY | O_NOFOLLOW`); device nodes, fifos and sockets,
+//! which must not be opened for I/O, through an `O_PATH | O_NOFOLLOW`
+//! descriptor (`fchownat` with `AT_EMPTY_PATH`, and `chmod`/`utimensat` on
+//! its `/proc/self/fd` link, which names exactly the inode held). Whatever
+//! replaces a name meanwhile, the change lands on the inode we opened.
+//!
+//! What remains name-based, always on the final component and relative to
+//! its parent's descriptor: creating it (`mkdirat`, `mknodat`,
+//! `symlinkat`, `linkat` without `AT_SYMLINK_FOLLOW`, `openat` with
+//! `O_CREAT | O_EXCL`), removing what is in its way (`unlinkat`), looking
+//! at it (`fstatat` with `AT_SYMLINK_NOFOLLOW`), and a symlink's owner and
+//! mtime (`fchownat` and `utimensat` with `AT_SYMLINK_NOFOLLOW`, which Linux
+//! honours; a symlink has no mode of its own). None of these follows the
+//! final component, and the parent is a descriptor reached without
+//! symlinks, so a racing writer can at most make them act on another entry
+//! of the same directory, inside the target, which it could change itself
+//! anyway. `fchmodat` is never used: Linux ignores its
+//! `AT_SYMLINK_NOFOLLOW`, and it would follow a directory swapped for a
+//! symlink to a file outside the target.
+//!
+//! Files are written sparse: all-zero blocks become holes.
 
 use super::{Error, Warning};
+use crate::digest;
 use crate::tree::{Entry, Kind, Meta, Sink, TreePath};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 /// A [`Sink`] that creates each entry under a target directory.
@@ -49,6 +71,74 @@ pub struct Extractor {
     owners_skipped: u64,
     first_owner_skipped: Option<TreePath>,
     buf: Vec<u8>,
+}
+
+/// A descriptor of one entry, through which its metadata is changed.
+enum Node {
+    /// Opened for I/O (a file as created, a directory for reading): takes
+    /// fchown, fchmod, futimens.
+    Open(OwnedFd),
+    /// Opened with O_PATH (a node that must not be opened for I/O, or a
+    /// directory we may not read).
+    Path(OwnedFd),
+}
+
+/// Zero blocks of this size become holes: the block size of most file
+/// systems, so a hole always frees whole blocks.
+const HOLE_BLOCK: usize = 4096;
+
+/// Why a copy stopped: reading the source or writing the file.
+enum Copy {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies `data` into the new, empty `file`, seeking over every all-zero
+/// block instead of writing it (as `cp --sparse=auto`, `tar -S` and
+/// `cpio --sparse` do), so that a file of zeros costs no disk. The size is
+/// set last with ftruncate, so trailing zeros stay a hole as well. Reads
+/// fill the whole buffer, so blocks line up with the file's offsets
+/// whatever sizes the decompressor hands out.
+fn write_sparse(file: &File, data: &mut dyn Read, buf: &mut [u8]) -> Result<(), Copy> {
+    let mut offset = 0u64;
+    let mut written_to = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match data.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Copy::Read(e)),
+            }
+        }
+        let chunk = &buf[..filled];
+        let block_end = |at: usize| (at + HOLE_BLOCK).min(filled);
+        let mut at = 0;
+        while at < filled {
+            // a run of blocks that are all zero, or all not
+            let zero = digest::all_zero(&chunk[at..block_end(at)]);
+            let mut end = block_end(at);
+            while end < filled && digest::all_zero(&chunk[end..block_end(end)]) == zero {
+                end = block_end(end);
+            }
+            if !zero {
+                let pos = offset + at as u64;
+                file.write_all_at(&chunk[at..end], pos)
+                    .map_err(Copy::Write)?;
+                written_to = pos + (end - at) as u64;
+            }
+            at = end;
+        }
+        offset += filled as u64;
+        if filled < buf.len() {
+            break;
+        }
+    }
+    if offset > written_to {
+        file.set_len(offset).map_err(Copy::Write)?;
+    }
+    Ok(())
 }
 
 const DIR_FLAGS: OFlags = OFlags::PATH
@@ -237,31 +327,83 @@ impl Extractor {
         false
     }
 
-    /// Owner, mode and mtime of a non-directory, non-file entry by name.
-    fn set_meta_at(
+    /// Owner and mtime of a symlink, by name: `fchownat` and `utimensat`
+    /// honour `AT_SYMLINK_NOFOLLOW`, so they change the link itself (or
+    /// whatever a racing writer put in its place in the same directory,
+    /// inside the target), never what it points to. A symlink has no mode.
+    fn set_link_meta(
         &mut self,
         dir: &OwnedFd,
         name: &[u8],
         path: &TreePath,
         meta: &Meta,
-        chmod: bool,
     ) -> Result<(), Error> {
         if self.chown_wanted(path, meta) {
             let (u, g) = owner(meta.uid, meta.gid);
             rfs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(self.io(path, "chown"))?;
         }
-        if chmod {
-            rfs::chmodat(
-                dir,
-                name,
-                Mode::from_raw_mode(meta.perm & 0o7777),
-                AtFlags::empty(),
-            )
-            .map_err(self.io(path, "chmod"))?;
-        }
         rfs::utimensat(dir, name, &ts(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(self.io(path, "set mtime"))
+    }
+
+    /// Owner, mode and mtime through a descriptor of the entry itself,
+    /// opened without following it: whatever happens to its name meanwhile,
+    /// the change lands on the inode we opened.
+    fn set_meta_fd(&mut self, node: &Node, path: &TreePath, meta: &Meta) -> Result<(), Error> {
+        let mode = Mode::from_raw_mode(meta.perm & 0o7777);
+        let chown = self.chown_wanted(path, meta);
+        let (u, g) = owner(meta.uid, meta.gid);
+        match node {
+            Node::Open(fd) => {
+                if chown {
+                    rfs::fchown(fd, u, g).map_err(self.io(path, "chown"))?;
+                }
+                // after chown, which clears setuid and setgid
+                rfs::fchmod(fd, mode).map_err(self.io(path, "chmod"))?;
+                rfs::futimens(fd, &ts(meta.mtime)).map_err(self.io(path, "set mtime"))
+            }
+            Node::Path(fd) => {
+                // An O_PATH descriptor takes neither fchmod nor futimens;
+                // its /proc/self/fd link names exactly the inode it holds
+                // (the way C libraries emulate a chmod that does not
+                // follow), and `fchownat` takes it with AT_EMPTY_PATH.
+                if chown {
+                    rfs::chownat(fd, "", u, g, AtFlags::EMPTY_PATH)
+                        .map_err(self.io(path, "chown"))?;
+                }
+                let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                rfs::chmod(&link, mode).map_err(self.io(path, "chmod"))?;
+                rfs::utimensat(rfs::CWD, &link, &ts(meta.mtime), AtFlags::empty())
+                    .map_err(self.io(path, "set mtime"))
+            }
+        }
+    }
+
+    /// Opens the entry `name` just created as a node of type `ft` (a device,
+    /// fifo or socket) without following it, and sets its metadata. Such
+    /// nodes cannot be opened for I/O without side effects, hence O_PATH.
+    fn set_node_meta(
+        &mut self,
+        dir: &OwnedFd,
+        name: &[u8],
+        ft: FileType,
+        path: &TreePath,
+        meta: &Meta,
+    ) -> Result<(), Error> {
+        let fd = rfs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(self.io(path, "open"))?;
+        let st = rfs::fstat(&fd).map_err(self.io(path, "stat"))?;
+        if FileType::from_raw_mode(st.st_mode) != ft {
+            // replaced by a concurrent writer since we made it: not ours
+            return Ok(());
+        }
+        self.set_meta_fd(&Node::Path(fd), path, meta)
     }
 
     fn file(
@@ -289,36 +431,24 @@ impl Extractor {
             other => other,
         }
         .map_err(self.io(path, "create"))?;
-        let mut file = File::from(fd);
+        let file = File::from(fd);
         let mut buf = std::mem::take(&mut self.buf);
-        let copied = (|| loop {
-            // Read errors come from the source and keep their own type.
-            let n = match data.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            file.write_all(buf.get(..n).unwrap_or_default())
-                .map_err(|source| -> io::Error {
-                    Error::Io {
-                        path: self.target.join(OsStr::from_bytes(path.as_bytes())),
-                        op: "write",
-                        source,
-                    }
-                    .into()
-                })?;
-        })();
+        let copied = write_sparse(&file, data, &mut buf);
         self.buf = buf;
-        copied?;
-        if self.chown_wanted(path, &entry.meta) {
-            let (u, g) = owner(entry.meta.uid, entry.meta.gid);
-            rfs::fchown(&file, u, g).map_err(self.io(path, "chown"))?;
+        match copied {
+            Ok(()) => {}
+            // Read errors come from the source and keep their own type.
+            Err(Copy::Read(e)) => return Err(e),
+            Err(Copy::Write(source)) => {
+                return Err(Error::Io {
+                    path: self.target.join(OsStr::from_bytes(path.as_bytes())),
+                    op: "write",
+                    source,
+                }
+                .into())
+            }
         }
-        // after chown, which clears setuid and setgid
-        rfs::fchmod(&file, Mode::from_raw_mode(entry.meta.perm & 0o7777))
-            .map_err(self.io(path, "chmod"))?;
-        rfs::futimens(&file, &ts(entry.meta.mtime)).map_err(self.io(path, "set mtime"))?;
+        self.set_meta_fd(&Node::Open(file.into()), path, &entry.meta)?;
         Ok(())
     }
 
@@ -378,7 +508,7 @@ impl Extractor {
                 self.clear(dir, name, path, "symlink", false)?;
                 rfs::symlinkat(target.as_slice(), dir, name)
                     .map_err(self.io(path, "create symlink"))?;
-                return Ok(self.set_meta_at(dir, name, path, meta, false)?);
+                return Ok(self.set_link_meta(dir, name, path, meta)?);
             }
             Kind::HardLink { target } => {
                 self.clear(dir, name, path, "hard link", false)?;
@@ -414,7 +544,13 @@ impl Extractor {
                 node(FileType::Socket, 0).map_err(self.io(path, "mknod"))?;
             }
         }
-        Ok(self.set_meta_at(dir, name, path, meta, true)?)
+        let ft = match entry.kind {
+            Kind::CharDev { .. } => FileType::CharacterDevice,
+            Kind::BlockDev { .. } => FileType::BlockDevice,
+            Kind::Fifo => FileType::Fifo,
+            _ => FileType::Socket,
+        };
+        Ok(self.set_node_meta(dir, name, ft, path, meta)?)
     }
 
     /// Applies directory metadata (deepest first) and returns what could
@@ -427,21 +563,31 @@ impl Extractor {
         }
         all.sort_by(|a, b| b.0.cmp(&a.0));
         for (path, meta) in all {
-            let (dir, name): (OwnedFd, &[u8]) = match path.parent() {
-                Some(parent) => (self.resolve_dir(&parent, &path)?, path.file_name()),
-                None => (
-                    rfs::openat(&self.root, ".", DIR_FLAGS, Mode::empty())
-                        .map_err(self.io(&path, "open directory"))?,
-                    b".",
-                ),
+            let parent = match path.parent() {
+                Some(parent) => Some(self.resolve_dir(&parent, &path)?),
+                None => None,
             };
-            // the entry must still be a directory reached without symlinks
-            let st = rfs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(self.io(&path, "lstat"))?;
-            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-                continue;
-            }
-            self.set_meta_at(&dir, name, &path, &meta, true)?;
+            let (dir, name): (&OwnedFd, &[u8]) = match &parent {
+                Some(fd) => (fd, path.file_name()),
+                None => (&self.root, b"."),
+            };
+            // The directory itself, opened without following it: if it was
+            // replaced by a symlink (or anything else) it is not ours any
+            // more and keeps what it has.
+            let open = |flags: OFlags| rfs::openat(dir, name, flags, Mode::empty());
+            let node =
+                match open(OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC)
+                {
+                    Ok(fd) => Node::Open(fd),
+                    // unprivileged, in a directory we may not read
+                    Err(Errno::ACCESS) => {
+                        Node::Path(open(DIR_FLAGS).map_err(self.io(&path, "open directory"))?)
+                    }
+                    Err(Errno::LOOP | Errno::NOTDIR) => continue,
+                    Err(e) => return Err(self.io(&path, "open directory")(e)),
+                };
+            drop(parent);
+            self.set_meta_fd(&node, &path, &meta)?;
         }
         if let Some(first) = self.first_owner_skipped.take() {
             self.warnings.push(Warning::OwnersNotSet {

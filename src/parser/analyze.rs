@@ -51,6 +51,8 @@ struct Analyzer<'a> {
     errors: Vec<Diagnostic>,
     steps: Vec<Step>,
     images: HashSet<PathBuf>,
+    /// Swap areas made by `[image ... fs swap]`, and where.
+    swaps: BTreeMap<PathBuf, Span>,
     produced: HashSet<PathBuf>,
     settings: BTreeMap<String, xen::Value>,
 }
@@ -74,6 +76,7 @@ pub fn analyze(
         errors: Vec::new(),
         steps: Vec::new(),
         images: HashSet::new(),
+        swaps: BTreeMap::new(),
         produced: HashSet::new(),
         settings: BTreeMap::new(),
     };
@@ -377,7 +380,7 @@ impl<'a> Analyzer<'a> {
 
     fn image(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
         const USAGE: &str =
-            "[image PATH SIZE [LABEL] [fs ext2|ext3] [blocksize N] [inodes N] [uuid U]][end]";
+            "[image PATH SIZE [LABEL] [fs ext2|ext3|swap] [blocksize N] [inodes N] [uuid U]][end]";
         if words.len() < 2 {
             let what = if words.is_empty() {
                 "PATH and SIZE"
@@ -403,7 +406,7 @@ impl<'a> Analyzer<'a> {
                     self.err(
                         w.span,
                         format!(
-                            "label `{s}` is {} bytes; an ext2/ext3 label holds at most 16",
+                            "label `{s}` is {} bytes; an ext2/ext3 or swap label holds at most 16",
                             s.len()
                         ),
                     );
@@ -415,15 +418,23 @@ impl<'a> Analyzer<'a> {
         }
         let (mut fs, mut block_size, mut inodes, mut uuid) = (FsType::Ext3, None, None, None);
         let opts = self.options(e, rest, &IMAGE_OPTIONS, USAGE)?;
+        // options that only a file system has, for a swap area's error
+        let mut fs_only: Vec<(&str, Span)> = Vec::new();
         for (key, w, v) in opts {
+            if matches!(key, "blocksize" | "inodes") {
+                // point at the option's name, not its value
+                let at = rest.iter().find(|(kw, ks)| !kw.quoted && ks == key);
+                fs_only.push((key, at.map_or(w.span, |(kw, _)| kw.span)));
+            }
             match key {
                 "fs" => match v.as_str() {
                     "ext2" => fs = FsType::Ext2,
                     "ext3" => fs = FsType::Ext3,
+                    "swap" => fs = FsType::Swap,
                     other => {
                         self.err(
                             w.span,
-                            format!("fs `{other}`: vm-container writes ext2 or ext3"),
+                            format!("fs `{other}`: vm-container writes ext2, ext3 or swap"),
                         );
                         return None;
                     }
@@ -457,6 +468,13 @@ impl<'a> Analyzer<'a> {
                 },
             }
         }
+        if fs == FsType::Swap {
+            let action = self.swap_image(path.clone(), size, label, uuid, &words[1], &fs_only)?;
+            self.images.remove(&path);
+            self.swaps.insert(path, e.keyword_span);
+            return Some(action);
+        }
+        self.swaps.remove(&path);
         let bs = block_size.unwrap_or(if size >= 512 << 20 { 4096 } else { 1024 }) as u64;
         if size / bs > u32::MAX as u64 {
             self.err(
@@ -499,6 +517,72 @@ impl<'a> Analyzer<'a> {
             inodes,
             uuid,
         })
+    }
+
+    /// `[image ... fs swap]`: a swap area has pages, not blocks or inodes.
+    fn swap_image(
+        &mut self,
+        path: PathBuf,
+        size: u64,
+        label: Vec<u8>,
+        uuid: Option<[u8; 16]>,
+        size_word: &(Word, String),
+        fs_only: &[(&str, Span)],
+    ) -> Option<Action> {
+        if let Some((key, span)) = fs_only.first() {
+            self.err(
+                *span,
+                format!("`{key}` is an ext2/ext3 option; a swap area has none (its pages are 4096 bytes)"),
+            );
+            return None;
+        }
+        // mkswap's limits for 4 KiB pages: 10 pages at least, and the last
+        // page's number must fit in 32 bits
+        let pages = size / 4096;
+        if pages < 10 {
+            self.err(
+                size_word.0.span,
+                format!(
+                    "{} is too small for a swap area: at least 40 KiB",
+                    size_word.1
+                ),
+            );
+            return None;
+        }
+        if pages - 1 > u32::MAX as u64 {
+            self.err(
+                size_word.0.span,
+                format!(
+                    "{} is too large for a swap area: at most 16 TiB",
+                    size_word.1
+                ),
+            );
+            return None;
+        }
+        Some(Action::Image {
+            path,
+            size,
+            label,
+            fs: FsType::Swap,
+            block_size: None,
+            inodes: None,
+            uuid,
+        })
+    }
+
+    /// Reports `path` when an earlier `[image ... fs swap]` makes it a swap
+    /// area: it holds no tree to populate, patch or edit.
+    fn not_swap(&mut self, span: Span, path: &Path, what: &str) -> bool {
+        let Some(at) = self.swaps.get(path) else {
+            return true;
+        };
+        let msg = format!(
+            "{what} {}, which the `[image ... fs swap]` at line {} makes a swap area: it holds no files",
+            path.display(),
+            at.line
+        );
+        self.err(span, msg);
+        false
     }
 
     /// Reads `key value` pairs; reports unknown words, missing values and
@@ -556,6 +640,9 @@ impl<'a> Analyzer<'a> {
             }
         };
         let target = self.path(&words[1].0, &words[1].1);
+        if !self.not_swap(words[1].0.span, &target, "populate names") {
+            return None;
+        }
         match kind {
             TargetKind::Image if !self.images.contains(&target) && !self.world.exists(&target) => {
                 self.err(
@@ -675,6 +762,11 @@ impl<'a> Analyzer<'a> {
             );
             return None;
         };
+        if let Some(p) = archive.uri.local_path().map(Path::to_path_buf) {
+            if !self.not_swap(archive.span, &p, "archive names") {
+                return None;
+            }
+        }
         self.check_local_input(&archive);
         for out in [&patch, &fork].into_iter().flatten() {
             if let Some(p) = out.uri.local_path() {
@@ -758,6 +850,11 @@ impl<'a> Analyzer<'a> {
             return None;
         }
         let target_ref = self.uri(&words[0].0, &words[0].1)?;
+        if let Some(p) = target_ref.uri.local_path().map(Path::to_path_buf) {
+            if !self.not_swap(words[0].0.span, &p, "patch names") {
+                return None;
+            }
+        }
         let target = match target_ref.uri.local_path().map(Path::to_path_buf) {
             Some(p) if self.images.contains(&p) => PatchTarget::Image(p),
             Some(p) if looks_like_archive(&p) => {

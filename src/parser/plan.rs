@@ -27,6 +27,8 @@ impl fmt::Display for UriRef {
 pub enum FsType {
     Ext2,
     Ext3,
+    /// A Linux swap area: no file system, nothing can be populated into it.
+    Swap,
 }
 
 /// What `[populate KIND ...]` writes into.
@@ -131,6 +133,7 @@ impl fmt::Display for Action {
                 match fs {
                     FsType::Ext2 => "ext2",
                     FsType::Ext3 => "ext3",
+                    FsType::Swap => "swap",
                 },
                 String::from_utf8_lossy(label)
             ),
