@@ -1219,6 +1219,11 @@ mod tests {
         manifest(&mut v).unwrap()
     }
 
+    /// The paths the interrupted update deletes: a file big enough for
+    /// indirect and doubly indirect blocks, the only file of a directory
+    /// tree, and one of two hard links.
+    const DELETED: [&str; 3] = ["gone", "dir/sub/f", "link-a"];
+
     fn interrupted(stop: Stop) -> (Manifest, Manifest, std::path::PathBuf, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("img");
@@ -1229,15 +1234,29 @@ mod tests {
             .truncate(false)
             .open(&img)
             .unwrap();
-        let mut b = Builder::new(Options::new(8 << 20), &f).unwrap();
+        let mut o = Options::new(8 << 20);
+        o.block_size = Some(1024);
+        let mut b = Builder::new(o, &f).unwrap();
         Files(vec![
             ("old", b"old content".to_vec()),
             ("keep", b"kept".to_vec()),
+            ("gone", vec![9; 400_000]),
+            ("dir/sub/f", b"f".to_vec()),
+            ("link-a", b"two names".to_vec()),
         ])
         .emit(&mut b)
         .unwrap();
+        let link = Entry {
+            kind: Kind::HardLink {
+                target: TreePath::from_member(b"link-a").unwrap(),
+            },
+            ..entry("link-b", Kind::Dir)
+        };
+        b.put(&link, &mut std::io::empty()).unwrap();
         b.finish().unwrap();
+        drop(f);
         let before = read(&img);
+        std::fs::copy(&img, dir.path().join("before")).unwrap();
         let v =
             Volume::open_rw(File::options().read(true).write(true).open(&img).unwrap()).unwrap();
         let mut p = Populator::new(&v, 2_000_000).unwrap();
@@ -1248,34 +1267,100 @@ mod tests {
         ])
         .emit(&mut p)
         .unwrap();
+        for d in DELETED {
+            p.delete(&TreePath::from_member(d.as_bytes()).unwrap())
+                .unwrap();
+        }
         p.finish().unwrap();
         (before, read(&img), img, dir)
     }
 
-    #[test]
-    fn interrupted_before_commit_block_leaves_the_old_volume() {
-        let (before, after, img, _d) = interrupted(Stop::BeforeCommitBlock);
-        assert_eq!(before, after);
-        assert_eq!(e2fsck(&img, "-fn"), 0);
+    /// Every block `old` uses outside its journal, compared with the
+    /// same block of `new`: the blocks that differ.
+    fn used_blocks_that_differ(old: &Path, new: &Path) -> Vec<u64> {
+        let v = Volume::open(File::open(old).unwrap()).unwrap();
+        let newf = File::open(new).unwrap();
+        let bs = u64::from(v.block_size);
+        let jino = v.inode(v.sb.s_journal_inum).unwrap();
+        let journal: BTreeSet<u64> = (0..jino.size() / bs)
+            .filter_map(|l| v.map(&jino, l).unwrap())
+            .collect();
+        let first = u64::from(v.sb.s_first_data_block);
+        let bpg = u64::from(v.sb.s_blocks_per_group);
+        let mut differ = Vec::new();
+        let (mut a, mut b) = (vec![0u8; bs as usize], vec![0u8; bs as usize]);
+        for (g, gd) in v.groups.iter().enumerate() {
+            let mut bm = vec![0u8; bs as usize];
+            v.read_block(gd.bg_block_bitmap, &mut bm).unwrap();
+            for i in 0..bpg {
+                let blk = first + g as u64 * bpg + i;
+                let used = bm[(i / 8) as usize] & (1 << (i % 8)) != 0;
+                if blk >= v.blocks_count || !used || journal.contains(&blk) {
+                    continue;
+                }
+                v.read_block(blk, &mut a).unwrap();
+                super::super::io::read_at(&newf, blk * bs, &mut b).unwrap();
+                if a != b {
+                    differ.push(blk);
+                }
+            }
+        }
+        differ
     }
 
     #[test]
-    fn interrupted_after_commit_block_is_replayed() {
-        let (before, _, img, _d) = interrupted(Stop::BeforeCheckpoint);
-        // the journal replay is a fix, so the first run reports 1
-        assert!(matches!(e2fsck(&img, "-fy"), 0 | 1));
+    fn interrupted_before_commit_block_leaves_the_old_volume() {
+        let (before, after, img, d) = interrupted(Stop::BeforeCommitBlock);
+        assert_eq!(before, after);
         assert_eq!(e2fsck(&img, "-fn"), 0);
-        let after = read(&img);
+        // only free blocks and the journal were written: every block the
+        // old volume uses holds the same bytes
+        let old = d.path().join("before");
+        assert_eq!(used_blocks_that_differ(&old, &img), Vec::<u64>::new());
+        let (o, n) = (std::fs::read(&old).unwrap(), std::fs::read(&img).unwrap());
+        assert_eq!(o[..2048], n[..2048], "boot block or superblock");
+    }
+
+    fn check_replayed(before: &Manifest, after: &Manifest) {
         let p = |s: &str| TreePath::from_member(s.as_bytes()).unwrap();
         assert_eq!(after[&p("old")].size, 11);
         assert_ne!(after[&p("old")].sha256, before[&p("old")].sha256);
         assert_eq!(after[&p("added")].size, 5000);
         assert_eq!(after[&p("keep")], before[&p("keep")]);
+        for d in DELETED.iter().chain(&["dir/sub", "dir"]) {
+            assert!(!after.contains_key(&p(d)), "{d} is still there");
+        }
+        let mut kept = before[&p("link-b")].clone();
+        kept.link_group = None;
+        assert_eq!(after[&p("link-b")], kept);
+    }
+
+    #[test]
+    fn interrupted_after_commit_block_is_replayed() {
+        let (before, _, img, d) = interrupted(Stop::BeforeCheckpoint);
+        // the journal replay is a fix, so the first run reports 1
+        assert!(matches!(e2fsck(&img, "-fy"), 0 | 1));
+        assert_eq!(e2fsck(&img, "-fn"), 0);
+        check_replayed(&before, &read(&img));
+        // the same volume as an uninterrupted update makes, free counts
+        // included
+        let (_, done, whole, _d2) = interrupted(Stop::Never);
+        assert_eq!(done, read(&img));
+        let counts = |i: &Path| {
+            let o = Command::new("/usr/sbin/dumpe2fs").arg(i).output().unwrap();
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.contains("ree blocks") || l.contains("ree inodes"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(counts(&img), counts(&whole));
+        drop(d);
     }
 
     #[test]
     fn interrupted_after_commit_block_is_replayed_by_the_kernel() {
-        let (_, _, img, d) = interrupted(Stop::BeforeCheckpoint);
+        let (before, _, img, d) = interrupted(Stop::BeforeCheckpoint);
         let mnt = d.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
         let st = Command::new("mount")
@@ -1289,9 +1374,14 @@ mod tests {
             "mount -o loop failed (run as root with loop devices)"
         );
         let old = std::fs::read(mnt.join("old"));
+        let gone = DELETED.map(|p| mnt.join(p).exists());
+        let dir = mnt.join("dir").exists();
         let st = Command::new("umount").arg(&mnt).status().unwrap();
         assert!(st.success());
         assert_eq!(old.unwrap(), b"new content");
+        assert_eq!(gone, [false; 3]);
+        assert!(!dir);
         assert_eq!(e2fsck(&img, "-fn"), 0);
+        check_replayed(&before, &read(&img));
     }
 }
