@@ -200,14 +200,10 @@ fn theirs(src: &Path, img: &Path) {
     debugfs_script(img, &script);
 }
 
-/// `vm-container` applying `patch` to the image `img` in place.
-fn run_patch(w: &Path, img: &Path, patch: &Path) -> std::process::Output {
-    let c = w.join("patch.vmc");
-    fs::write(
-        &c,
-        format!("[patch {} {}][end]\n", img.display(), patch.display()),
-    )
-    .unwrap();
+/// `vm-container` running the container `text`, its state under `w`.
+fn run_container(w: &Path, text: &str) -> std::process::Output {
+    let c = w.join("run.vmc");
+    fs::write(&c, text).unwrap();
     bin()
         .arg("--container")
         .arg(&c)
@@ -215,6 +211,14 @@ fn run_patch(w: &Path, img: &Path, patch: &Path) -> std::process::Output {
         .arg(w.join("work"))
         .output()
         .unwrap()
+}
+
+/// `vm-container` applying `patch` to the image `img` in place.
+fn run_patch(w: &Path, img: &Path, patch: &Path) -> std::process::Output {
+    run_container(
+        w,
+        &format!("[patch {} {}][end]\n", img.display(), patch.display()),
+    )
 }
 
 /// Free blocks and inodes, overall and per group, as dumpe2fs reports them.
@@ -233,10 +237,9 @@ fn free_counts(img: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_gnu_patch_that_deletes_applies_in_place_like_gnu_patch() {
-    let t = tempdir();
-    let w = t.path();
+/// The old tree in `w/a`, the new one in `w/b`, and GNU `diff -ruN`
+/// from one to the other: (old tree, patch).
+fn the_change(w: &Path) -> (PathBuf, PathBuf) {
     let (old, new) = (w.join("a"), w.join("b"));
     fs::create_dir(&old).unwrap();
     fs::create_dir(&new).unwrap();
@@ -244,6 +247,14 @@ fn a_gnu_patch_that_deletes_applies_in_place_like_gnu_patch() {
     new_tree(&new);
     let patch = w.join("change.patch");
     gnu_diff(w, "a", "b", &patch);
+    (old, patch)
+}
+
+#[test]
+fn a_gnu_patch_that_deletes_applies_in_place_like_gnu_patch() {
+    let t = tempdir();
+    let w = t.path();
+    let (old, patch) = the_change(w);
     let text = fs::read_to_string(&patch).unwrap();
     assert!(text.contains("+++ b/etc/gone\t1970"), "{text}");
     let want = host_tree(&gnu_patched(w, &old, &patch, "gnu"));
@@ -507,4 +518,65 @@ fn directories_without_file_type_bytes_keep_their_link_counts() {
     assert_eq!(links("/etc"), 3);
     let ls = ext_common::debugfs(&img, "ls /etc");
     assert!(!ls.contains("new") && ls.contains("hostname"), "{ls}");
+}
+
+/// Extracts a cpio.gz archive with GNU cpio into a new directory.
+fn gnu_extract(archive: &Path, dir: &Path) -> Manifest {
+    fs::create_dir_all(dir).unwrap();
+    sh(
+        &format!(
+            "gzip -dc '{}' | cpio -idm --quiet --no-absolute-filenames",
+            archive.display()
+        ),
+        dir,
+    );
+    host_tree(dir)
+}
+
+#[test]
+fn deletions_reach_the_fork_and_an_image_made_in_the_same_run() {
+    let t = tempdir();
+    let w = t.path();
+    let (old, patch) = the_change(w);
+    let want = host_tree(&gnu_patched(w, &old, &patch, "gnu"));
+    let archive = w.join("old.cpio.gz");
+    ok(&bin().arg("pack").arg(&old).arg(&archive).output().unwrap());
+
+    // an image that exists: patched at commit, the fork laid over it
+    let img = w.join("existing.img");
+    ours(&old, &img);
+    let fork = w.join("existing-fork.cpio.gz");
+    ok(&run_container(
+        w,
+        &format!(
+            "[patch {} {} {}][end]\n",
+            img.display(),
+            patch.display(),
+            fork.display()
+        ),
+    ));
+    ext_common::e2fsck_clean(&img);
+    ext_common::assert_same(&want, &image_tree(&img), "existing image");
+    let got = gnu_extract(&fork, &w.join("x1"));
+    ext_common::assert_same(&want, &got, "fork of the existing image");
+
+    // an image made, populated and patched by one run
+    let img = w.join("made.img");
+    let fork = w.join("made-fork.cpio.gz");
+    ok(&run_container(
+        w,
+        &format!(
+            "[image {img} 32MB][end]\n\
+             [populate image {img} / {a}][end]\n\
+             [patch {img} {p} {f}][end]\n",
+            img = img.display(),
+            a = archive.display(),
+            p = patch.display(),
+            f = fork.display()
+        ),
+    ));
+    ext_common::e2fsck_clean(&img);
+    ext_common::assert_same(&want, &image_tree(&img), "image made in the run");
+    let got = gnu_extract(&fork, &w.join("x2"));
+    ext_common::assert_same(&want, &got, "fork of the image made in the run");
 }
