@@ -18,7 +18,7 @@ use crate::diff;
 use crate::parser::plan::{Action, Edit, FsType, PatchTarget, Plan, Step, TargetKind, UriRef};
 use crate::tree::{Entry, Kind, Source, TreePath};
 use crate::{ext, hostdir};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -870,29 +870,35 @@ impl<'a> Runner<'a> {
 /// first: each holds nothing but deleted names and emptied directories,
 /// and `overlay` puts nothing in it. The root is never one.
 fn emptied_dirs(vol: &ext::Volume, overlay: &Overlay, deletes: &[TreePath]) -> Vec<TreePath> {
-    let gone = |p: &TreePath, out: &[TreePath]| deletes.contains(p) || out.contains(p);
+    let mut gone: HashSet<TreePath> = deletes.iter().cloned().collect();
     let mut out: Vec<TreePath> = Vec::new();
-    let mut candidates: BTreeSet<TreePath> = deletes.iter().filter_map(TreePath::parent).collect();
-    // deepest first, so that a parent is judged after its children
-    while let Some(d) = candidates
-        .iter()
-        .max_by_key(|p| p.components().count())
-        .cloned()
-    {
-        candidates.remove(&d);
-        if d.is_root() || out.contains(&d) {
-            continue;
-        }
-        let put_inside = overlay
-            .iter()
-            .any(|(p, c)| matches!(c, Change::Put { .. }) && p.starts_with(&d) && *p != d);
-        let Ok(entries) = vol.read_dir(&d) else {
-            continue;
-        };
-        if !put_inside && entries.iter().all(|e| gone(&d.join(&e.name), &out)) {
-            out.push(d.clone());
-            if let Some(up) = d.parent() {
-                candidates.insert(up);
+    // by depth, deepest first, so that a parent is judged after its
+    // children
+    let mut candidates: BTreeMap<usize, BTreeSet<TreePath>> = BTreeMap::new();
+    for d in deletes.iter().filter_map(TreePath::parent) {
+        candidates
+            .entry(d.components().count())
+            .or_default()
+            .insert(d);
+    }
+    while let Some((depth, dirs)) = candidates.pop_last() {
+        for d in dirs {
+            if d.is_root() {
+                continue;
+            }
+            let put_inside = overlay
+                .iter()
+                .any(|(p, c)| matches!(c, Change::Put { .. }) && p.starts_with(&d) && *p != d);
+            let Ok(entries) = vol.read_dir(&d) else {
+                continue;
+            };
+            let empty = entries.iter().all(|e| gone.contains(&d.join(&e.name)));
+            if !put_inside && empty {
+                if let Some(up) = d.parent() {
+                    candidates.entry(depth - 1).or_default().insert(up);
+                }
+                gone.insert(d.clone());
+                out.push(d);
             }
         }
     }

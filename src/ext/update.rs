@@ -1,8 +1,12 @@
-//! Adding a tree to an existing ext2/ext3 volume in place.
+//! Adding a tree to an existing ext2/ext3 volume in place, and deleting
+//! paths from it.
 //!
 //! New content only ever goes into blocks that were free when the update
-//! began, and blocks freed by overwritten files are released only at the
-//! end, so nothing the old tree uses is touched before the commit. The
+//! began, and blocks and inodes freed by overwritten or deleted files are
+//! released only at the end, so nothing the old tree uses is touched
+//! before the commit. An inode that exists is rewritten field by field
+//! over its old record, so what is not decoded here (in-inode extended
+//! attributes, checksums, project ids) stays as it was. The
 //! metadata that changes in place (bitmaps, inode-table blocks, group
 //! descriptors, superblock) is written on ext3 as one jbd2 transaction
 //! first and only then checkpointed: an interruption before the commit
