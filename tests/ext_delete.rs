@@ -59,13 +59,19 @@ fn old_tree(d: &Path) {
     fs::set_permissions(d.join("old"), fs::Permissions::from_mode(0o700)).unwrap();
     write(&d.join("keep/x"), b"x\n", 0o644);
     fs::create_dir_all(d.join("keep/empty")).unwrap();
+    write(&d.join("swap/a"), b"a\n", 0o644);
+    fs::set_permissions(d.join("swap"), fs::Permissions::from_mode(0o710)).unwrap();
     symlink("etc/passwd", d.join("sym")).unwrap();
-    sh("chown 5:7 etc/hosts && chown -h 3:4 sym", d);
+    sh(
+        "chown 5:7 etc/hosts && chown -h 3:4 sym && chown 6:6 swap",
+        d,
+    );
 }
 
 /// The tree after it: files changed, added and deleted, a whole
-/// directory gone, one of two hard links gone, and a directory kept
-/// because an empty directory the patch cannot see is left in it.
+/// directory gone, one of two hard links gone, a directory kept because
+/// an empty directory the patch cannot see is left in it, and one whose
+/// only file is replaced by another.
 fn new_tree(d: &Path) {
     old_tree(d);
     write(
@@ -78,6 +84,10 @@ fn new_tree(d: &Path) {
     fs::remove_dir_all(d.join("old")).unwrap();
     fs::remove_file(d.join("keep/x")).unwrap();
     write(&d.join("etc/added"), b"added\n", 0o644);
+    // the only file of a directory deleted, another one created there:
+    // GNU patch keeps the directory as it was
+    fs::remove_file(d.join("swap/a")).unwrap();
+    write(&d.join("swap/b"), b"b\n", 0o644);
     write(&d.join("newdir/deep/file"), b"deep\n", 0o644);
 }
 
