@@ -141,6 +141,13 @@ fn ours(src: &Path, img: &Path) {
     ext_common::build(o, &mut ext_common::HostDir(src.to_path_buf()), img).unwrap();
 }
 
+/// The same, ext2 (no journal: written in place directly).
+fn ours_ext2(src: &Path, img: &Path) {
+    let mut o = ext_common::opts(32 << 20, 1024, false);
+    o.timestamp = T;
+    ext_common::build(o, &mut ext_common::HostDir(src.to_path_buf()), img).unwrap();
+}
+
 /// `mke2fs -q -F -t ext3 ARGS... IMG SIZE`.
 fn mkfs(img: &Path, args: &[&str], size: &str) {
     ok(&Command::new("mke2fs")
@@ -306,7 +313,11 @@ fn adding_then_deleting_the_same_files_gives_the_free_counts_back() {
     let (add, remove) = (w.join("add.patch"), w.join("remove.patch"));
     gnu_diff(w, "a", "b", &add);
     gnu_diff(w, "b", "a", &remove);
-    for (name, make) in [("ours", ours as fn(&Path, &Path)), ("mke2fs", theirs)] {
+    for (name, make) in [
+        ("ours", ours as fn(&Path, &Path)),
+        ("ours-ext2", ours_ext2),
+        ("mke2fs", theirs),
+    ] {
         let img = w.join(format!("{name}.img"));
         make(&old, &img);
         let before = free_counts(&img);

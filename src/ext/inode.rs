@@ -244,6 +244,26 @@ mod tests {
     }
 
     #[test]
+    fn encode_into_keeps_what_it_does_not_hold() {
+        // a record with 4 extra bytes: in-inode attributes start at 132
+        let mut rec = [0xA5u8; INODE_SIZE];
+        let i = Inode {
+            i_mode: 0o40755,
+            i_extra_isize: 4,
+            i_crtime: 7,
+            ..Default::default()
+        };
+        i.encode_into(&mut rec);
+        assert_eq!(Inode::decode(&rec).i_mode, 0o40755);
+        assert_eq!(le16(&rec, 0x80), 4);
+        // undecoded fields and everything past the extra fields stay
+        assert!(rec[0x24..0x28].iter().all(|&b| b == 0xA5));
+        assert!(rec[0x70..0x74].iter().all(|&b| b == 0xA5));
+        assert!(rec[0x82..0x84].iter().all(|&b| b == 0xA5));
+        assert!(rec[0x84..].iter().all(|&b| b == 0xA5));
+    }
+
+    #[test]
     fn encode_decode() {
         let i = Inode {
             i_mode: 0o100644,
