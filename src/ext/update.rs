@@ -1224,9 +1224,10 @@ mod tests {
     }
 
     /// The paths the interrupted update deletes: a file big enough for
-    /// indirect and doubly indirect blocks, the only file of a directory
+    /// indirect and doubly indirect blocks, a sparse one whose only block
+    /// lies behind a triply indirect one, the only file of a directory
     /// tree, and one of two hard links.
-    const DELETED: [&str; 3] = ["gone", "dir/sub/f", "link-a"];
+    const DELETED: [&str; 4] = ["gone", "sparse", "dir/sub/f", "link-a"];
 
     fn interrupted(stop: Stop) -> (Manifest, Manifest, std::path::PathBuf, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -1257,8 +1258,21 @@ mod tests {
             ..entry("link-b", Kind::Dir)
         };
         b.put(&link, &mut std::io::empty()).unwrap();
+        // past 12 + 256 + 256^2 blocks of 1 KiB
+        let size = 70u64 << 20;
+        let sparse = entry("sparse", Kind::File { size });
+        let mut data = std::io::Read::chain(std::io::repeat(0).take(size - 1), &b"x"[..]);
+        b.put(&sparse, &mut data).unwrap();
         b.finish().unwrap();
         drop(f);
+        let v = Volume::open(File::open(&img).unwrap()).unwrap();
+        let sp = v.inode(v.lookup(&sparse.path).unwrap()).unwrap();
+        assert_ne!(
+            sp.i_block[inode::EXT2_TIND_BLOCK],
+            0,
+            "no triply indirect block"
+        );
+        drop(v);
         let before = read(&img);
         std::fs::copy(&img, dir.path().join("before")).unwrap();
         let v =
@@ -1383,7 +1397,7 @@ mod tests {
         let st = Command::new("umount").arg(&mnt).status().unwrap();
         assert!(st.success());
         assert_eq!(old.unwrap(), b"new content");
-        assert_eq!(gone, [false; 3]);
+        assert_eq!(gone, [false; 4]);
         assert!(!dir);
         assert_eq!(e2fsck(&img, "-fn"), 0);
         check_replayed(&before, &read(&img));
