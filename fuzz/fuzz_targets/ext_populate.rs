@@ -94,6 +94,11 @@ fn populate(vol: &Volume) -> Result<(), Box<dyn std::error::Error>> {
     for (e, mut bytes) in entries {
         pop.put(&e, &mut bytes)?;
     }
+    // deletions in the same transaction: a file whose removal empties
+    // two directories, and a symlink
+    for d in ["/a/b/c", "/s"] {
+        pop.delete(&p(d))?;
+    }
     pop.finish()?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The calls into the format modules that several parts of a run share:
 //! writing an archive, checking and populating an existing volume.
 
-use crate::tree::Source;
+use crate::tree::{Source, TreePath};
 use crate::{cpio, ext};
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
@@ -32,8 +32,15 @@ pub fn check_volume(target: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Populates an existing ext2/ext3 volume in place (journaled).
-pub fn populate_volume(target: &Path, mut src: Box<dyn Source>, timestamp: i64) -> io::Result<()> {
+/// Populates an existing ext2/ext3 volume in place, then removes
+/// `deletes` (and the directories that leaves empty), all in one journal
+/// transaction.
+pub fn populate_volume(
+    target: &Path,
+    mut src: Box<dyn Source>,
+    deletes: &[TreePath],
+    timestamp: i64,
+) -> io::Result<()> {
     let f = File::options().read(true).write(true).open(target)?;
     let vol = ext::Volume::open_rw(f).map_err(io::Error::other)?;
     let mut pop = ext::Populator::new(&vol, timestamp).map_err(io::Error::other)?;
@@ -41,5 +48,8 @@ pub fn populate_volume(target: &Path, mut src: Box<dyn Source>, timestamp: i64) 
         inner: &mut pop,
         meter: crate::progress::Meter::new(format!("populating {}", target.display())),
     })?;
+    for p in deletes {
+        pop.delete(p).map_err(io::Error::other)?;
+    }
     pop.finish().map_err(io::Error::other)
 }

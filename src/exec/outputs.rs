@@ -3,7 +3,7 @@
 
 use super::{Failure, Result};
 use crate::transport::{self, FetchOptions, Uri};
-use crate::tree::Source;
+use crate::tree::{Source, TreePath};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ pub enum Job {
         at: String,
         target: PathBuf,
         source: Box<dyn Source>,
+        /// Paths removed after `source` is added.
+        deletes: Vec<TreePath>,
         timestamp: i64,
     },
     /// Expand a tree into a host directory.
@@ -155,9 +157,10 @@ impl Commit {
                     at,
                     target,
                     source,
+                    deletes,
                     timestamp,
                 } => {
-                    super::formats::populate_volume(&target, source, timestamp)
+                    super::formats::populate_volume(&target, source, &deletes, timestamp)
                         .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
                     log.line(&format!("{at} populated {}", target.display()))?;
                     self.committed.push(target);

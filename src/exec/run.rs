@@ -11,14 +11,14 @@ use super::formats::{check_volume, populate_volume, write_archive};
 use super::inputs::Inputs;
 use super::log::Log;
 use super::outputs::{Commit, Job};
-use super::worktree::{archive_source, Change, Content, WorkTree};
+use super::worktree::{archive_source, Change, Content, Overlay, WorkTree};
 use super::{Failure, Result, RunOptions};
 use crate::cache::{Cache, Mode};
 use crate::diff;
 use crate::parser::plan::{Action, Edit, FsType, PatchTarget, Plan, Step, TargetKind, UriRef};
 use crate::tree::{Entry, Kind, Source, TreePath};
 use crate::{ext, hostdir, swap};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -439,7 +439,7 @@ impl<'a> Runner<'a> {
             }
             // built already (a patch needed it): update the staged image
             let staged = img.staged.clone();
-            return populate_volume(&staged, src, self.now)
+            return populate_volume(&staged, src, &[], self.now)
                 .map_err(|e| io_fail(at, target.display(), e));
         }
         match kind {
@@ -450,6 +450,7 @@ impl<'a> Runner<'a> {
                     at: at.to_string(),
                     target: target.to_path_buf(),
                     source: src,
+                    deletes: Vec::new(),
                     timestamp: self.now,
                 });
             }
@@ -819,9 +820,19 @@ impl<'a> Runner<'a> {
                     .map_err(|e| Failure::run(format!("{at}: {e}")))?;
                 // metadata of replaced files is kept; new ones are 0644 0:0
                 let mut tree = WorkTree::new(path.display().to_string(), None, self.now);
+                let mut deletes = Vec::new();
                 for c in changes {
                     match c {
-                        diff::Change::Write { path: p, content, mode } | diff::Change::Create { path: p, content, mode } => {
+                        diff::Change::Write {
+                            path: p,
+                            content,
+                            mode,
+                        }
+                        | diff::Change::Create {
+                            path: p,
+                            content,
+                            mode,
+                        } => {
                             let old = vol.stat(&p).ok();
                             let mut perm = mode.map(|m| m & 0o7777);
                             let mut owner = None;
@@ -832,34 +843,40 @@ impl<'a> Runner<'a> {
                             tree.put_file(&p, Content::Bytes(content), perm, owner)
                                 .map_err(|e| Failure::run(format!("{at}: {e}")))?;
                         }
+                        // removed in the same transaction, after the writes
                         diff::Change::Delete { path: p } => {
-                            return Err(Failure::run(format!(
-                                "{at}: {patch_uri} deletes {} from an image; deleting files in place is not supported (patch the archive instead)",
-                                p.display_abs()
-                            )))
+                            tree.delete(&p);
+                            deletes.push(p);
                         }
                     }
                 }
-                // only the changed files, with parents that exist already
+                // directories the deletions leave empty go too (GNU patch
+                // removes them); the fork must not list them either
+                for d in emptied_dirs(&vol, &tree.overlay, &deletes) {
+                    tree.delete(&d);
+                }
+                // only the changed files, with parents that exist already,
+                // and the deletions (which the image's source skips)
                 tree.overlay.retain(|_, c| {
                     matches!(
                         c,
                         Change::Put {
                             content: Some(_),
                             ..
-                        }
+                        } | Change::Delete
                     )
                 });
                 let src: Box<dyn Source> = Box::new(tree.source());
                 drop(vol);
                 if staged {
-                    populate_volume(&file, src, self.now)
+                    populate_volume(&file, src, &deletes, self.now)
                         .map_err(|e| io_fail(at, path.display(), e))?;
                 } else {
                     self.commit.job(Job::Volume {
                         at: at.to_string(),
                         target: path.clone(),
                         source: src,
+                        deletes,
                         timestamp: self.now,
                     });
                 }
@@ -881,6 +898,45 @@ impl<'a> Runner<'a> {
             }
         }
     }
+}
+
+/// The directories of `vol` that removing `deletes` leaves empty, deepest
+/// first: each holds nothing but deleted names and emptied directories,
+/// and `overlay` puts nothing in it. The root is never one.
+fn emptied_dirs(vol: &ext::Volume, overlay: &Overlay, deletes: &[TreePath]) -> Vec<TreePath> {
+    let mut gone: HashSet<TreePath> = deletes.iter().cloned().collect();
+    let mut out: Vec<TreePath> = Vec::new();
+    // by depth, deepest first, so that a parent is judged after its
+    // children
+    let mut candidates: BTreeMap<usize, BTreeSet<TreePath>> = BTreeMap::new();
+    for d in deletes.iter().filter_map(TreePath::parent) {
+        candidates
+            .entry(d.components().count())
+            .or_default()
+            .insert(d);
+    }
+    while let Some((depth, dirs)) = candidates.pop_last() {
+        for d in dirs {
+            if d.is_root() {
+                continue;
+            }
+            let put_inside = overlay
+                .iter()
+                .any(|(p, c)| matches!(c, Change::Put { .. }) && p.starts_with(&d) && *p != d);
+            let Ok(entries) = vol.read_dir(&d) else {
+                continue;
+            };
+            let empty = entries.iter().all(|e| gone.contains(&d.join(&e.name)));
+            if !put_inside && empty {
+                if let Some(up) = d.parent() {
+                    candidates.entry(depth - 1).or_default().insert(up);
+                }
+                gone.insert(d.clone());
+                out.push(d);
+            }
+        }
+    }
+    out
 }
 
 /// The files a patch reads (after `-p1`).

@@ -458,15 +458,43 @@ impl Source for OverlaySource {
                 Box::new(crate::ext::Volume::open(File::open(p)?).map_err(io::Error::other)?)
             }
         };
+        // A volume can be read again: the first surviving name of a hard
+        // link group whose first name is deleted takes the data, and the
+        // other names link to it.
+        let reread = match base {
+            Base::Volume(p) => {
+                Some(crate::ext::Volume::open(File::open(p)?).map_err(io::Error::other)?)
+            }
+            Base::Archive(_) => None,
+        };
+        let mut heirs: HashMap<TreePath, TreePath> = HashMap::new();
         let mut filter = crate::tree::FnSink(|e: &Entry, data: &mut dyn Read| {
             if overlay.contains_key(&e.path) {
                 return Ok(());
             }
             if let Kind::HardLink { target } = &e.kind {
                 if deleted(target) {
-                    // the data went with the deleted name; this name keeps
-                    // nothing to point at
-                    return Ok(());
+                    if let Some(heir) = heirs.get(target) {
+                        let link = Entry {
+                            kind: Kind::HardLink {
+                                target: heir.clone(),
+                            },
+                            ..e.clone()
+                        };
+                        return sink.put(&link, &mut io::empty());
+                    }
+                    let Some(vol) = &reread else {
+                        // the data went with the deleted name; this name
+                        // keeps nothing to point at
+                        return Ok(());
+                    };
+                    let mut r = vol.read_file(target).map_err(io::Error::other)?;
+                    let file = Entry {
+                        kind: Kind::File { size: r.size() },
+                        ..e.clone()
+                    };
+                    heirs.insert(target.clone(), e.path.clone());
+                    return sink.put(&file, &mut r);
                 }
             }
             sink.put(e, data)

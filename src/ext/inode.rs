@@ -91,33 +91,53 @@ impl Inode {
 
     pub fn encode(&self) -> [u8; INODE_SIZE] {
         let mut b = [0u8; INODE_SIZE];
-        put16(&mut b, 0x0, self.i_mode);
-        put16(&mut b, 0x2, self.i_uid);
-        put32(&mut b, 0x4, self.i_size_lo);
-        put32(&mut b, 0x8, self.i_atime);
-        put32(&mut b, 0xC, self.i_ctime);
-        put32(&mut b, 0x10, self.i_mtime);
-        put32(&mut b, 0x14, self.i_dtime);
-        put16(&mut b, 0x18, self.i_gid);
-        put16(&mut b, 0x1A, self.i_links_count);
-        put32(&mut b, 0x1C, self.i_blocks_lo);
-        put32(&mut b, 0x20, self.i_flags);
-        for (i, v) in self.i_block.iter().enumerate() {
-            put32(&mut b, 0x28 + 4 * i, *v);
-        }
-        put32(&mut b, 0x64, self.i_generation);
-        put32(&mut b, 0x68, self.i_file_acl_lo);
-        put32(&mut b, 0x6C, self.i_size_high);
-        put16(&mut b, 0x74, self.l_i_blocks_high);
-        put16(&mut b, 0x78, self.l_i_uid_high);
-        put16(&mut b, 0x7A, self.l_i_gid_high);
-        put16(&mut b, 0x80, self.i_extra_isize);
-        put32(&mut b, 0x84, self.i_ctime_extra);
-        put32(&mut b, 0x88, self.i_mtime_extra);
-        put32(&mut b, 0x8C, self.i_atime_extra);
-        put32(&mut b, 0x90, self.i_crtime);
-        put32(&mut b, 0x94, self.i_crtime_extra);
+        self.encode_into(&mut b);
         b
+    }
+
+    /// Writes the fields this type holds over an existing inode record
+    /// of `b.len()` bytes and leaves every other byte as it is: fields
+    /// nobody decodes here (`osd1`, `i_faddr`, checksums, `i_projid`) and
+    /// whatever lies past `128 + i_extra_isize`, which is where in-inode
+    /// extended attributes live. Extra fields are written only where
+    /// `i_extra_isize` says the record has them.
+    pub fn encode_into(&self, b: &mut [u8]) {
+        put16(b, 0x0, self.i_mode);
+        put16(b, 0x2, self.i_uid);
+        put32(b, 0x4, self.i_size_lo);
+        put32(b, 0x8, self.i_atime);
+        put32(b, 0xC, self.i_ctime);
+        put32(b, 0x10, self.i_mtime);
+        put32(b, 0x14, self.i_dtime);
+        put16(b, 0x18, self.i_gid);
+        put16(b, 0x1A, self.i_links_count);
+        put32(b, 0x1C, self.i_blocks_lo);
+        put32(b, 0x20, self.i_flags);
+        for (i, v) in self.i_block.iter().enumerate() {
+            put32(b, 0x28 + 4 * i, *v);
+        }
+        put32(b, 0x64, self.i_generation);
+        put32(b, 0x68, self.i_file_acl_lo);
+        put32(b, 0x6C, self.i_size_high);
+        put16(b, 0x74, self.l_i_blocks_high);
+        put16(b, 0x78, self.l_i_uid_high);
+        put16(b, 0x7A, self.l_i_gid_high);
+        if b.len() <= 128 {
+            return;
+        }
+        put16(b, 0x80, self.i_extra_isize);
+        let end = 128 + usize::from(self.i_extra_isize);
+        for (off, v) in [
+            (0x84, self.i_ctime_extra),
+            (0x88, self.i_mtime_extra),
+            (0x8C, self.i_atime_extra),
+            (0x90, self.i_crtime),
+            (0x94, self.i_crtime_extra),
+        ] {
+            if off + 4 <= end {
+                put32(b, off, v);
+            }
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -221,6 +241,26 @@ mod tests {
             assert_eq!(ino.device(), (ma, mi));
         }
         assert!(encode_device(4096, 0).is_none());
+    }
+
+    #[test]
+    fn encode_into_keeps_what_it_does_not_hold() {
+        // a record with 4 extra bytes: in-inode attributes start at 132
+        let mut rec = [0xA5u8; INODE_SIZE];
+        let i = Inode {
+            i_mode: 0o40755,
+            i_extra_isize: 4,
+            i_crtime: 7,
+            ..Default::default()
+        };
+        i.encode_into(&mut rec);
+        assert_eq!(Inode::decode(&rec).i_mode, 0o40755);
+        assert_eq!(le16(&rec, 0x80), 4);
+        // undecoded fields and everything past the extra fields stay
+        assert!(rec[0x24..0x28].iter().all(|&b| b == 0xA5));
+        assert!(rec[0x70..0x74].iter().all(|&b| b == 0xA5));
+        assert!(rec[0x82..0x84].iter().all(|&b| b == 0xA5));
+        assert!(rec[0x84..].iter().all(|&b| b == 0xA5));
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub enum Error {
     DirectoryLoop { path: String, depth: usize },
     #[error("{path}: no such file or directory")]
     NotFound { path: String },
+    #[error("{path}: directory not empty")]
+    DirNotEmpty { path: String },
     #[error("{path}: not a directory")]
     NotADirectory { path: String },
     #[error("{path}: not a regular file")]
