@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod cpio;
+pub mod date;
 pub mod diff;
 pub mod digest;
 pub mod exec;

@@ -45,6 +45,7 @@ fn reader_manifest(bytes: &[u8]) -> vm_container::tree::manifest::Manifest {
 }
 
 #[test]
+#[ignore = "root tier: creates device nodes and sets owners"]
 fn gnu_cpio_extracts_our_archive_identically() {
     require_tool("cpio");
     let t = tempfile::tempdir().unwrap();
@@ -64,6 +65,7 @@ fn gnu_cpio_extracts_our_archive_identically() {
 }
 
 #[test]
+#[ignore = "root tier: creates device nodes and sets owners"]
 fn gnu_cpio_extracts_our_walker_order_except_directory_mtimes() {
     require_tool("cpio");
     let t = tempfile::tempdir().unwrap();
@@ -79,6 +81,7 @@ fn gnu_cpio_extracts_our_walker_order_except_directory_mtimes() {
 }
 
 #[test]
+#[ignore = "root tier: creates device nodes and sets owners"]
 fn our_archive_is_byte_reproducible_and_round_trips() {
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("src");
@@ -98,6 +101,7 @@ fn our_archive_is_byte_reproducible_and_round_trips() {
 }
 
 #[test]
+#[ignore = "root tier: creates device nodes and sets owners"]
 fn reads_gnu_newc_gzip_pigz_crc_and_depth_archives() {
     require_tool("cpio");
     require_tool("pigz");
@@ -143,6 +147,7 @@ fn reads_gnu_newc_gzip_pigz_crc_and_depth_archives() {
 }
 
 #[test]
+#[ignore = "root tier: creates device nodes and sets owners"]
 fn reads_concatenated_gzip_members() {
     require_tool("cpio");
     let t = tempfile::tempdir().unwrap();

@@ -321,11 +321,13 @@ fn check_full(bs: u32, journal: bool) {
 }
 
 #[test]
+#[ignore = "root tier: mounts the image on a loop device"]
 fn full_tree_1k_ext3() {
     check_full(1024, true);
 }
 
 #[test]
+#[ignore = "root tier: mounts the image on a loop device"]
 fn full_tree_4k_ext2() {
     check_full(4096, false);
 }

@@ -5,6 +5,7 @@
 //! messages, `diff -ruN a/x b/x` command lines) is skipped; inside a hunk
 //! every line must be what the hunk header announced.
 
+use super::apply::split_lines;
 use super::timestamp::parse_timestamp;
 use super::{Content, FileOp, FilePatch, Hunk, HunkLine, OnlyIn, Patch};
 
@@ -68,25 +69,6 @@ pub fn parse(text: &[u8], name: &str) -> Result<Patch, ParseError> {
         pos: 0,
     }
     .run()
-}
-
-fn split_lines(text: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                let (l, r) = rest.split_at(i + 1);
-                out.push(l);
-                rest = r;
-            }
-            None => {
-                out.push(rest);
-                rest = &[];
-            }
-        }
-    }
-    out
 }
 
 struct Parser<'a> {

@@ -5,6 +5,8 @@
 //! time, rendered in the local time zone, so recognising a creation or
 //! deletion means evaluating the timestamp, not comparing text.
 
+use crate::date::{civil_from_days, days_from_civil};
+
 /// Formats seconds and nanoseconds since the epoch as GNU diff does, in the
 /// time zone `tz_offset_minutes` east of UTC.
 pub fn format_timestamp(secs: i64, nsec: u32, tz_offset_minutes: i32) -> String {
@@ -91,31 +93,6 @@ fn num(s: &str, width: usize) -> Option<i64> {
         return None;
     }
     s.parse().ok()
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (years 0..=9999, so
-/// no overflow).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z.saturating_add(719_468);
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Carrying out a plan: every expression in order, then the commit.
 //!
-//! Two phases keep SPEC §3.3: while expressions run, everything they write
+//! Two phases keep docs/SPEC.md §3.3: while expressions run, everything they write
 //! goes to staging (under `--dir`, or beside a local image); updates of
 //! volumes and directories that exist already are recorded as jobs. Only
 //! when every expression has succeeded does the commit run the jobs and
@@ -953,7 +953,7 @@ impl diff::FileSet for MapFileSet {
 }
 
 /// A UUID derived from what defines the image, so that the same container
-/// builds the same image (SPEC §4: reproducible unless `uuid` is given).
+/// builds the same image (docs/SPEC.md §4: reproducible unless `uuid` is given).
 fn derive_uuid(path: &Path, size: u64, label: &[u8]) -> [u8; 16] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();

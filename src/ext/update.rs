@@ -1377,6 +1377,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "root tier: the kernel replays the journal on a loop mount"]
     fn interrupted_after_commit_block_is_replayed_by_the_kernel() {
         let (before, _, img, d) = interrupted(Stop::BeforeCheckpoint);
         let mnt = d.path().join("mnt");

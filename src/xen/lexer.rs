@@ -1,6 +1,6 @@
 //! Tokens of a Xen domain config, exactly as libxlutil's lexer reads them.
 //!
-//! The rules (SPEC appendix A) are narrower than they look: identifiers are
+//! The rules (docs/SPEC.md, appendix A) are narrower than they look: identifiers are
 //! lower-case only, numbers are `[0-9][0-9a-fx]*` kept as text, strings are
 //! one line, CR is never accepted, and a `#` comment must end with a
 //! newline. Anything else is a lexical error, because `xl create` would

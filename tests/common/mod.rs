@@ -1,4 +1,25 @@
 //! Helpers shared by the integration tests.
+//!
+//! # Test tiers
+//!
+//! Plain `cargo test` must pass as an ordinary user on a machine with no
+//! loop devices and no network services (the HTTP servers the tests start
+//! themselves on 127.0.0.1 are fine). A test that needs more — root, a loop
+//! device, a mount of any kind (an image, a tmpfs), `swapon`, or vsftpd
+//! (which only starts as root) — belongs to the *root tier* and says so
+//! with a reason that starts with `root tier:`:
+//!
+//! ```text
+//! #[test]
+//! #[ignore = "root tier: mounts the image on a loop device"]
+//! fn the_kernel_reads_what_we_wrote() { ... }
+//! ```
+//!
+//! `cargo test` then lists it as ignored and counts it in its summary
+//! (`N ignored`); `bash .ci/run`, as root, runs every tier with
+//! `cargo test -- --include-ignored`. A root-tier test still fails, never
+//! skips, when what it needs is missing, with a message that says so
+//! (`mount -o loop failed (run as root with loop devices)`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
