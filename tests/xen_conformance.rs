@@ -72,6 +72,12 @@ fn every_example_strips_to_a_config_xl_reads_as_written() {
             let got = xl_read(&out, &keys)
                 .unwrap_or_else(|e| panic!("{}: xl rejects: {e}", path.display()));
             let want: Vec<String> = plan.settings.iter().map(|(k, v)| xl_form(k, v)).collect();
+            // every disk a container makes is absolute, so `xl create`
+            // finds it from anywhere (plain.cfg names an LVM volume)
+            let container = path.extension().is_some_and(|e| e == "vmc");
+            for l in got.iter().filter(|l| container && l.starts_with("disk[")) {
+                assert!(l.contains("]=ok:/"), "{}: {l}", path.display());
+            }
             let got: Vec<String> = got
                 .into_iter()
                 .filter(|l| !l.starts_with("disk["))
@@ -94,7 +100,45 @@ fn example_disks_parse_as_xl_disks() {
     let out = tmp.path().join("fido.cfg");
     std::fs::write(&out, &plan.stripped).unwrap();
     let got = xl_read(&out, &["disk"]).unwrap();
-    assert_eq!(got[1], "disk[0]=ok:build/fido-etc,xvda1,raw,w");
+    assert_eq!(got[1], "disk[0]=ok:/var/images/fido-etc,xvda1,raw,w");
+    let plan = analyze_file(&path, &[("dir", "/srv/fido")]);
+    std::fs::write(&out, &plan.stripped).unwrap();
+    let got = xl_read(&out, &["disk"]).unwrap();
+    assert_eq!(got[1], "disk[0]=ok:/srv/fido/fido-etc,xvda1,raw,w");
+}
+
+/// The disk target `check` warns about is the one libxlutil reads.
+#[test]
+fn disk_targets_are_found_as_libxlutil_finds_them() {
+    let specs = [
+        "file:/img/a,xvda1,w",
+        "phy:/dev/vg/root,xvda2,r",
+        "tap:aio:rel/x,xvda,w",
+        "tap2:qcow2:rel/y,xvdb,w",
+        " file:rel/z , xvdc, w",
+        "raw:rel/q,xvdd,w",
+        "format=raw, vdev=xvde, access=rw, target=rel/t,with,commas",
+        "rel/u,raw,xvdf,rw",
+        "qcow2:rel/v,xvdg,w",
+        "vhd:rel/v,xvdg,w",
+        "aio:rel/w,xvdh,w",
+        "format=qcow2, rel/p, xvdi, w",
+    ];
+    let tmp = tempdir();
+    let f = tmp.path().join("disks.cfg");
+    let list: Vec<String> = specs.iter().map(|s| format!("'{s}'")).collect();
+    std::fs::write(&f, format!("disk = [ {} ]\n", list.join(", "))).unwrap();
+    let got = xl_read(&f, &["disk"]).unwrap();
+    for (i, spec) in specs.iter().enumerate() {
+        let line = &got[i + 1];
+        let want = line
+            .strip_prefix(&format!("disk[{i}]=ok:"))
+            .unwrap_or_else(|| panic!("{spec}: {line}"));
+        // xlcfg-check prints TARGET,VDEV,FORMAT,MODE: the last three
+        // fields hold no comma
+        let target = want.rsplitn(4, ',').nth(3).unwrap();
+        assert_eq!(vm_container::xen::disk_target(spec), target, "{spec}");
+    }
 }
 
 #[test]
