@@ -1,12 +1,33 @@
 #!/usr/bin/env bash
-# Installs what vm-container's tests and examples need on a Debian machine
-# (as root), and builds xlcfg-check, the checker around Xen's own config
-# parser, into target/xlcfg-check. Safe to run again.
+# Installs what vm-container needs on a Debian machine (as root) and builds
+# xlcfg-check, the checker around Xen's own config parser, from
+# tools/xlcfg-check into target/xlcfg-check. Safe to run again.
+#
+#   bash scripts/setup.sh           what the tests need (.ci/run)
+#   bash scripts/setup.sh --demo    only what scripts/demo.sh needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cpio patch diffutils pigz e2fsprogs signify-openbsd minisign
-          libxen-dev vsftpd python3 git hyperfine util-linux mount gcc time)
+# the demo builds vm-container, checks its image with e2fsck and its
+# config with libxlutil
+demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
+# the tests also compare against GNU cpio/diff/patch, signify and
+# minisign, serve FTP with vsftpd, mount images (util-linux) and measure
+# memory (time); the benchmarks use hyperfine
+test_packages=(cpio patch diffutils pigz signify-openbsd minisign vsftpd
+               python3 git hyperfine util-linux mount time)
+
+case "${1:-}" in
+  --demo) packages=("${demo_packages[@]}") ;;
+  "") packages=("${demo_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "usage: scripts/setup.sh [--demo]" >&2; exit 2 ;;
+esac
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is not on PATH: vm-container needs Rust 1.88 or later (rustup installs it)" >&2
+  exit 1
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,11 +40,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # vsftpd's package starts a system instance on port 21; the tests start
 # their own on free ports, so the system one is not needed.
-if command -v systemctl >/dev/null 2>&1; then systemctl stop vsftpd >/dev/null 2>&1 || true; fi
-
-shared=${VMC_SHARED:-../shared}
-mkdir -p target
-if [ ! -x target/xlcfg-check ]; then
-  bash "$shared/tools/xlcfg-check/build.sh" "$PWD/target/xlcfg-check" >/dev/null
+if [ "${1:-}" != --demo ] && command -v systemctl >/dev/null 2>&1; then
+  systemctl stop vsftpd >/dev/null 2>&1 || true
 fi
-echo "ready: $(cargo --version), xlcfg-check at target/xlcfg-check"
+
+# rebuilt whenever its source or build script is newer than the binary
+checker=target/xlcfg-check
+src=tools/xlcfg-check
+if [ ! -x "$checker" ] || [ "$src/xlcfg-check.c" -nt "$checker" ] || [ "$src/build.sh" -nt "$checker" ]; then
+  bash "$src/build.sh" "$PWD/$checker"
+fi
+echo "ready: $(cargo --version), xlcfg-check at $checker"

@@ -25,7 +25,7 @@ fn check_reports_ok_and_counts() {
         String::from_utf8_lossy(&out.stderr)
     );
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("ok (4 expressions, 7 Xen settings)"), "{s}");
+    assert!(s.contains("ok (4 expressions, 8 Xen settings)"), "{s}");
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn strip_writes_to_a_file_or_stdout() {
     assert!(st.success());
     let text = fs::read_to_string(&out_file).unwrap();
     assert!(text.contains("name = \"rex\""));
-    assert!(text.contains("'file:build/rex-root,xvda1,w'"));
+    assert!(text.contains("'file:/var/images/rex-root,xvda1,w'"));
     assert!(!text.contains('['.to_string().as_str()) || !text.contains("[end]"));
 }
 
@@ -184,4 +184,74 @@ fn usage_errors_exit_2() {
     let out = bin().args(["check", "/nonexistent/file"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/file: cannot read"));
+}
+
+#[test]
+fn check_warns_when_a_disk_names_a_created_image_by_a_relative_path() {
+    let t = tempdir();
+    let f = t.path().join("rel.vmc");
+    fs::write(
+        &f,
+        "name = 'rel'\ndisk = [ 'phy:/dev/vg/swap,xvda2,w',\n  'file:img/${name}-root,xvda1,w' ]\n\
+         [image img/${name}-root 8M][end]\n",
+    )
+    .unwrap();
+    let out = bin().args(["check", f.to_str().unwrap()]).output().unwrap();
+    // a warning, not an error
+    assert_eq!(out.status.code(), Some(0));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("rel.vmc:3:3: warning: disk target `img/rel-root` is relative"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("{}", t.path().join("img/rel-root").display())),
+        "{e}"
+    );
+    assert!(e.contains("  |   ^^^^^"), "{e}");
+    assert_eq!(e.matches("warning:").count(), 1, "{e}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rel.vmc: ok (1 expression"));
+
+    // absolute, or `--set` to an absolute directory: no warning
+    fs::write(
+        &f,
+        "dir = 'img'\ndisk = [ 'file:${dir}/a,xvda1,w' ]\n[image ${dir}/a 8M][end]\n",
+    )
+    .unwrap();
+    let out = bin().args(["check", f.to_str().unwrap()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rel.vmc:2:10: warning:"));
+    let abs = format!("dir={}", t.path().join("img").display());
+    let out = bin()
+        .args(["check", f.to_str().unwrap(), "--set", &abs])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // a relative disk that is no image of this container is left alone
+    fs::write(&f, "disk = [ 'file:other,xvda1,w' ]\n[image a 8M][end]\n").unwrap();
+    let out = bin().args(["check", f.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_examples_check_without_warnings() {
+    for name in ["fido.vmc", "template.vmc", "paper-figures.vmc"] {
+        let out = bin().args(["check", &example(name)]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{name}");
+        assert!(
+            out.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

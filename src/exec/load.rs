@@ -12,6 +12,9 @@ pub struct Loaded {
     pub text: String,
     pub plan: Plan,
     pub base_dir: PathBuf,
+    /// What checks but likely does not do what was meant, rendered with
+    /// its location.
+    pub warnings: Vec<String>,
 }
 
 /// The host as the analysis sees it.
@@ -100,12 +103,19 @@ pub fn load_bytes(file: &str, bytes: Vec<u8>, set: &[(String, String)]) -> Resul
         }
     };
     match plan {
-        Some(plan) => Ok(Loaded {
-            name,
-            text,
-            plan,
-            base_dir,
-        }),
+        Some(plan) => {
+            let warnings = parser::lint::warnings(&parsed.container, &text, &opts, &plan)
+                .iter()
+                .map(|d| d.render_as("warning", &name, &text))
+                .collect();
+            Ok(Loaded {
+                name,
+                text,
+                plan,
+                base_dir,
+                warnings,
+            })
+        }
         None => {
             diags.sort_by_key(|d| d.span.offset);
             diags.dedup();

@@ -157,6 +157,9 @@ pub fn clean_stale(dir: &std::path::Path, prefix: &str) {
 /// `check FILE`: parse and validate, print every error, no side effects.
 pub fn check(file: &str, set: &[(String, String)]) -> Result<Plan> {
     let loaded = load::load(file, set)?;
+    for w in &loaded.warnings {
+        eprint!("{w}");
+    }
     Ok(loaded.plan)
 }
 

@@ -30,9 +30,14 @@ impl Diagnostic {
     /// `FILE:LINE:COL: error: MESSAGE`, then the source line and a caret
     /// under the span, then the note the same way.
     pub fn render(&self, file: &str, text: &str) -> String {
+        self.render_as("error", file, text)
+    }
+
+    /// The same, with another severity in place of `error` (`warning`).
+    pub fn render_as(&self, severity: &str, file: &str, text: &str) -> String {
         let idx = LineIndex::new(text);
         let mut out = String::new();
-        let _ = writeln!(out, "{file}:{}: error: {}", self.span, self.message);
+        let _ = writeln!(out, "{file}:{}: {severity}: {}", self.span, self.message);
         excerpt(&mut out, &idx, self.span);
         if let Some((span, note)) = &self.note {
             let _ = writeln!(out, "{file}:{span}: note: {note}");

@@ -11,6 +11,7 @@ pub mod analyze;
 pub mod ast;
 pub mod diagnostic;
 pub mod expr;
+pub mod lint;
 pub mod plan;
 pub mod print;
 pub mod template;

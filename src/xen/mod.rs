@@ -453,6 +453,35 @@ pub fn quote(s: &[u8]) -> String {
     out
 }
 
+/// The target (the image or device) a `disk = [...]` entry names, as
+/// libxlutil's disk parser finds it: `target=` takes the rest of the entry,
+/// else the first positional field, without leading blanks and without the
+/// legacy `phy:`, `file:`, `tap:aio:`, `qcow2:`... prefixes.
+pub fn disk_target(spec: &str) -> &str {
+    let mut at = 0;
+    let mut positional = None;
+    for field in spec.split(',') {
+        let trimmed = field.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("target=") {
+            // `target=` is last by rule: commas after it are the path's
+            let from = at + (field.len() - rest.len());
+            return &spec[from..];
+        }
+        if positional.is_none() && !trimmed.contains('=') {
+            positional = Some(trimmed);
+        }
+        at += field.len() + 1;
+    }
+    let mut target = positional.unwrap_or("");
+    const PREFIXES: &[&str] = &[
+        "phy:", "file:", "tap:", "tap2:", "aio:", "raw:", "qcow:", "qcow2:", "vhd:", "qed:",
+    ];
+    while let Some(rest) = PREFIXES.iter().find_map(|p| target.strip_prefix(p)) {
+        target = rest;
+    }
+    target
+}
+
 /// True when `s` is a number as libxlutil's lexer reads one.
 pub fn is_number(s: &str) -> bool {
     let b = s.as_bytes();

@@ -60,8 +60,28 @@ fn strings_and_escapes() {
         "a = \"\\17\"\n",
         "a = \"\\x41\"\n",
         "a = \"\\q\"\n",
-        "a = 'it\\'s'\n",
         "a = \"open\n",
+    ] {
+        err(bad);
+    }
+    // `\'` is an escape inside single quotes too
+    let sq = ok("a = 'it\\'s'\nb = '\\''\nc = 'x\\\\'\n");
+    assert_eq!(
+        (&sq["a"], &sq["b"], &sq["c"]),
+        (&s("it's"), &s("'"), &s("x\\"))
+    );
+    err("a = '\\'\n");
+    // the octal quirk reads like strtoul over the three bytes after the digit
+    let oq = ok("a = \"\\4  0Z\"\nb = \"\\1 -8Z\"\nc = \"\\1 9 Z\"\nd = '\\7\t+1'\n");
+    assert_eq!(
+        (&oq["a"], &oq["b"], &oq["c"], &oq["d"]),
+        (&s("Z"), &s("Z"), &s(" Z"), &s(""))
+    );
+    for bad in [
+        "a = \"\\40Z\"\n",
+        "a = \"\\4   0Z\"\n",
+        "a = \"\\1  -8Z\"\n",
+        "a = \"\\1 \n5\"\n",
     ] {
         err(bad);
     }
