@@ -152,8 +152,16 @@ fn damaged_blob_is_not_served() {
     let blob = cache.get_or_fetch(&u, Mode::Online).unwrap();
     std::fs::write(&blob.path, b"tampered").unwrap();
 
+    // Offline, the damage is named, and so is the way to repair it.
     let err = cache.get_or_fetch(&u, Mode::Offline).unwrap_err();
-    assert!(matches!(err, CacheError::NotInCache { .. }), "{err:?}");
+    assert!(matches!(err, CacheError::Damaged { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cached copy of {} is damaged (sha256 mismatch); run without --offline to fetch it again",
+            server.url("/a")
+        )
+    );
     // Online: a full, unconditional download repairs it.
     let served = server.body_bytes();
     let fixed = cache.get_or_fetch(&u, Mode::Online).unwrap();
