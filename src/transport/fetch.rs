@@ -158,8 +158,12 @@ fn receive_body(
         received,
         why: why.clone(),
     };
-    if expected.is_some_and(|e| e > limit) {
-        return Err(too_large(0));
+    if let Some(announced) = expected.filter(|e| *e > limit) {
+        return Err(FetchError::TooLarge {
+            uri: shown.to_string(),
+            received: 0,
+            why: format!("the server announces {announced} bytes; {why}"),
+        });
     }
     let mut out = open_dest(shown, dest)?;
     let deadline = opts.total_timeout.map(|t| started + t);

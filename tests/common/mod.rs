@@ -116,3 +116,39 @@ pub fn measured(cmd: &Command, limit_mib: u64) -> (std::process::Output, u64, st
         .expect("peak resident set in kB");
     (out, kb / 1024, took)
 }
+
+/// A tmpfs mounted (as root) on an existing directory; unmounted when
+/// dropped. Small ones make a full disk without filling the real one.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let m = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(m.success(), "mounting a tmpfs needs root");
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Bytes free on it now, as df reports them.
+    pub fn available(&self) -> u64 {
+        let st = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.0)
+            .output()
+            .expect("run df");
+        String::from_utf8_lossy(&st.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df --output=avail prints a number")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
