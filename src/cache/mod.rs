@@ -6,7 +6,9 @@
 //!   ([`IndexEntry`]), replaced atomically;
 //! - `locks/<hex of sha256(uri)>.lock`: flock'ed while one URI is handled,
 //!   so two processes fetching the same URI take turns (the second one then
-//!   revalidates instead of downloading again);
+//!   revalidates instead of downloading again). Reading a verified copy
+//!   needs no lock (the index is replaced by rename, blobs never change),
+//!   so `--offline` never waits behind a download in progress;
 //! - `tmp/`: downloads in progress, each under a unique name, renamed into
 //!   `blobs/` only once complete and hashed.
 //!

@@ -286,8 +286,9 @@ pub(crate) fn put(uri: &Uri, local: &Path, opts: &FetchOptions) -> Result<(), Tr
     };
     let file = File::open(local).map_err(source_err)?;
     let len = file.metadata().map_err(source_err)?.len();
-    let deadline = opts.total_timeout.map(|t| Instant::now() + t);
-    let agent = agent(uri, opts, deadline)?;
+    // An upload's size is ours, not the server's: only the idle timeouts
+    // bound it, so a large image over a slow link is not cut.
+    let agent = agent(uri, opts, None)?;
     let resp = agent
         .put(&url)
         .header("Content-Length", len.to_string())
