@@ -71,17 +71,46 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A server holding an archive, and a working directory whose cache holds
+/// it after one run.
+struct Cached {
+    t: tempfile::TempDir,
+    work: PathBuf,
+    server: HttpServer,
+    body: Vec<u8>,
+    url: String,
+}
+
+impl Cached {
+    fn new() -> Cached {
+        let t = tempdir();
+        let work = t.path().join("work");
+        let server = HttpServer::start();
+        let body = archive(t.path());
+        server.serve("/a.cpio.gz", &body, Some("\"v1\""), None);
+        let url = server.url("/a.cpio.gz");
+        ok(&run(&container(t.path(), "first", &url), &work, &[])
+            .output()
+            .unwrap());
+        Cached {
+            t,
+            work,
+            server,
+            body,
+            url,
+        }
+    }
+}
+
 #[test]
 fn offline_and_stale_runs_do_not_wait_for_a_stuck_download() {
-    let t = tempdir();
-    let work = t.path().join("work");
-    let server = HttpServer::start();
-    let body = archive(t.path());
-    server.serve("/a.cpio.gz", &body, Some("\"v1\""), None);
-    let url = server.url("/a.cpio.gz");
-    ok(&run(&container(t.path(), "first", &url), &work, &[])
-        .output()
-        .unwrap());
+    let Cached {
+        t,
+        work,
+        server,
+        body,
+        url,
+    } = Cached::new();
 
     // The server now answers with the same bytes, one a second.
     server.route(
@@ -244,4 +273,36 @@ fn max_download_stops_a_body_with_or_without_a_length() {
         assert!(err.trim_end().ends_with(&why), "{err}");
         assert_tmp_empty(&work);
     }
+}
+
+#[test]
+fn offline_names_a_damaged_cached_copy() {
+    let c = Cached::new();
+    let (t, work, body, url) = (&c.t, &c.work, &c.body, &c.url);
+    let blobs = work.join("cache/blobs/sha256");
+    let blob = fs::read_dir(&blobs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut damaged = fs::read(&blob).unwrap();
+    damaged[10] ^= 0xff;
+    fs::write(&blob, damaged).unwrap();
+    let out = run(&container(t.path(), "again", url), work, &["--offline"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.trim_end().ends_with(&format!(
+            "cached copy of {url} is damaged (sha256 mismatch); run without --offline to fetch it again"
+        )),
+        "{err}"
+    );
+    // online, it is fetched again
+    ok(&run(&container(t.path(), "repaired", url), work, &[])
+        .output()
+        .unwrap());
+    assert_eq!(&fs::read(&blob).unwrap(), body);
 }
