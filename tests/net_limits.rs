@@ -306,3 +306,33 @@ fn offline_names_a_damaged_cached_copy() {
         .unwrap());
     assert_eq!(&fs::read(&blob).unwrap(), body);
 }
+
+/// The hotplug script's case: its budget is short, so a server trickling
+/// bytes counts as down once --timeout passes, and --allow-stale starts the
+/// domain from the verified cached copy.
+#[test]
+fn a_trickling_server_cut_by_timeout_lets_allow_stale_use_the_cache() {
+    let c = Cached::new();
+    c.server.route(
+        "/a.cpio.gz",
+        Behavior::Trickle {
+            body: c.body.clone(),
+            every: Duration::from_millis(200),
+        },
+    );
+    let cmd = &mut run(
+        &container(c.t.path(), "hotplug", &c.url),
+        &c.work,
+        &["--allow-stale", "--timeout", "1"],
+    );
+    let started = Instant::now();
+    let out = within(cmd.spawn().unwrap(), Duration::from_secs(10)).expect("not cut");
+    let took = started.elapsed();
+    let err = ok(&out);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(err.contains("using the cached copy"), "{err}");
+    assert_eq!(
+        fs::read_to_string(c.t.path().join("hotplug-target/etc/hostname")).unwrap(),
+        "fido\n"
+    );
+}
