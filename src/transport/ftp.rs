@@ -200,16 +200,15 @@ pub(crate) fn fetch(
         opts,
         started,
     );
-    // The completion reply tells whether the server sent everything.
-    let completed = stream
-        .finish()
-        .map_err(|e| command_error(uri, "RETR (completion)", e));
-    let _ = ftp.quit();
+    // A failed transfer just drops both connections: waiting for the
+    // server's reply to an abandoned transfer could take another timeout.
     let fetched = received?;
-    if let Err(e) = completed {
+    // The completion reply tells whether the server sent everything.
+    if let Err(e) = stream.finish() {
         let _ = std::fs::remove_file(dest);
-        return Err(e);
+        return Err(command_error(uri, "RETR (completion)", e));
     }
+    let _ = ftp.quit();
     Ok(fetched)
 }
 
