@@ -421,3 +421,37 @@ fn the_total_deadline_cuts_a_trickling_body() {
     assert!(err.is_outage());
     assert!(!dest.exists(), "the partial body was left");
 }
+
+#[test]
+fn the_total_deadline_also_covers_waiting_for_headers() {
+    let server = HttpServer::start();
+    server.route(
+        "/late",
+        Behavior::Slow {
+            delay: Duration::from_secs(5),
+            body: b"late".to_vec(),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.read_timeout = Duration::from_secs(10);
+    o.total_timeout = Some(Duration::from_secs(1));
+    let started = Instant::now();
+    let err = fetch(&uri(&server.url("/late")), None, &dir.path().join("o"), &o).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            err,
+            TransferError::Deadline {
+                seconds: 1,
+                received: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

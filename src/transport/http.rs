@@ -164,27 +164,17 @@ pub(crate) fn fetch(
                 conditional = true;
             }
         }
-        let resp =
-            req.call().map_err(
-                |e| match (map_ureq(&current, &shown, e), opts.total_timeout) {
-                    (TransferError::Timeout { uri, .. }, Some(total))
-                        if deadline.is_some_and(past) =>
-                    {
-                        TransferError::Deadline {
-                            uri,
-                            seconds: total.as_secs(),
-                            received: 0,
-                        }
-                    }
-                    (other, _) => other,
-                },
-            )?;
+        let resp = req
+            .call()
+            .map_err(|e| at_deadline(map_ureq(&current, &shown, e), deadline, opts))?;
         let status = resp.status();
         let location = header(&resp, "location");
         let Some(location) = location.filter(|_| status.is_redirection() && status != 304) else {
             break (resp, conditional);
         };
-        let target = resolve_location(&url, location.trim());
+        // a fragment is the client's business, never the server's
+        let location = location.trim();
+        let target = resolve_location(&url, location.split('#').next().unwrap_or(location));
         let refuse = |why: String| TransferError::Redirect {
             uri: uri.to_string(),
             target: redact(&target),
@@ -244,6 +234,20 @@ pub(crate) fn fetch(
         opts,
         started,
     )
+}
+
+/// A timeout once the whole transfer's deadline has come is that deadline.
+fn at_deadline(e: TransferError, deadline: Option<Instant>, opts: &FetchOptions) -> TransferError {
+    match (e, opts.total_timeout) {
+        (TransferError::Timeout { uri, .. }, Some(total)) if deadline.is_some_and(past) => {
+            TransferError::Deadline {
+                uri,
+                seconds: total.as_secs(),
+                received: 0,
+            }
+        }
+        (other, _) => other,
+    }
 }
 
 /// The absolute URL a `Location` header names, resolved against the URL
