@@ -312,7 +312,9 @@ impl Cache {
             None => {
                 if mode == Mode::AllowStale {
                     if let Peeked::Intact(sha256, bytes) = self.peek(uri)? {
-                        return Ok(self.blob(sha256, bytes, true, true));
+                        // pinned content is current whatever the server says
+                        let stale = uri.pin != Some(sha256);
+                        return Ok(self.blob(sha256, bytes, true, stale));
                     }
                 }
                 FileLock::exclusive(&lock_path).map_err(CacheError::io(&lock_path))?
