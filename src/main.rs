@@ -54,6 +54,12 @@ struct RunArgs {
     /// Allow replacing output files that vm-container did not create
     #[arg(long)]
     force: bool,
+    /// Limit of one whole transfer, headers and body (default 1800)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    timeout: Option<std::time::Duration>,
+    /// Largest download accepted (e.g. 2G); without it only the free space of --dir bounds one
+    #[arg(long, value_name = "SIZE", value_parser = vm_container::parser::analyze::parse_size)]
+    max_download: Option<u64>,
     /// Trusted public key (repeatable)
     #[arg(long = "trust", value_name = "PUBKEY")]
     trust: Vec<PathBuf>,
@@ -99,6 +105,13 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
         return Err(format!("`{s}`: the name is empty"));
     }
     Ok((n.to_string(), v.to_string()))
+}
+
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(std::time::Duration::from_secs(n)),
+        _ => Err(format!("`{s}`: expected a whole number of seconds above 0")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,6 +247,8 @@ fn main() -> ExitCode {
                 require_signatures: r.require_signatures,
                 sign_key: r.sign_key,
                 sign_passphrase_file: r.sign_passphrase_file,
+                timeout: r.timeout,
+                max_download: r.max_download,
                 verbosity: if r.quiet {
                     Verbosity::Quiet
                 } else if r.verbose {

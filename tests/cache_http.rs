@@ -152,8 +152,16 @@ fn damaged_blob_is_not_served() {
     let blob = cache.get_or_fetch(&u, Mode::Online).unwrap();
     std::fs::write(&blob.path, b"tampered").unwrap();
 
+    // Offline, the damage is named, and so is the way to repair it.
     let err = cache.get_or_fetch(&u, Mode::Offline).unwrap_err();
-    assert!(matches!(err, CacheError::NotInCache { .. }), "{err:?}");
+    assert!(matches!(err, CacheError::Damaged { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cached copy of {} is damaged (sha256 mismatch); run without --offline to fetch it again",
+            server.url("/a")
+        )
+    );
     // Online: a full, unconditional download repairs it.
     let served = server.body_bytes();
     let fixed = cache.get_or_fetch(&u, Mode::Online).unwrap();
@@ -268,4 +276,48 @@ fn local_files_are_cached_and_revalidated() {
     let r = cache.get_or_fetch(&u, Mode::Offline).unwrap();
     assert!(!r.from_cache, "local files are read even offline");
     assert_eq!(std::fs::read(&r.path).unwrap(), b"local two!");
+}
+
+#[test]
+fn a_held_lock_holds_up_neither_offline_nor_stale_reads() {
+    let server = HttpServer::start();
+    server.serve("/a", b"held", Some("\"h\""), None);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path(), opts()).unwrap();
+    let u = uri(&server.url("/a"));
+    cache.get_or_fetch(&u, Mode::Online).unwrap();
+    // another user of the cache is busy with this URI
+    let lock_file = std::fs::read_dir(dir.path().join("locks"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let held = vm_container::cache::lock::FileLock::exclusive(&lock_file).unwrap();
+    assert!(
+        vm_container::cache::lock::FileLock::try_exclusive(&lock_file)
+            .unwrap()
+            .is_none()
+    );
+
+    let started = std::time::Instant::now();
+    let offline = cache.get_or_fetch(&u, Mode::Offline).unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(offline.from_cache && !offline.stale);
+    assert_eq!(std::fs::read(&offline.path).unwrap(), b"held");
+
+    let started = std::time::Instant::now();
+    let stale = cache.get_or_fetch(&u, Mode::AllowStale).unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert!(stale.from_cache && stale.stale);
+    // pinned content is never stale
+    let pinned = uri(&format!("{}#sha256={}", server.url("/a"), sha(b"held")));
+    assert!(!cache.get_or_fetch(&pinned, Mode::AllowStale).unwrap().stale);
+    drop(held);
+    let fresh = cache.get_or_fetch(&u, Mode::AllowStale).unwrap();
+    assert!(!fresh.stale);
 }

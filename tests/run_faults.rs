@@ -5,7 +5,7 @@
 mod common;
 mod net;
 
-use common::{bin, ok, root, tempdir};
+use common::{bin, ok, root, tempdir, Tmpfs};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -153,14 +153,6 @@ fn a_run_killed_at_any_moment_leaves_every_output_as_it_was() {
     let _ = Duration::ZERO;
 }
 
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 #[ignore = "root tier: mounts a small tmpfs"]
 fn a_full_disk_fails_the_run_and_changes_nothing() {
@@ -168,13 +160,7 @@ fn a_full_disk_fails_the_run_and_changes_nothing() {
     let w = t.path();
     let out_dir = w.join("small");
     fs::create_dir_all(&out_dir).unwrap();
-    let m = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
-        .arg(&out_dir)
-        .status()
-        .unwrap();
-    assert!(m.success(), "mounting a tmpfs needs root");
-    let _guard = Tmpfs(out_dir.clone());
+    let _guard = Tmpfs::mount(&out_dir, "3m");
     let tree = w.join("tree");
     big_tree(&tree);
     let archive = w.join("base.cpio.gz");
@@ -295,13 +281,7 @@ fn a_decompression_bomb_stops_before_the_disk_fills() {
     assert!(fs::metadata(&archive).unwrap().len() < 1 << 20);
     let target = w.join("small");
     fs::create_dir_all(&target).unwrap();
-    let m = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(&target)
-        .status()
-        .unwrap();
-    assert!(m.success(), "mounting a tmpfs needs root");
-    let _guard = Tmpfs(target.clone());
+    let guard = Tmpfs::mount(&target, "8m");
     let c = w.join("c.vmc");
     fs::write(
         &c,
@@ -323,18 +303,6 @@ fn a_decompression_bomb_stops_before_the_disk_fills() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("would fill the file system"), "{err}");
     // the reserve is left: the file system did not fill
-    let st = Command::new("df")
-        .arg("--output=avail")
-        .arg("-B1")
-        .arg(&target)
-        .output()
-        .unwrap();
-    let avail: u64 = String::from_utf8_lossy(&st.stdout)
-        .lines()
-        .nth(1)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let avail = guard.available();
     assert!(avail > 0, "the file system filled up");
 }

@@ -244,3 +244,33 @@ fn silent_server_trips_the_timeout() {
     assert!(matches!(err, TransferError::Timeout { .. }), "{err:?}");
     assert!(err.is_outage());
 }
+
+#[test]
+fn a_download_over_its_limit_is_refused_and_removed() {
+    let ftp = Vsftpd::start();
+    std::fs::write(ftp.root.join("pub/big.cpio.gz"), vec![0u8; 300_000]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out");
+    let u = uri(&ftp.url("/pub/big.cpio.gz"));
+    let limited = FetchOptions {
+        max_download: Some(100_000),
+        ..opts()
+    };
+    let err = fetch(&u, None, &dest, &limited).unwrap_err();
+    assert!(matches!(err, TransferError::TooLarge { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: stopped after 0 bytes: the server announces 300000 bytes; the body is larger than the download limit of 100000 bytes (--max-download)",
+            ftp.url("/pub/big.cpio.gz")
+        )
+    );
+    assert!(!dest.exists());
+    // within the limit it downloads, through the same receive path
+    let roomy = FetchOptions {
+        max_download: Some(300_000),
+        ..opts()
+    };
+    let got = fetch(&u, None, &dest, &roomy).unwrap();
+    assert!(matches!(got, Fetched::Downloaded { bytes: 300_000, .. }));
+}

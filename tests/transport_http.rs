@@ -336,3 +336,122 @@ fn https_goes_through_tls() {
     );
     assert_eq!(server.body_bytes(), 0);
 }
+
+#[test]
+fn a_redirect_to_another_scheme_is_refused_by_name() {
+    let server = HttpServer::start();
+    server.route("/to-file", Behavior::Redirect("file:///etc/passwd".into()));
+    server.route("/to-ftp", Behavior::Redirect("ftp://127.0.0.1/x".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out");
+    for (path, target, scheme) in [
+        ("/to-file", "file:///etc/passwd", "file"),
+        ("/to-ftp", "ftp://127.0.0.1/x", "ftp"),
+    ] {
+        let err = fetch(&uri(&server.url(path)), None, &dest, &opts()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} → {target}: refusing to follow a redirect to another scheme ({scheme}): only http and https redirects are followed",
+                server.url(path)
+            )
+        );
+        assert!(!err.is_outage() && !err.is_not_found(), "{err:?}");
+    }
+    assert!(!dest.exists());
+}
+
+#[test]
+fn errors_after_a_redirect_name_its_target() {
+    let server = HttpServer::start();
+    server.route("/moved", Behavior::Redirect("/gone".into()));
+    server.route("/hop", Behavior::Redirect(server.url("/moved")));
+    server.route("/broken", Behavior::Redirect("/boom".into()));
+    server.route("/boom", Behavior::Status(500));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out");
+    for (path, last, code) in [
+        ("/moved", "/gone", 404u16),
+        ("/hop", "/gone", 404),
+        ("/broken", "/boom", 500),
+    ] {
+        let err = fetch(&uri(&server.url(path)), None, &dest, &opts()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "{} → {}: server answered HTTP {code} ",
+                server.url(path),
+                server.url(last)
+            )),
+            "{text}"
+        );
+        assert_eq!(err.is_not_found(), code == 404);
+        assert_eq!(err.is_outage(), code == 500);
+    }
+}
+
+#[test]
+fn the_total_deadline_cuts_a_trickling_body() {
+    let server = HttpServer::start();
+    server.route(
+        "/trickle",
+        Behavior::Trickle {
+            body: vec![1; 1000],
+            every: Duration::from_millis(100),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out");
+    let mut o = opts();
+    o.total_timeout = Some(Duration::from_secs(1));
+    let started = Instant::now();
+    let err = fetch(&uri(&server.url("/trickle")), None, &dest, &o).unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1800), "took {took:?}");
+    match &err {
+        TransferError::Deadline {
+            seconds, received, ..
+        } => {
+            assert_eq!(*seconds, 1);
+            assert!(*received > 0 && *received < 1000, "{received}");
+        }
+        other => panic!("expected Deadline, got {other:?}"),
+    }
+    assert!(err.to_string().starts_with(&server.url("/trickle")));
+    assert!(err.is_outage());
+    assert!(!dest.exists(), "the partial body was left");
+}
+
+#[test]
+fn the_total_deadline_also_covers_waiting_for_headers() {
+    let server = HttpServer::start();
+    server.route(
+        "/late",
+        Behavior::Slow {
+            delay: Duration::from_secs(5),
+            body: b"late".to_vec(),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.read_timeout = Duration::from_secs(10);
+    o.total_timeout = Some(Duration::from_secs(1));
+    let started = Instant::now();
+    let err = fetch(&uri(&server.url("/late")), None, &dir.path().join("o"), &o).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            err,
+            TransferError::Deadline {
+                seconds: 1,
+                received: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

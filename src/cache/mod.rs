@@ -6,7 +6,9 @@
 //!   ([`IndexEntry`]), replaced atomically;
 //! - `locks/<hex of sha256(uri)>.lock`: flock'ed while one URI is handled,
 //!   so two processes fetching the same URI take turns (the second one then
-//!   revalidates instead of downloading again);
+//!   revalidates instead of downloading again). Reading a verified copy
+//!   needs no lock (the index is replaced by rename, blobs never change),
+//!   so `--offline` never waits behind a download in progress;
 //! - `tmp/`: downloads in progress, each under a unique name, renamed into
 //!   `blobs/` only once complete and hashed.
 //!
@@ -31,6 +33,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Age after which a file in `tmp/` is taken for an abandoned download.
 const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// How long `--allow-stale` waits for another run handling the same URI
+/// before it serves the cached copy instead: a quick revalidation finishes
+/// within it, a download stuck on a slow server does not hold this run.
+const STALE_WAIT: Duration = Duration::from_secs(2);
 
 /// How much the network may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +72,8 @@ pub enum CacheError {
     Io { path: PathBuf, cause: io::Error },
     #[error("{uri}: not in cache (offline)")]
     NotInCache { uri: String },
+    #[error("cached copy of {uri} is damaged (sha256 mismatch); run without --offline to fetch it again")]
+    Damaged { uri: String },
     #[error("{uri}: the cached copy has sha256 {cached}, not the pinned {pinned} (offline)")]
     PinnedNotCached {
         uri: String,
@@ -82,6 +91,17 @@ impl CacheError {
             cause,
         }
     }
+}
+
+/// What [`Cache::peek`] found.
+enum Peeked {
+    /// A blob that verifies: its digest and size.
+    Intact(Digest, u64),
+    Absent,
+    /// The index names a blob whose bytes no longer match its digest.
+    Damaged,
+    /// The cached copy is intact but not the pinned content.
+    OtherContent(Digest),
 }
 
 /// A cache directory.
@@ -210,14 +230,96 @@ impl Cache {
         }
     }
 
+    /// What the cache holds for `uri` without taking its lock: the index
+    /// record is replaced by rename and blobs are immutable and named by
+    /// their content, so both read whole or not at all. Nothing is
+    /// repaired here (that needs the lock): a damaged blob is reported.
+    fn peek(&self, uri: &Uri) -> Result<Peeked, CacheError> {
+        if let Some(pin) = uri.pin {
+            let path = self.blob_path(&pin);
+            match Digest::of_file(&path) {
+                Ok((actual, bytes)) if actual == pin => return Ok(Peeked::Intact(pin, bytes)),
+                Ok(_) | Err(_) => {}
+            }
+        }
+        let Some(e) = self.entry(uri)? else {
+            return Ok(Peeked::Absent);
+        };
+        let path = self.blob_path(&e.sha256);
+        match Digest::of_file(&path) {
+            Ok((actual, bytes)) if actual == e.sha256 && bytes == e.size => match uri.pin {
+                Some(pin) if pin != e.sha256 => Ok(Peeked::OtherContent(e.sha256)),
+                _ => Ok(Peeked::Intact(e.sha256, e.size)),
+            },
+            Ok(_) => Ok(Peeked::Damaged),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Peeked::Absent),
+            Err(err) => Err(CacheError::io(&path)(err)),
+        }
+    }
+
+    /// The lock on `path` if it can be had within `wait`.
+    fn lock_within(&self, path: &Path, wait: Duration) -> Result<Option<FileLock>, CacheError> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(lock) = FileLock::try_exclusive(path).map_err(CacheError::io(path))? {
+                return Ok(Some(lock));
+            }
+            if started.elapsed() >= wait {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// `--offline`: the verified cached copy, read without the URI's lock,
+    /// so a run stuck downloading the same URI does not hold this one up.
+    fn offline(&self, uri: &Uri) -> Result<CachedBlob, CacheError> {
+        let shown = uri.to_string();
+        match self.peek(uri)? {
+            Peeked::Intact(sha256, bytes) => Ok(self.blob(sha256, bytes, true, false)),
+            Peeked::Absent => Err(CacheError::NotInCache { uri: shown }),
+            Peeked::Damaged => Err(CacheError::Damaged { uri: shown }),
+            Peeked::OtherContent(cached) => Err(CacheError::PinnedNotCached {
+                uri: shown,
+                pinned: uri.pin.unwrap_or(cached),
+                cached,
+            }),
+        }
+    }
+
     /// Serves `uri` from the cache, revalidating or downloading as `mode`
-    /// allows.
+    /// allows. Online, the URI's lock is taken first, so concurrent runs
+    /// download it once. `--offline` never waits for the lock, and
+    /// `--allow-stale` waits at most [`STALE_WAIT`] when a verified copy is
+    /// cached (the run holding the lock may be stuck on a slow server):
+    /// that copy is then served as stale.
     pub fn get_or_fetch(&self, uri: &Uri, mode: Mode) -> Result<CachedBlob, CacheError> {
+        let local = matches!(uri.location, Location::File { .. });
+        if mode == Mode::Offline && !local {
+            return self.offline(uri);
+        }
         let lock_path = self
             .dir
             .join("locks")
             .join(format!("{}.lock", Self::key(uri)));
-        let _lock = FileLock::exclusive(&lock_path).map_err(CacheError::io(&lock_path))?;
+        let held = if mode == Mode::AllowStale {
+            self.lock_within(&lock_path, STALE_WAIT)?
+        } else {
+            None
+        };
+        let _lock = match held {
+            Some(lock) => lock,
+            None => {
+                if mode == Mode::AllowStale {
+                    if let Peeked::Intact(sha256, bytes) = self.peek(uri)? {
+                        // pinned content is current whatever the server says
+                        let stale = uri.pin != Some(sha256);
+                        return Ok(self.blob(sha256, bytes, true, stale));
+                    }
+                }
+                FileLock::exclusive(&lock_path).map_err(CacheError::io(&lock_path))?
+            }
+        };
 
         let cached = match self.entry(uri)? {
             Some(e) if self.verify_blob(&e.sha256, Some(e.size))? => Some(e),
@@ -233,21 +335,6 @@ impl Cache {
                 let bytes = fs::metadata(&path).map_err(CacheError::io(&path))?.len();
                 return Ok(self.blob(pin, bytes, true, false));
             }
-        }
-
-        let local = matches!(uri.location, Location::File { .. });
-        if mode == Mode::Offline && !local {
-            return match (cached, uri.pin) {
-                (Some(e), Some(pin)) => Err(CacheError::PinnedNotCached {
-                    uri: uri.to_string(),
-                    pinned: pin,
-                    cached: e.sha256,
-                }),
-                (Some(e), None) => Ok(self.blob(e.sha256, e.size, true, false)),
-                (None, _) => Err(CacheError::NotInCache {
-                    uri: uri.to_string(),
-                }),
-            };
         }
 
         // Validators only count when the copy they describe is usable:

@@ -89,6 +89,11 @@ pub struct RunOptions {
     /// `--sign-key`: sign everything the run publishes.
     pub sign_key: Option<PathBuf>,
     pub sign_passphrase_file: Option<PathBuf>,
+    /// `--timeout SECONDS`: limit of one whole transfer (default
+    /// [`crate::transport::DEFAULT_TOTAL_TIMEOUT`]).
+    pub timeout: Option<std::time::Duration>,
+    /// `--max-download SIZE`: largest body received.
+    pub max_download: Option<u64>,
 }
 
 /// The trusted keys of a run: `--trust` files and `*.pub` in the trust

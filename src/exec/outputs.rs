@@ -351,9 +351,9 @@ pub fn recover(state: &Path) {
 
 /// Expanding into a host directory stops before the file system fills: a
 /// decompression bomb (a few MB of gzip that expand to terabytes) must not
-/// take the disk from everything else on it. The budget is what the file
-/// system has free, less a reserve of 5% of its size (at most 1 GiB);
-/// every entry counts one block besides its content.
+/// take the disk from everything else on it. The budget is the target's
+/// [`crate::hostdir::Room`]; every entry counts one block besides its
+/// content.
 struct Budget<'a> {
     inner: &'a mut dyn crate::tree::Sink,
     counter: Counter,
@@ -361,8 +361,7 @@ struct Budget<'a> {
 
 struct Counter {
     left: u64,
-    target: PathBuf,
-    available: u64,
+    room: crate::hostdir::Room,
 }
 
 impl<'a> Budget<'a> {
@@ -370,16 +369,12 @@ impl<'a> Budget<'a> {
         target: &Path,
         inner: &'a mut dyn crate::tree::Sink,
     ) -> std::io::Result<Budget<'a>> {
-        let st = rustix::fs::statvfs(target)?;
-        let available = st.f_bavail.saturating_mul(st.f_frsize);
-        let size = st.f_blocks.saturating_mul(st.f_frsize);
-        let reserve = (size / 20).min(1 << 30);
+        let room = crate::hostdir::Room::of(target)?;
         Ok(Budget {
             inner,
             counter: Counter {
-                left: available.saturating_sub(reserve),
-                target: target.to_path_buf(),
-                available,
+                left: room.usable,
+                room,
             },
         })
     }
@@ -393,9 +388,8 @@ impl Counter {
                 Ok(())
             }
             None => Err(std::io::Error::other(format!(
-                "stopped: the tree would fill the file system of {} ({} bytes were free; 5% is kept in reserve)",
-                self.target.display(),
-                self.available
+                "stopped: the tree would fill {}",
+                self.room.describe()
             ))),
         }
     }

@@ -80,7 +80,15 @@ impl<'a> Runner<'a> {
         staging: PathBuf,
         log: Log,
     ) -> Result<Runner<'a>> {
-        let cache = Cache::open(dir.join("cache"), Default::default())
+        let fetch_opts = crate::transport::FetchOptions {
+            total_timeout: Some(
+                opts.timeout
+                    .unwrap_or(crate::transport::DEFAULT_TOTAL_TIMEOUT),
+            ),
+            max_download: opts.max_download,
+            ..Default::default()
+        };
+        let cache = Cache::open(dir.join("cache"), fetch_opts)
             .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.display())))?;
         let mode = if opts.offline {
             Mode::Offline

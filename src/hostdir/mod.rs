@@ -6,9 +6,11 @@
 //! error is an [`Error`]; [`Error::from_io`] recovers it.
 
 mod extractor;
+mod room;
 mod walker;
 
 pub use extractor::Extractor;
+pub use room::Room;
 pub use walker::Walker;
 
 use crate::tree::TreePath;

@@ -72,6 +72,7 @@ pub fn analyze(
         vars: Vars {
             set: opts.set.iter().cloned().collect(),
             file: BTreeMap::new(),
+            inserted: 0,
         },
         errors: Vec::new(),
         steps: Vec::new(),
@@ -237,7 +238,7 @@ impl<'a> Analyzer<'a> {
                         out.push('$');
                         continue;
                     };
-                    let piece = match substitute(&rest[..len], &self.vars) {
+                    let piece = match substitute(&rest[..len], &mut self.vars) {
                         Ok(p) => p,
                         Err(e) => {
                             let span = self.span(base + i + e.offset, e.len);
@@ -257,6 +258,11 @@ impl<'a> Analyzer<'a> {
                         None if xen::is_number(&piece) => out.push_str(&piece),
                         None => out.push_str(&xen::quote(piece.as_bytes())),
                     }
+                    if let Err(message) = super::template::value_fits(out.len(), raw.len()) {
+                        let span = self.span(base + i, len);
+                        self.err(span, message);
+                        return None;
+                    }
                     for _ in 1..rest[..len].chars().count() {
                         chars.next();
                     }
@@ -269,7 +275,7 @@ impl<'a> Analyzer<'a> {
 
     /// A word with templates substituted; `None` after reporting an error.
     fn word(&mut self, w: &Word) -> Option<String> {
-        match substitute(&w.text, &self.vars) {
+        match substitute(&w.text, &mut self.vars) {
             Ok(s) => Some(s),
             Err(e) => {
                 // in a quoted word the offset may be shifted by escapes;
@@ -795,7 +801,7 @@ impl<'a> Analyzer<'a> {
         }
         let content = match &e.body {
             None => Vec::new(),
-            Some(b) => match substitute(&b.content(), &self.vars) {
+            Some(b) => match substitute(&b.content(), &mut self.vars) {
                 Ok(s) => s.into_bytes(),
                 Err(err) => {
                     // locate the variable in the body text

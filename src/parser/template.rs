@@ -10,6 +10,13 @@ pub enum VarValue {
     List,
 }
 
+/// Longest text substitution may make one value (a word, a Xen value, a
+/// `replace` body): chained variables double at every line, so forty lines
+/// of `b = "${a}${a}"` would otherwise ask for terabytes.
+pub const MAX_VALUE: usize = 1 << 20;
+/// Most text substitution may insert over a whole file.
+pub const MAX_FILE: usize = 16 << 20;
+
 /// Variables in scope at a point of the file.
 #[derive(Clone, Debug, Default)]
 pub struct Vars {
@@ -17,6 +24,8 @@ pub struct Vars {
     pub set: BTreeMap<String, String>,
     /// Values of earlier Xen statements.
     pub file: BTreeMap<String, VarValue>,
+    /// Bytes substitution has inserted so far in this file.
+    pub inserted: usize,
 }
 
 /// A failed substitution: the byte offset within the input and the cause.
@@ -28,11 +37,44 @@ pub struct TemplateError {
 }
 
 impl Vars {
+    /// Accounts for `piece` bytes inserted into a value that then holds
+    /// `value_len` bytes and was `source_len` bytes as written; the message
+    /// when a bound is passed. A value written long in the file is allowed:
+    /// only growth through substitution is bounded.
+    pub fn charge(
+        &mut self,
+        piece: usize,
+        value_len: usize,
+        source_len: usize,
+    ) -> Result<(), String> {
+        self.inserted = self.inserted.saturating_add(piece);
+        if self.inserted > MAX_FILE {
+            return Err(format!(
+                "substituted variables add more than {} MiB to this file",
+                MAX_FILE >> 20
+            ));
+        }
+        value_fits(value_len, source_len)
+    }
+
     pub fn get(&self, name: &str) -> Option<VarValue> {
         if let Some(v) = self.set.get(name) {
             return Some(VarValue::Text(v.clone()));
         }
         self.file.get(name).cloned()
+    }
+}
+
+/// Whether a value of `value_len` bytes, written as `source_len` bytes, is
+/// within [`MAX_VALUE`]; the message when it is not.
+pub fn value_fits(value_len: usize, source_len: usize) -> Result<(), String> {
+    if value_len > MAX_VALUE.max(source_len) {
+        Err(format!(
+            "substituting variables makes this value longer than {} MiB",
+            MAX_VALUE >> 20
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -43,7 +85,8 @@ pub fn has_template(s: &str) -> bool {
 
 /// Substitutes every `${NAME}` and `$$` in `s`. A `$` followed by anything
 /// else is kept as it is, so ordinary text with dollars survives.
-pub fn substitute(s: &str, vars: &Vars) -> Result<String, TemplateError> {
+/// Inserted text counts against the bounds [`MAX_VALUE`] and [`MAX_FILE`].
+pub fn substitute(s: &str, vars: &mut Vars) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     let b = s.as_bytes();
@@ -76,7 +119,16 @@ pub fn substitute(s: &str, vars: &Vars) -> Result<String, TemplateError> {
                     });
                 }
                 match vars.get(name) {
-                    Some(VarValue::Text(v)) => out.push_str(&v),
+                    Some(VarValue::Text(v)) => {
+                        if let Err(message) = vars.charge(v.len(), out.len() + v.len(), s.len()) {
+                            return Err(TemplateError {
+                                offset: i,
+                                len,
+                                message,
+                            });
+                        }
+                        out.push_str(&v)
+                    }
                     Some(VarValue::List) => {
                         return Err(TemplateError {
                             offset: i,
@@ -114,17 +166,46 @@ mod tests {
         let mut v = Vars::default();
         v.file.insert("name".into(), VarValue::Text("fido".into()));
         v.set.insert("memory".into(), "512".into());
-        assert_eq!(substitute("/img/${name}-etc", &v).unwrap(), "/img/fido-etc");
-        assert_eq!(substitute("$$HOME ${memory}", &v).unwrap(), "$HOME 512");
-        assert_eq!(substitute("cost $5", &v).unwrap(), "cost $5");
-        let e = substitute("a ${nope} b", &v).unwrap_err();
+        assert_eq!(
+            substitute("/img/${name}-etc", &mut v).unwrap(),
+            "/img/fido-etc"
+        );
+        assert_eq!(substitute("$$HOME ${memory}", &mut v).unwrap(), "$HOME 512");
+        assert_eq!(substitute("cost $5", &mut v).unwrap(), "cost $5");
+        let e = substitute("a ${nope} b", &mut v).unwrap_err();
         assert_eq!((e.offset, e.len), (2, 7));
         assert!(e.message.contains("undefined variable `nope`"));
-        assert!(substitute("${", &v).is_err());
+        assert!(substitute("${", &mut v).is_err());
         v.file.insert("disk".into(), VarValue::List);
-        assert!(substitute("${disk}", &v)
+        assert!(substitute("${disk}", &mut v)
             .unwrap_err()
             .message
             .contains("list"));
+    }
+
+    #[test]
+    fn doubling_chains_stop_at_the_value_bound() {
+        let mut v = Vars::default();
+        v.file
+            .insert("a".into(), VarValue::Text("x".repeat(MAX_VALUE / 2)));
+        assert_eq!(substitute("${a}${a}", &mut v).unwrap().len(), MAX_VALUE);
+        let e = substitute("${a}${a}!${a}", &mut v).unwrap_err();
+        assert_eq!(e.offset, 9);
+        assert!(e.message.contains("longer than 1 MiB"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_file_inserts_at_most_its_bound() {
+        let mut v = Vars::default();
+        v.file
+            .insert("a".into(), VarValue::Text("x".repeat(MAX_VALUE)));
+        for _ in 0..MAX_FILE / MAX_VALUE {
+            substitute("${a}", &mut v).unwrap();
+        }
+        let e = substitute("${a}", &mut v).unwrap_err();
+        assert!(e.message.contains("16 MiB"), "{}", e.message);
+        // a long value written as such is not growth
+        let long = "y".repeat(MAX_VALUE + 10);
+        assert!(value_fits(long.len(), long.len()).is_ok());
     }
 }

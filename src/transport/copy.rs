@@ -48,9 +48,14 @@ pub(crate) enum CopyError {
     Write(io::Error),
 }
 
+/// A socket timeout, or one of ureq's own timeouts, which its body reader
+/// reports as an I/O error wrapping `ureq::Error::Timeout`.
 pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    )
+    ) || e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+        .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
 }

@@ -22,6 +22,24 @@ pub enum TransferError {
     },
     #[error("{uri}: timed out {during}")]
     Timeout { uri: String, during: String },
+    #[error("{uri}: cut off after {seconds} s with {received} bytes received: a whole transfer may take at most {seconds} s (--timeout SECONDS)")]
+    Deadline {
+        uri: String,
+        seconds: u64,
+        received: u64,
+    },
+    #[error("{uri}: stopped after {received} bytes: {why}")]
+    TooLarge {
+        uri: String,
+        received: u64,
+        why: String,
+    },
+    #[error("{uri} → {target}: refusing to follow a redirect {why}")]
+    Redirect {
+        uri: String,
+        target: String,
+        why: String,
+    },
     #[error("{uri}: server answered HTTP {status} {reason}")]
     HttpStatus {
         uri: String,
@@ -93,6 +111,7 @@ impl TransferError {
             TransferError::Connect { .. }
             | TransferError::Resolve { .. }
             | TransferError::Timeout { .. }
+            | TransferError::Deadline { .. }
             | TransferError::Http { .. }
             | TransferError::Truncated { .. }
             | TransferError::Network { .. } => true,

@@ -41,16 +41,17 @@ pub(crate) fn fetch(
     if validators == Some(&current) {
         return Ok(Fetched::NotModified);
     }
-    let mut out = open_dest(uri, dest)?;
+    let shown = uri.to_string();
+    let mut out = open_dest(&shown, dest)?;
     copy_until(&mut file, &mut out, None).map_err(|e| match e {
         CopyError::Read(cause, _) => source_err(cause),
         CopyError::Write(cause) => FetchError::Destination {
-            uri: uri.to_string(),
+            uri: shown.clone(),
             path: dest.to_path_buf(),
             cause,
         },
     })?;
-    let (sha256, bytes) = close_dest(uri, dest, out)?;
+    let (sha256, bytes) = close_dest(&shown, dest, out)?;
     Ok(Fetched::Downloaded {
         bytes,
         sha256,

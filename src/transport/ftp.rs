@@ -4,7 +4,7 @@
 
 use super::copy::{copy_until, is_timeout, CopyError};
 use super::error::TransferError;
-use super::fetch::{finish_download, open_dest, Fetched, Validators};
+use super::fetch::{receive, Fetched, Validators};
 use super::FetchOptions;
 use crate::uri::{FtpLocation, Uri};
 use std::io::{self, Read};
@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Instant;
 use suppaftp::types::FileType;
-use suppaftp::{FtpError, FtpStream, Status};
+use suppaftp::{FtpError, FtpStream, Status, TlsStream, TransferStream};
 
 /// The first line(s) of a server reply, for messages.
 fn reply_text(e: &FtpError) -> String {
@@ -184,41 +184,57 @@ pub(crate) fn fetch(
         let _ = ftp.quit();
         return Ok(Fetched::NotModified);
     }
-    let mut out = open_dest(uri, dest)?;
     let mut stream = ftp
         .retr_as_stream(&loc.path)
         .map_err(|e| not_found_or(uri, "RETR", e))?;
-    let deadline = opts.total_timeout.map(|t| started + t);
-    let copied = copy_until(&mut stream as &mut dyn Read, &mut out, deadline);
-    let received = match copied {
-        Ok(n) => n,
-        Err(CopyError::Write(cause)) => {
-            return Err(TransferError::Destination {
-                uri: uri.to_string(),
-                path: dest.to_path_buf(),
-                cause,
-            })
-        }
-        Err(CopyError::Read(cause, received)) if is_timeout(&cause) => {
-            return Err(TransferError::Timeout {
-                uri: uri.to_string(),
-                during: format!("reading the file after {received} bytes"),
-            })
-        }
-        Err(CopyError::Read(cause, received)) => {
-            return Err(TransferError::Network {
-                uri: uri.to_string(),
-                during: format!("reading the file after {received} bytes"),
-                cause,
-            })
-        }
-    };
+    let received = receive(
+        &uri.to_string(),
+        &mut DeadlineReader {
+            stream: &mut stream,
+            deadline: opts.total_timeout.map(|t| started + t),
+            read_timeout: opts.read_timeout,
+        },
+        dest,
+        size,
+        current,
+        opts,
+        started,
+    );
+    // A failed transfer just drops both connections: waiting for the
+    // server's reply to an abandoned transfer could take another timeout.
+    let fetched = received?;
     // The completion reply tells whether the server sent everything.
-    stream
-        .finish()
-        .map_err(|e| command_error(uri, "RETR (completion)", e))?;
+    if let Err(e) = stream.finish() {
+        let _ = std::fs::remove_file(dest);
+        return Err(command_error(uri, "RETR (completion)", e));
+    }
     let _ = ftp.quit();
-    finish_download(uri, dest, out, size, received, current)
+    Ok(fetched)
+}
+
+/// The data connection, each read waiting no longer than the transfer's
+/// deadline allows: the socket's idle limit alone would let a server that
+/// sends nothing hold the transfer `read_timeout` past its deadline.
+struct DeadlineReader<'a, T: TlsStream> {
+    stream: &'a mut TransferStream<T>,
+    deadline: Option<Instant>,
+    read_timeout: std::time::Duration,
+}
+
+impl<T: TlsStream> Read for DeadlineReader<'_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(d) = self.deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "transfer deadline"));
+            }
+            self.stream
+                .get_ref()
+                .get_ref()
+                .set_read_timeout(Some(left.min(self.read_timeout)))?;
+        }
+        self.stream.read(buf)
+    }
 }
 
 /// Splits `/a/b/name` into (`/a/b`, `name`).

@@ -2,26 +2,32 @@
 //! stay byte-exact, so the `gzip` feature is off), bounded redirects,
 //! proxies from the environment, conditional requests.
 
-use super::copy::{copy_until, is_timeout, CopyError};
+use super::copy::is_timeout;
 use super::error::TransferError;
-use super::fetch::{finish_download, open_dest, Fetched, Validators};
+use super::fetch::{past, receive, Fetched, Validators};
 use super::FetchOptions;
-use crate::uri::{Location, Uri};
+use crate::uri::{redact, Location, Uri};
 use std::fs::File;
 use std::path::Path;
 use std::time::Instant;
 use ureq::{Agent, Proxy};
 
-fn agent(uri: &Uri, opts: &FetchOptions) -> Result<Agent, TransferError> {
+/// A client for one request to `uri`. Redirects are followed by
+/// [`fetch`] itself, hop by hop, so that each target is checked and named;
+/// `deadline` bounds the whole transfer over all hops.
+fn agent(
+    uri: &Uri,
+    opts: &FetchOptions,
+    deadline: Option<Instant>,
+) -> Result<Agent, TransferError> {
     let proxy = proxy_for(uri, opts)?;
     let config = Agent::config_builder()
         .http_status_as_error(false)
-        .max_redirects(opts.max_redirects)
-        .max_redirects_will_error(true)
+        .max_redirects(0)
         .timeout_connect(Some(opts.connect_timeout))
         .timeout_recv_response(Some(opts.read_timeout))
         .timeout_per_read(Some(opts.read_timeout))
-        .timeout_global(opts.total_timeout)
+        .timeout_global(deadline.map(|d| d.saturating_duration_since(Instant::now())))
         .proxy(proxy)
         .user_agent(opts.user_agent.as_str())
         .build();
@@ -83,8 +89,10 @@ fn bypasses_proxy(host: &str, no_proxy: &str) -> bool {
     })
 }
 
-fn map_ureq(uri: &Uri, e: ureq::Error) -> TransferError {
-    let shown = uri.to_string();
+/// Maps a failed request; `shown` names the URI (and the redirect target
+/// when one was followed).
+fn map_ureq(uri: &Uri, shown: &str, e: ureq::Error) -> TransferError {
+    let shown = shown.to_string();
     match e {
         ureq::Error::Timeout(t) => TransferError::Timeout {
             uri: shown,
@@ -127,36 +135,86 @@ pub(crate) fn fetch(
     dest: &Path,
     opts: &FetchOptions,
 ) -> Result<Fetched, TransferError> {
-    let url = uri.http_url().ok_or_else(|| TransferError::Unsupported {
-        uri: uri.to_string(),
-        reason: "not an HTTP URI".to_string(),
-    })?;
     let started = Instant::now();
-    let agent = agent(uri, opts)?;
-    let mut req = agent.get(&url);
-    let mut conditional = false;
-    if let Some(Validators::Http {
-        etag,
-        last_modified,
-    }) = validators
-    {
-        if let Some(etag) = etag {
-            req = req.header("If-None-Match", etag.as_str());
-            conditional = true;
+    let deadline = opts.total_timeout.map(|t| started + t);
+    let mut current = uri.clone();
+    let mut shown = uri.to_string();
+    let mut hops = 0u32;
+    let (mut resp, conditional) = loop {
+        let url = current
+            .http_url()
+            .ok_or_else(|| TransferError::Unsupported {
+                uri: shown.clone(),
+                reason: "not an HTTP URI".to_string(),
+            })?;
+        let agent = agent(&current, opts, deadline)?;
+        let mut req = agent.get(&url);
+        let mut conditional = false;
+        if let Some(Validators::Http {
+            etag,
+            last_modified,
+        }) = validators
+        {
+            if let Some(etag) = etag {
+                req = req.header("If-None-Match", etag.as_str());
+                conditional = true;
+            }
+            if let Some(lm) = last_modified {
+                req = req.header("If-Modified-Since", lm.as_str());
+                conditional = true;
+            }
         }
-        if let Some(lm) = last_modified {
-            req = req.header("If-Modified-Since", lm.as_str());
-            conditional = true;
+        let resp = req
+            .call()
+            .map_err(|e| at_deadline(map_ureq(&current, &shown, e), deadline, opts))?;
+        let status = resp.status();
+        let location = header(&resp, "location");
+        let Some(location) = location.filter(|_| status.is_redirection() && status != 304) else {
+            break (resp, conditional);
+        };
+        // a fragment is the client's business, never the server's
+        let location = location.trim();
+        let target = resolve_location(&url, location.split('#').next().unwrap_or(location));
+        let refuse = |why: String| TransferError::Redirect {
+            uri: uri.to_string(),
+            target: redact(&target),
+            why,
+        };
+        hops += 1;
+        if hops > opts.max_redirects {
+            return Err(refuse(format!(
+                "after {} redirects (a loop?)",
+                opts.max_redirects
+            )));
         }
-    }
-    let mut resp = req.call().map_err(|e| map_ureq(uri, e))?;
+        let next = match Uri::parse(&target, Path::new("/")) {
+            Ok(next) => next,
+            Err(e) => return Err(refuse(format!("to an invalid URI: {e}"))),
+        };
+        match (&current.location, &next.location) {
+            (Location::Http { secure: true, .. }, Location::Http { secure: false, .. }) => {
+                return Err(refuse(
+                    "from https to plain http: the content would lose its protection".to_string(),
+                ))
+            }
+            (_, Location::Http { .. }) => {}
+            _ => {
+                let scheme = target.split_once(':').map_or("", |(s, _)| s);
+                return Err(refuse(format!(
+                    "to another scheme ({scheme}): only http and https redirects are followed"
+                )));
+            }
+        }
+        shown = format!("{uri} → {}", redact(&target));
+        current = next;
+    };
     let status = resp.status();
     if status.as_u16() == 304 && conditional {
         return Ok(Fetched::NotModified);
     }
     if !status.is_success() {
         return Err(TransferError::HttpStatus {
-            uri: uri.to_string(),
+            uri: shown,
             status: status.as_u16(),
             reason: status.canonical_reason().unwrap_or("").to_string(),
         });
@@ -166,49 +224,56 @@ pub(crate) fn fetch(
         last_modified: header(&resp, "last-modified"),
     };
     let expected = header(&resp, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    let mut out = open_dest(uri, dest)?;
-    let deadline = opts.total_timeout.map(|t| started + t);
     let mut reader = resp.body_mut().as_reader();
-    let copied = copy_until(&mut reader, &mut out, deadline);
-    let received = match copied {
-        Ok(n) => n,
-        Err(CopyError::Write(cause)) => {
-            return Err(TransferError::Destination {
-                uri: uri.to_string(),
-                path: dest.to_path_buf(),
-                cause,
-            })
-        }
-        Err(CopyError::Read(cause, received)) => {
-            return Err(if is_timeout(&cause) || is_ureq_timeout(&cause) {
-                TransferError::Timeout {
-                    uri: uri.to_string(),
-                    during: format!("reading the body after {received} bytes ({cause})"),
-                }
-            } else if let Some(expected) = expected.filter(|e| received < *e) {
-                TransferError::Truncated {
-                    uri: uri.to_string(),
-                    expected,
-                    received,
-                }
-            } else {
-                TransferError::Network {
-                    uri: uri.to_string(),
-                    during: format!("reading the body after {received} bytes"),
-                    cause,
-                }
-            })
-        }
-    };
-    finish_download(uri, dest, out, expected, received, new_validators)
+    receive(
+        &shown,
+        &mut reader,
+        dest,
+        expected,
+        new_validators,
+        opts,
+        started,
+    )
 }
 
-/// ureq reports its own timeouts inside the body reader as an I/O error
-/// wrapping `ureq::Error::Timeout`.
-fn is_ureq_timeout(e: &std::io::Error) -> bool {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-        .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
+/// A timeout once the whole transfer's deadline has come is that deadline.
+fn at_deadline(e: TransferError, deadline: Option<Instant>, opts: &FetchOptions) -> TransferError {
+    match (e, opts.total_timeout) {
+        (TransferError::Timeout { uri, .. }, Some(total)) if deadline.is_some_and(past) => {
+            TransferError::Deadline {
+                uri,
+                seconds: total.as_secs(),
+                received: 0,
+            }
+        }
+        (other, _) => other,
+    }
+}
+
+/// The absolute URL a `Location` header names, resolved against the URL
+/// that answered with it (RFC 9110 allows relative references).
+fn resolve_location(base: &str, location: &str) -> String {
+    let has_scheme = location.split_once(':').is_some_and(|(scheme, _)| {
+        let mut chars = scheme.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if has_scheme {
+        return location.to_string();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
+    if let Some(authority_and_path) = location.strip_prefix("//") {
+        return format!("{scheme}://{authority_and_path}");
+    }
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let dir = if dir.is_empty() { "/" } else { dir };
+    format!("{scheme}://{authority}{dir}{location}")
 }
 
 /// Uploads `local` with `PUT`. Servers differ in what they accept; any 2xx
@@ -225,13 +290,15 @@ pub(crate) fn put(uri: &Uri, local: &Path, opts: &FetchOptions) -> Result<(), Tr
     };
     let file = File::open(local).map_err(source_err)?;
     let len = file.metadata().map_err(source_err)?.len();
-    let agent = agent(uri, opts)?;
+    // An upload's size is ours, not the server's: only the idle timeouts
+    // bound it, so a large image over a slow link is not cut.
+    let agent = agent(uri, opts, None)?;
     let resp = agent
         .put(&url)
         .header("Content-Length", len.to_string())
         .header("Content-Type", "application/octet-stream")
         .send(file)
-        .map_err(|e| map_ureq(uri, e))?;
+        .map_err(|e| map_ureq(uri, &uri.to_string(), e))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(TransferError::HttpStatus {
@@ -245,7 +312,22 @@ pub(crate) fn put(uri: &Uri, local: &Path, opts: &FetchOptions) -> Result<(), Tr
 
 #[cfg(test)]
 mod tests {
-    use super::bypasses_proxy;
+    use super::{bypasses_proxy, resolve_location};
+
+    #[test]
+    fn locations_resolve_against_the_answering_url() {
+        let base = "http://a:8/d/x.gz?q=1";
+        for (loc, want) in [
+            ("http://b/y", "http://b/y"),
+            ("file:///etc/passwd", "file:///etc/passwd"),
+            ("//c/z", "http://c/z"),
+            ("/abs", "http://a:8/abs"),
+            ("rel.gz", "http://a:8/d/rel.gz"),
+        ] {
+            assert_eq!(resolve_location(base, loc), want);
+        }
+        assert_eq!(resolve_location("http://a", "x"), "http://a/x");
+    }
 
     #[test]
     fn no_proxy_matching() {

@@ -22,6 +22,10 @@ pub use publish::{publish, publish_many, Published};
 
 use std::time::Duration;
 
+/// The default limit of a whole transfer: a 2 GB archive over a 2 MB/s
+/// link fits; a server trickling bytes is cut after half an hour.
+pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// Network behaviour of fetches and publishes.
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
@@ -30,7 +34,12 @@ pub struct FetchOptions {
     /// Longest silence tolerated while waiting for a reply or for body bytes.
     pub read_timeout: Duration,
     /// Limit for a whole transfer, headers and body; `None` for no limit.
+    /// A server trickling a byte now and then never trips `read_timeout`;
+    /// this cuts it.
     pub total_timeout: Option<Duration>,
+    /// Largest body received; `None` leaves only the free-space reserve of
+    /// the destination's file system as the bound.
+    pub max_download: Option<u64>,
     /// Redirects followed before giving up.
     pub max_redirects: u32,
     /// Honour `http_proxy`, `https_proxy`, `all_proxy` and `no_proxy`.
@@ -44,7 +53,8 @@ impl Default for FetchOptions {
         FetchOptions {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
-            total_timeout: Some(Duration::from_secs(6 * 3600)),
+            total_timeout: Some(DEFAULT_TOTAL_TIMEOUT),
+            max_download: None,
             max_redirects: 8,
             proxy_from_env: true,
             user_agent: concat!("vm-container/", env!("CARGO_PKG_VERSION")).to_string(),

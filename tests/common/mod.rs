@@ -100,3 +100,71 @@ pub fn ok(out: &std::process::Output) -> String {
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Runs `cmd` under GNU time (`/usr/bin/time`, package `time`) inside an
+/// address-space limit of `limit_mib`, so a runaway allocation fails fast
+/// instead of taking the machine: its output, peak resident set in MiB,
+/// and wall-clock time.
+pub fn measured(cmd: &Command, limit_mib: u64) -> (std::process::Output, u64, std::time::Duration) {
+    let dir = tempdir();
+    let rss = dir.path().join("rss");
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss)
+        .arg("prlimit")
+        .arg(format!("--as={}", limit_mib << 20))
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    let started = std::time::Instant::now();
+    let out = timed
+        .output()
+        .expect("GNU time (/usr/bin/time, package `time`) and prlimit (util-linux)");
+    let took = started.elapsed();
+    let kb: u64 = std::fs::read_to_string(&rss)
+        .expect("GNU time wrote its report")
+        .trim()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("peak resident set in kB");
+    (out, kb / 1024, took)
+}
+
+/// A tmpfs mounted (as root) on an existing directory; unmounted when
+/// dropped. Small ones make a full disk without filling the real one.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let m = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(m.success(), "mounting a tmpfs needs root");
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Bytes free on it now, as df reports them.
+    pub fn available(&self) -> u64 {
+        let st = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.0)
+            .output()
+            .expect("run df");
+        String::from_utf8_lossy(&st.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df --output=avail prints a number")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

@@ -35,6 +35,11 @@ pub enum Behavior {
         body: Vec<u8>,
         hold: Duration,
     },
+    /// 200 announcing `body`, then one byte every `every`: never silent
+    /// long enough to trip an idle timeout. Validators are ignored.
+    Trickle { body: Vec<u8>, every: Duration },
+    /// 200, chunked, no length: zeros until the client goes away.
+    Endless,
 }
 
 #[derive(Clone, Debug)]
@@ -244,6 +249,34 @@ fn handle_conn(conn: TcpStream, state: &State) -> std::io::Result<()> {
             out.flush()?;
             std::thread::sleep(hold);
             Ok(())
+        }
+        Some(Behavior::Trickle { body, every }) => {
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            for b in body {
+                out.write_all(&[b])?;
+                out.flush()?;
+                std::thread::sleep(every);
+            }
+            Ok(())
+        }
+        Some(Behavior::Endless) => {
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            )?;
+            let chunk = vec![0u8; 64 * 1024];
+            loop {
+                write!(out, "{:x}\r\n", chunk.len())?;
+                out.write_all(&chunk)?;
+                out.write_all(b"\r\n")?;
+                state
+                    .body_bytes
+                    .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            }
         }
         Some(Behavior::Slow { delay, body }) => {
             std::thread::sleep(delay);
