@@ -39,6 +39,8 @@ pub struct BootOptions {
 
 /// How many console lines a failure shows.
 const TAIL_LINES: usize = 15;
+/// How many lines are kept to find what led to a panic.
+const KEPT_LINES: usize = 400;
 /// After a panic, how long the rest of the panic message may take.
 const PANIC_GRACE: Duration = Duration::from_millis(1500);
 
@@ -317,7 +319,7 @@ impl Watch {
     }
 
     fn push_line(&mut self, line: String) {
-        if self.lines.len() == TAIL_LINES {
+        if self.lines.len() == KEPT_LINES {
             self.lines.pop_front();
         }
         self.lines.push_back(line);
@@ -343,13 +345,31 @@ impl Watch {
         if lines.is_empty() {
             return "\n(the console printed nothing)".into();
         }
-        let mut s = String::from("\nlast console lines:");
-        for l in lines {
-            s.push_str("\n  ");
-            s.push_str(&l);
-        }
-        s
+        let from = lines.len().saturating_sub(TAIL_LINES);
+        show("last console lines", &lines[from..])
     }
+
+    /// The panic line and what came just before it (the reason is there;
+    /// the stack dump after it is not).
+    fn panic_context(&self) -> String {
+        let lines: Vec<String> = self.lines.iter().cloned().collect();
+        match lines.iter().position(|l| boot::is_panic(l)) {
+            Some(i) => show(
+                "console lines up to the panic",
+                &lines[i.saturating_sub(TAIL_LINES - 1)..=i],
+            ),
+            None => self.tail(),
+        }
+    }
+}
+
+fn show(title: &str, lines: &[String]) -> String {
+    let mut s = format!("\n{title}:");
+    for l in lines {
+        s.push_str("\n  ");
+        s.push_str(l);
+    }
+    s
 }
 
 fn run_qemu(opts: &BootOptions, plan: &Plan, accel: Accel, qemu: &OsString) -> Result<()> {
@@ -451,7 +471,7 @@ fn watch_qemu(
                 break Err(Failure::run(format!(
                     "the guest kernel panicked after {:.1} s{}",
                     t.duration_since(started).as_secs_f64(),
-                    watch.tail()
+                    watch.panic_context()
                 )));
             }
         }
