@@ -317,6 +317,35 @@ fn a_container_domain_boots_and_its_init_prints_the_hostname() {
 }
 
 #[test]
+fn the_example_boots() {
+    let (vmlinuz, modules) = kernel();
+    let t = tempdir();
+    // the example's relative paths, made absolute so its outputs land here
+    let text = std::fs::read_to_string(root().join("examples/containers/boot-test.vmc"))
+        .unwrap()
+        .replace(
+            "../trees/",
+            &format!("{}/", root().join("examples/trees").display()),
+        );
+    let cfg = t.path().join("boot-test.vmc");
+    std::fs::write(&cfg, text).unwrap();
+    let _g = one_guest();
+    let out = boot_cmd(&cfg, t.path())
+        .arg("--set")
+        .arg(format!("kernel={}", vmlinuz.display()))
+        .arg("--set")
+        .arg(format!("modules={}", modules.display()))
+        .args(["--expect", "guest: hostname FCDOBBS", "--timeout", "120"])
+        .output()
+        .unwrap();
+    let err = ok(&out);
+    eprintln!(
+        "examples/containers/boot-test.vmc: {:.1} s",
+        seconds_seen(&err)
+    );
+}
+
+#[test]
 fn a_patched_domain_has_its_user() {
     let t = tempdir();
     let patch = t.path().join("users.patch");

@@ -99,7 +99,7 @@ pub fn boot(opts: &BootOptions) -> Result<()> {
         let shown: Vec<String> = plan
             .qemu_args(accel)
             .iter()
-            .map(|a| a.to_string_lossy().into_owned())
+            .map(|a| shell_word(&a.to_string_lossy()))
             .collect();
         println!("{} {}", qemu.to_string_lossy(), shown.join(" "));
         return Ok(());
@@ -107,6 +107,16 @@ pub fn boot(opts: &BootOptions) -> Result<()> {
     check_inputs(&plan)?;
     let accel = choose_accel(opts.accel, &qemu)?;
     run_qemu(opts, &plan, accel, &qemu)
+}
+
+/// A word as a POSIX shell reads it back, so the printed command runs.
+fn shell_word(w: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=,:@%+".contains(c);
+    if !w.is_empty() && w.chars().all(plain) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 /// Missing files are named before QEMU says something vaguer.
@@ -537,6 +547,10 @@ fn watch_qemu(
         }
     };
     drop(guard);
+    if !watch.partial.is_empty() {
+        // the guest stopped mid-line; what follows must not run into it
+        let _ = console.write_all(b"\n");
+    }
     let _ = console.flush();
     outcome
 }
