@@ -554,3 +554,52 @@ fn watch_qemu(
     let _ = console.flush();
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expected_text_split_across_reads_is_seen() {
+        let mut w = Watch::new(&["guest: hostname FCDOBBS".into(), "done".into()]);
+        w.feed(b"[ 1.0] boot\r\nguest: host");
+        assert!(!w.all_seen());
+        w.feed(b"name FCDOB");
+        w.feed(b"BS\nall do");
+        assert!(!w.all_seen());
+        assert_eq!(w.missing(), ["`done`"]);
+        w.feed(b"ne\n");
+        assert!(w.all_seen());
+        assert!(w.panic_at.is_none());
+        assert!(w.tail().ends_with("\n  all done"), "{}", w.tail());
+    }
+
+    #[test]
+    fn a_panic_is_shown_with_what_led_to_it() {
+        let mut w = Watch::new(&[]);
+        w.feed(b"initramfs: root /dev/xvdb1 not found\n[ 9.1] Kernel pan");
+        assert!(w.panic_at.is_none());
+        w.feed(b"ic - not syncing: Attempted to kill init!\n");
+        for i in 0..40 {
+            w.feed(format!("[ 9.2] stack line {i}\n").as_bytes());
+        }
+        assert!(w.panic_at.is_some());
+        let c = w.panic_context();
+        assert!(c.contains("initramfs: root /dev/xvdb1 not found"), "{c}");
+        assert!(
+            c.ends_with("Kernel panic - not syncing: Attempted to kill init!"),
+            "{c}"
+        );
+        assert!(w.tail().ends_with("stack line 39"));
+        // no --expect: nothing is ever "all seen"
+        assert!(!w.all_seen());
+    }
+
+    #[test]
+    fn shell_words_read_back() {
+        assert_eq!(shell_word("file=/a,,b,format=raw"), "file=/a,,b,format=raw");
+        assert_eq!(shell_word("root=/dev/vda ro"), "'root=/dev/vda ro'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+}
