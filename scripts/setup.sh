@@ -57,6 +57,9 @@ if [ "$(cat "$kdir/package" 2>/dev/null)" != "$kpkg" ]; then
   rm -rf "$ktmp"
   kver=$(ls "$kdir.new/lib/modules")
   depmod -b "$kdir.new" "$kver"
+  # names that do not change with the kernel's version, for the example
+  ln -s "boot/vmlinuz-$kver" "$kdir.new/vmlinuz"
+  ln -s "lib/modules/$kver" "$kdir.new/modules"
   echo "$kpkg" > "$kdir.new/package"
   rm -rf "$kdir" && mv "$kdir.new" "$kdir"
 fi

@@ -455,6 +455,8 @@ fn watch_qemu(
     let deadline = started + opts.timeout;
     let mut watch = Watch::new(&opts.expect);
     let mut eof = false;
+    // printed once the console is finished with
+    let mut said = None;
     let outcome: Result<()> = loop {
         if interrupt.load(Ordering::Relaxed) {
             break Err(Failure {
@@ -469,11 +471,11 @@ fn watch_qemu(
             });
         }
         if watch.all_seen() {
-            eprintln!(
+            said = Some(format!(
                 "boot: every expected text seen after {:.1} s ({})",
                 started.elapsed().as_secs_f64(),
                 accel.name()
-            );
+            ));
             break Ok(());
         }
         if let Some(t) = watch.panic_at {
@@ -516,11 +518,11 @@ fn watch_qemu(
                 .map(|s| format!("\nQEMU: {s}"))
                 .unwrap_or_default();
             if opts.expect.is_empty() && status.success() {
-                eprintln!(
+                said = Some(format!(
                     "boot: the guest stopped after {:.1} s ({})",
                     started.elapsed().as_secs_f64(),
                     accel.name()
-                );
+                ));
                 break Ok(());
             }
             let what = if opts.expect.is_empty() {
@@ -552,6 +554,9 @@ fn watch_qemu(
         let _ = console.write_all(b"\n");
     }
     let _ = console.flush();
+    if let Some(s) = said {
+        eprintln!("{s}");
+    }
     outcome
 }
 
