@@ -244,3 +244,16 @@ fn paths_with_commas_are_escaped_for_qemu() {
         ["file=/a,,b,format=raw,if=none,id=disk0"]
     );
 }
+
+#[test]
+fn the_plain_example_maps() {
+    // SystemImager's config: a phy: volume, two bridged vifs, root + extra
+    let p = plan(include_str!("../../examples/containers/plain.cfg")).unwrap();
+    assert_eq!(p.disks.len(), 1);
+    assert_eq!(p.disks[0].path, Path::new("/dev/vm_volumes/root-Subian-1A"));
+    assert_eq!(p.cmdline, "root=/dev/vda rw console=ttyS0");
+    assert_eq!((p.memory_mib, p.vcpus, p.nics.len()), (64, 2, 2));
+    let vif_notes = p.notes.iter().filter(|n| n.starts_with("vif ")).count();
+    assert_eq!(vif_notes, 2, "{:?}", p.notes);
+    assert!(p.notes.iter().any(|n| n.starts_with("on_crash")));
+}
