@@ -624,3 +624,53 @@ fn accel_kvm_boots_or_says_why_not() {
         eprintln!("KVM unusable here: {last}");
     }
 }
+
+#[test]
+fn require_signatures_checks_the_config_before_anything() {
+    let t = tempdir();
+    let cfg = t.path().join("signed.cfg");
+    std::fs::write(
+        &cfg,
+        "name = \"s\"\nkernel = \"/k\"\ndisk = [ '/d,,xvda1,w' ]\n",
+    )
+    .unwrap();
+    let (public, secret) = (t.path().join("k.pub"), t.path().join("k.sec"));
+    ok(&bin()
+        .arg("keygen")
+        .arg("-p")
+        .arg(&public)
+        .arg("-s")
+        .arg(&secret)
+        .output()
+        .unwrap());
+    let boot = || {
+        boot_cmd(&cfg, t.path())
+            .arg("--require-signatures")
+            .arg("--trust")
+            .arg(&public)
+            .arg("--dry-run")
+            .output()
+            .unwrap()
+    };
+    let out = boot();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("missing signature"), "{err}");
+    assert!(
+        !err.contains("boot: disk"),
+        "mapped before the signature was checked: {err}"
+    );
+    ok(&bin()
+        .arg("sign")
+        .arg("-s")
+        .arg(&secret)
+        .arg(&cfg)
+        .output()
+        .unwrap());
+    let out = boot();
+    let err = ok(&out);
+    assert!(
+        err.contains("boot: disk xvda1 -> /dev/vda (/d, raw, rw)"),
+        "{err}"
+    );
+}

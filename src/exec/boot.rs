@@ -58,9 +58,15 @@ pub fn boot(opts: &BootOptions) -> Result<()> {
             "boot: CONFIG must be a file (relative disk paths are taken from its directory)",
         ));
     }
-    // a container is anything with expressions: built first, as a run
+    // a container is anything with expressions: built first, as a run.
+    // With --require-signatures the run comes first whatever CONFIG is,
+    // so that nothing parses it before its signature is checked.
+    let verified_first = opts.run.require_signatures;
+    if verified_first {
+        super::run(&opts.run)?;
+    }
     let loaded = load::load(config, &opts.run.set)?;
-    if !loaded.plan.steps.is_empty() {
+    if !verified_first && !loaded.plan.steps.is_empty() {
         super::run(&opts.run)?;
         if opts.run.dry_run {
             println!("boot the stripped config");
