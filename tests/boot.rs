@@ -674,3 +674,20 @@ fn require_signatures_checks_the_config_before_anything() {
         "{err}"
     );
 }
+
+/// The Debian minbase of bench/boot-minbase.sh (debootstrap takes minutes,
+/// so this runs only when asked: `cargo test --test boot -- --ignored`).
+#[test]
+#[ignore]
+fn a_debootstrapped_minbase_reaches_its_login_prompt() {
+    let _g = one_guest();
+    let out = Command::new("bash")
+        .arg(root().join("bench/boot-minbase.sh"))
+        .env("TIMEOUT", "120")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("minbase: \"FCDOBBS login:\" after"), "{text}");
+    eprintln!("{}", text.lines().last().unwrap_or(""));
+}

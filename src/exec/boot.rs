@@ -240,7 +240,8 @@ fn kvm_works(qemu: &OsString) -> std::result::Result<(), String> {
 
 /// Starts a child that dies with this process: the parent-death signal is
 /// set between fork and exec, and a child whose parent is already gone
-/// exits at once. Its own process group keeps a terminal's ^C for us: we
+/// exits at once. (The signal follows the thread that forked, so `boot`
+/// starts QEMU from the thread that lives as long as the process.) Its own process group keeps a terminal's ^C for us: we
 /// decide how QEMU stops.
 fn spawn_guarded(cmd: &mut Command) -> std::io::Result<Child> {
     let parent = rustix::process::getpid();
