@@ -42,7 +42,7 @@ if ! command -v qemu-system-x86_64 >/dev/null || [ ! -x /bin/busybox ] ||
 fi
 kernel_package() {
   apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-    awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }'
+    awk '$1 == "Depends:" && $2 ~ /^linux-image-/ && !found { print $2; found = 1 }'
 }
 kpkg=$(kernel_package)
 if [ -z "$kpkg" ]; then apt-get update -qq; kpkg=$(kernel_package); fi
