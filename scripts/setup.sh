@@ -50,4 +50,48 @@ src=tools/xlcfg-check
 if [ ! -x "$checker" ] || [ "$src/xlcfg-check.c" -nt "$checker" ] || [ "$src/build.sh" -nt "$checker" ]; then
   bash "$src/build.sh" "$PWD/$checker"
 fi
+
+if [ "${1:-}" = --demo ]; then
+  echo "ready: $(cargo --version), xlcfg-check at $checker"
+  exit 0
+fi
+# --- boot: QEMU, busybox and a Debian kernel for `vm-container boot` ------
+# tests/boot.rs boots real kernels under QEMU: the kernel of Debian's cloud
+# flavour (small, virtio drivers as modules) is unpacked into
+# target/boot-kernel/ with its modules.dep, and reused until Debian's
+# linux-image-cloud-amd64 points at another package.
+
+# (the commands the packages provide tell whether they are there)
+if ! command -v qemu-system-x86_64 >/dev/null || [ ! -x /bin/busybox ] ||
+   ! command -v depmod >/dev/null; then
+  echo "installing: qemu-system-x86 busybox-static kmod"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends qemu-system-x86 busybox-static kmod >/dev/null
+fi
+kernel_package() {
+  apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+    awk '$1 == "Depends:" && $2 ~ /^linux-image-/ && !found { print $2; found = 1 }'
+}
+kpkg=$(kernel_package)
+if [ -z "$kpkg" ]; then apt-get update -qq; kpkg=$(kernel_package); fi
+[ -n "$kpkg" ] || { echo "setup: cannot resolve linux-image-cloud-amd64" >&2; exit 1; }
+kdir=target/boot-kernel
+if [ "$(cat "$kdir/package" 2>/dev/null)" != "$kpkg" ]; then
+  echo "fetching $kpkg into $kdir"
+  ktmp=$(mktemp -d) && chmod 755 "$ktmp"   # apt-get download fetches as _apt
+  (cd "$ktmp" && apt-get download -qq "$kpkg")
+  rm -rf "$kdir.new" && mkdir -p "$kdir.new"
+  dpkg-deb -x "$ktmp"/*.deb "$kdir.new"
+  rm -rf "$ktmp"
+  kver=$(ls "$kdir.new/lib/modules")
+  depmod -b "$kdir.new" "$kver"
+  # names that do not change with the kernel's version, for the example
+  ln -s "boot/vmlinuz-$kver" "$kdir.new/vmlinuz"
+  ln -s "lib/modules/$kver" "$kdir.new/modules"
+  echo "$kpkg" > "$kdir.new/package"
+  rm -rf "$kdir" && mv "$kdir.new" "$kdir"
+fi
+echo "boot kernel: $kpkg in $kdir"
+# --- end boot ---------------------------------------------------------------
 echo "ready: $(cargo --version), xlcfg-check at $checker"

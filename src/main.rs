@@ -34,6 +34,16 @@ struct RunArgs {
     /// Write the stripped Xen config there (`-` = standard output)
     #[arg(long, value_name = "OUT")]
     stripped: Option<String>,
+    /// Limit of one whole transfer, headers and body (default 1800)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+/// The options of a run, shared by the legacy form and `boot`.
+#[derive(Args, Debug)]
+struct RunFlags {
     /// Append a plain-text log of every action
     #[arg(long, value_name = "FILE")]
     log: Option<std::path::PathBuf>,
@@ -54,9 +64,6 @@ struct RunArgs {
     /// Allow replacing output files that vm-container did not create
     #[arg(long)]
     force: bool,
-    /// Limit of one whole transfer, headers and body (default 1800)
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
-    timeout: Option<std::time::Duration>,
     /// Largest download accepted (e.g. 2G); without it only the free space of --dir bounds one
     #[arg(long, value_name = "SIZE", value_parser = vm_container::parser::analyze::parse_size)]
     max_download: Option<u64>,
@@ -169,6 +176,26 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Build the domain if CONFIG is a container, then boot it under QEMU
+    /// (direct kernel boot) and watch its console
+    Boot {
+        /// A stripped Xen config or a container file
+        config: String,
+        #[command(flatten)]
+        flags: Box<RunFlags>,
+        /// Give up (exit 1) after S seconds
+        #[arg(long, value_name = "S", default_value = "120", value_parser = parse_timeout)]
+        timeout: f64,
+        /// Succeed once TEXT has appeared on the console (repeatable: all of them)
+        #[arg(long, value_name = "TEXT")]
+        expect: Vec<String>,
+        /// Write the console to FILE instead of standard output
+        #[arg(long, value_name = "FILE")]
+        console: Option<PathBuf>,
+        /// KVM when it works here, else TCG (emulation)
+        #[arg(long, value_name = "ACCEL", default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+        accel: String,
+    },
     /// Verify FILE.sig for each file with a public key
     Verify {
         #[arg(short = 'p', value_name = "KEY.pub")]
@@ -181,10 +208,56 @@ enum Command {
     },
 }
 
+impl RunFlags {
+    fn options(self, container: String, stripped: Option<String>) -> RunOptions {
+        let r = self;
+        RunOptions {
+            container,
+            stripped,
+            log: r.log,
+            dir: r.dir,
+            set: r.vars.set,
+            dry_run: r.dry_run,
+            offline: r.offline,
+            allow_stale: r.allow_stale,
+            force: r.force,
+            trust: r.trust,
+            trust_dir: Some(r.trust_dir),
+            require_signatures: r.require_signatures,
+            sign_key: r.sign_key,
+            sign_passphrase_file: r.sign_passphrase_file,
+            // `boot` has a --timeout of its own (the guest's); transfers
+            // then keep their default deadline
+            timeout: None,
+            max_download: r.max_download,
+            verbosity: if r.quiet {
+                Verbosity::Quiet
+            } else if r.verbose {
+                Verbosity::Verbose
+            } else {
+                Verbosity::Normal
+            },
+        }
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 && t <= 1e6 => Ok(t),
+        _ => Err(format!(
+            "`{s}`: expected a number of seconds (0 < S <= 1000000)"
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let flags = match &cli.command {
+        Some(Command::Boot { flags, .. }) => flags,
+        _ => &cli.run.flags,
+    };
     // `-q` silences the automatic bars; `--progress always` still shows them
-    vm_container::progress::set(match (cli.run.quiet, cli.run.progress.as_str()) {
+    vm_container::progress::set(match (flags.quiet, flags.progress.as_str()) {
         (_, "always") => vm_container::progress::When::Always,
         (true, _) | (_, "never") => vm_container::progress::When::Never,
         _ => vm_container::progress::When::Auto,
@@ -230,33 +303,28 @@ fn main() -> ExitCode {
                 .collect();
             keys.and_then(|k| tools::verify_files(&k, &files))
         }
+        Some(Command::Boot {
+            config,
+            flags,
+            timeout,
+            expect,
+            console,
+            accel,
+        }) => exec::boot::boot(&exec::boot::BootOptions {
+            run: flags.options(config, None),
+            timeout: std::time::Duration::from_secs_f64(timeout),
+            expect,
+            console,
+            accel: match accel.as_str() {
+                "kvm" => exec::boot::AccelChoice::Kvm,
+                "tcg" => exec::boot::AccelChoice::Tcg,
+                _ => exec::boot::AccelChoice::Auto,
+            },
+        }),
         None => {
             let r = cli.run;
-            let opts = RunOptions {
-                container: r.container.unwrap_or_default(),
-                stripped: r.stripped,
-                log: r.log,
-                dir: r.dir,
-                set: r.vars.set,
-                dry_run: r.dry_run,
-                offline: r.offline,
-                allow_stale: r.allow_stale,
-                force: r.force,
-                trust: r.trust,
-                trust_dir: Some(r.trust_dir),
-                require_signatures: r.require_signatures,
-                sign_key: r.sign_key,
-                sign_passphrase_file: r.sign_passphrase_file,
-                timeout: r.timeout,
-                max_download: r.max_download,
-                verbosity: if r.quiet {
-                    Verbosity::Quiet
-                } else if r.verbose {
-                    Verbosity::Verbose
-                } else {
-                    Verbosity::Normal
-                },
-            };
+            let mut opts = r.flags.options(r.container.unwrap_or_default(), r.stripped);
+            opts.timeout = r.timeout;
             exec::run(&opts)
         }
     };

@@ -2,6 +2,7 @@
 //! file, asks the parser for a plan, and carries the plan out with the
 //! format and transport modules.
 
+pub mod boot;
 pub mod formats;
 pub mod inputs;
 pub mod load;
