@@ -6,6 +6,7 @@
 //! - format and transport modules that know nothing about containers:
 //!   `xen` (Xen config syntax), `uri`, `tree` (the file-system tree model).
 
+pub mod archive;
 pub mod boot;
 pub mod cache;
 pub mod cpio;

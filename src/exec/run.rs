@@ -420,9 +420,7 @@ impl<'a> Runner<'a> {
             return Ok(Box::new(wt.source()));
         }
         let input = self.inputs.get(uri, at, &mut self.log)?;
-        let src =
-            archive_source(&input.path, &uri.uri.to_string()).map_err(|e| io_fail(at, uri, e))?;
-        Ok(Box::new(src))
+        archive_source(&input.path, &uri.uri.to_string()).map_err(|e| io_fail(at, uri, e))
     }
 
     fn populate(

@@ -56,24 +56,21 @@ pub fn pack(dir: &Path, dest: &str) -> Result<()> {
     Ok(())
 }
 
-/// Opens any tree: a directory, a `cpio` archive (gzip or not) or an
-/// ext2/3/4 image, told apart by their first bytes.
+/// Opens any tree: a directory, an ext2/3/4 image or an archive of any
+/// format [`crate::archive`] reads, told apart by their content.
 pub fn open_tree(path: &Path) -> Result<Box<dyn Source>> {
-    if path.is_dir() {
-        return Ok(Box::new(hostdir::Walker::new(path)));
-    }
     let name = path.display().to_string();
-    let mut f = File::open(path).map_err(|e| fail(&name, e))?;
-    let mut head = [0u8; 6];
-    let n = f.read(&mut head).map_err(|e| fail(&name, e))?;
-    if n >= 2 && head[..2] == [0x1f, 0x8b] || head.starts_with(b"07070") {
-        return Ok(Box::new(
-            archive_source(path, &name).map_err(|e| fail(&name, e))?,
-        ));
+    if !path.is_dir() {
+        let mut f = File::open(path).map_err(|e| fail(&name, e))?;
+        let mut head = [0u8; 1082];
+        let n = f.read(&mut head).map_err(|e| fail(&name, e))?;
+        if n == head.len() && head[1080..] == [0x53, 0xef] {
+            let f = File::open(path).map_err(|e| fail(&name, e))?;
+            let vol = ext::Volume::open(f).map_err(|e| fail(&name, e))?;
+            return Ok(Box::new(vol));
+        }
     }
-    let vol = ext::Volume::open(File::open(path).map_err(|e| fail(&name, e))?)
-        .map_err(|e| fail(&name, e))?;
-    Ok(Box::new(vol))
+    archive_source(path, &name).map_err(|e| fail(&name, e))
 }
 
 /// Regular files' content digests and mtimes of a tree, read in one pass.

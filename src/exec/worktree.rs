@@ -7,7 +7,6 @@
 //! populate or a diff costs one pass over the archive and memory in
 //! proportion to the changes, not to the archive.
 
-use crate::cpio;
 use crate::tree::{Entry, Kind, Meta, Sink, Source, TreePath};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -93,10 +92,15 @@ pub struct WorkTree {
     pub now: i64,
 }
 
-/// Opens an archive file as a tree source.
-pub fn archive_source(path: &Path, name: &str) -> io::Result<cpio::Reader<File>> {
+/// Opens a tree source: an archive of any format [`crate::archive`]
+/// reads, or a host directory (a debootstrap chroot), which is read and
+/// never written.
+pub fn archive_source(path: &Path, name: &str) -> io::Result<Box<dyn Source>> {
+    if path.is_dir() {
+        return Ok(Box::new(crate::hostdir::Walker::new(path)));
+    }
     let f = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
-    Ok(cpio::Reader::new(f, name.to_string()))
+    Ok(Box::new(crate::archive::open(f, name)?))
 }
 
 impl WorkTree {
@@ -356,10 +360,7 @@ fn read_base_files(
 ) -> io::Result<BTreeMap<TreePath, Vec<u8>>> {
     match base {
         None => Ok(BTreeMap::new()),
-        Some(base) => read_tree_files(
-            &|| Ok(Box::new(archive_source(base, name)?) as Box<dyn Source>),
-            paths,
-        ),
+        Some(base) => read_tree_files(&|| archive_source(base, name), paths),
     }
 }
 
@@ -453,7 +454,7 @@ impl Source for OverlaySource {
         let overlay = &self.overlay;
         let deleted = |p: &TreePath| matches!(overlay.get(p), Some(Change::Delete));
         let mut src: Box<dyn Source> = match base {
-            Base::Archive(p) => Box::new(archive_source(p, &self.name)?),
+            Base::Archive(p) => archive_source(p, &self.name)?,
             Base::Volume(p) => {
                 Box::new(crate::ext::Volume::open(File::open(p)?).map_err(io::Error::other)?)
             }
@@ -516,7 +517,7 @@ mod tests {
     fn archive(dir: &Path, files: &[&str]) -> PathBuf {
         let path = dir.join("a.cpio.gz");
         let f = File::create(&path).unwrap();
-        let mut w = cpio::Writer::new(cpio::gzip_encoder(f, 1), "a");
+        let mut w = crate::cpio::Writer::new(crate::cpio::gzip_encoder(f, 1), "a");
         let meta = Meta::implicit_dir();
         let dir = Entry {
             path: p("/etc"),

@@ -1,0 +1,386 @@
+//! Archives as people ship them, told apart by their content: cpio
+//! (newc, crc, odc) or tar (ustar, GNU, PAX), each raw or compressed
+//! with gzip, xz, zstd or bzip2.
+//!
+//! [`open`] looks at the first bytes, wraps the matching decompressor and
+//! returns a [`Source`] that streams the archive: nothing is expanded to
+//! disk and memory stays bounded whatever the archive's size. Anything
+//! else is refused with a message saying what it looks like, so that a
+//! zip file or a disk image named `*.tar.gz` is not read as garbage.
+//!
+//! Nothing here knows about containers or URIs: an archive is named by
+//! whatever string the caller passes.
+
+mod tar;
+
+use crate::cpio;
+use crate::tree::{Sink, Source};
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read};
+
+pub use self::tar::TarReader;
+
+const BUF: usize = 64 * 1024;
+
+/// The compression around an archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Xz,
+    Zstd,
+    Bzip2,
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::Bzip2 => "bzip2",
+        })
+    }
+}
+
+/// The archive format inside the compression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Cpio,
+    Tar,
+}
+
+/// Why an input is not read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{archive}: not an archive this tool reads (looks like {what})")]
+    Foreign { archive: String, what: &'static str },
+    #[error("{archive}: not an archive this tool reads (neither cpio nor tar{inside})")]
+    Unknown { archive: String, inside: String },
+    #[error("{archive}: {compression} stream: {source}")]
+    Decompress {
+        archive: String,
+        compression: Compression,
+        source: io::Error,
+    },
+    #[error("{archive}: reading failed: {source}")]
+    Read { archive: String, source: io::Error },
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+}
+
+/// The compression whose magic `head` starts with; `None` when it starts
+/// with none of them.
+pub fn compression_of(head: &[u8]) -> Option<Compression> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Some(Compression::Gzip)
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some(Compression::Xz)
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(Compression::Zstd)
+    } else if head.starts_with(b"BZh") && head.get(3).is_some_and(|d| (b'1'..=b'9').contains(d)) {
+        Some(Compression::Bzip2)
+    } else {
+        None
+    }
+}
+
+/// The archive format of an uncompressed stream starting with `head` (up
+/// to 512 bytes).
+pub fn format_of(head: &[u8]) -> Option<Format> {
+    if head.starts_with(b"070701") || head.starts_with(b"070702") || head.starts_with(b"070707") {
+        return Some(Format::Cpio);
+    }
+    if head.len() >= 512 && tar::header_checksum_ok(head) {
+        return Some(Format::Tar);
+    }
+    None
+}
+
+/// What a stream that is neither cpio nor tar looks like, for the message.
+fn foreign_kind(head: &[u8]) -> Option<&'static str> {
+    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
+    if at(0, b"PK\x03\x04") || at(0, b"PK\x05\x06") {
+        Some("a zip file")
+    } else if at(0, b"7z\xbc\xaf\x27\x1c") {
+        Some("a 7-zip archive")
+    } else if at(0, b"Rar!\x1a\x07") {
+        Some("a rar archive")
+    } else if at(0, b"\x04\x22\x4d\x18") {
+        Some("an lz4 stream")
+    } else if at(0, b"LZIP") {
+        Some("an lzip stream")
+    } else if at(0, b"\x5d\x00\x00") {
+        Some("a legacy lzma stream")
+    } else if at(0, b"hsqs") || at(0, b"sqsh") {
+        Some("a squashfs image")
+    } else if at(0, b"!<arch>\n") {
+        Some("an ar archive (a .deb?)")
+    } else if at(0, b"\xed\xab\xee\xdb") {
+        Some("an rpm package")
+    } else if at(0, b"QFI\xfb") {
+        Some("a qcow2 disk image")
+    } else if at(1080, &[0x53, 0xef]) {
+        Some("an ext2/3/4 file-system image")
+    } else if at(0x8001, b"CD001") {
+        Some("an ISO 9660 image")
+    } else if at(0, b"\x7fELF") {
+        Some("an ELF executable")
+    } else if at(0, b"#!") {
+        Some("a script")
+    } else if at(0, b"<!DOCTYPE") || at(0, b"<html") || at(0, b"<HTML") {
+        Some("an HTML page")
+    } else if at(0, &[0xc7, 0x71]) || at(0, &[0x71, 0xc7]) {
+        Some("a binary (old) cpio archive, which is not read")
+    } else {
+        None
+    }
+}
+
+/// Fills `buf` from `r` as far as the stream allows.
+fn read_head(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(buf.get_mut(got..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Concatenated zstd frames (`zstd` writes one per input, `cat a.zst
+/// b.zst` is valid), decoded one after another.
+struct ZstdFrames<R: BufRead> {
+    dec: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+}
+
+impl<R: BufRead> ZstdFrames<R> {
+    fn new(r: R) -> io::Result<Self> {
+        let dec = ruzstd::decoding::StreamingDecoder::new(r).map_err(io::Error::other)?;
+        Ok(ZstdFrames { dec: Some(dec) })
+    }
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(dec) = self.dec.as_mut() else {
+                return Ok(0);
+            };
+            let n = dec.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let Some(dec) = self.dec.take() else {
+                return Ok(0);
+            };
+            let mut inner = dec.into_inner();
+            if inner.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            self.dec =
+                Some(ruzstd::decoding::StreamingDecoder::new(inner).map_err(io::Error::other)?);
+        }
+    }
+}
+
+/// A decompressed stream whose read errors name the archive and the
+/// compression, and which is read to its end after the archive's last
+/// member so that the decompressor checks its trailing checksums.
+pub(crate) struct Decoded {
+    inner: Box<dyn Read>,
+    archive: String,
+    compression: Compression,
+}
+
+impl Read for Decoded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|source| {
+            if source.get_ref().is_some_and(|e| e.is::<Error>()) {
+                return source;
+            }
+            let kind = source.kind();
+            let e = if self.compression == Compression::None {
+                Error::Read {
+                    archive: self.archive.clone(),
+                    source,
+                }
+            } else {
+                Error::Decompress {
+                    archive: self.archive.clone(),
+                    compression: self.compression,
+                    source,
+                }
+            };
+            io::Error::new(kind, e)
+        })
+    }
+}
+
+impl Decoded {
+    /// Reads what follows the archive's end (tar's zero blocks, cpio's
+    /// padding, the compressed trailer) so that every checksum is checked.
+    pub(crate) fn drain(&mut self) -> io::Result<()> {
+        io::copy(self, &mut io::sink()).map(|_| ())
+    }
+}
+
+/// Wraps `input` in the decompressor its first bytes call for.
+fn decompress(input: Box<dyn Read>, archive: &str) -> io::Result<(Decoded, Compression)> {
+    let mut input = BufReader::with_capacity(BUF, input);
+    let head = input.fill_buf().map_err(|source| Error::Read {
+        archive: archive.to_string(),
+        source,
+    })?;
+    // a pipe may hand over fewer bytes than a magic: take a few more
+    let mut magic = [0u8; 6];
+    let n = head.len().min(magic.len());
+    magic[..n].copy_from_slice(&head[..n]);
+    let compression = compression_of(&magic[..n]).unwrap_or(Compression::None);
+    let inner: Box<dyn Read> = match compression {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Compression::Xz => Box::new(lzma_rust2::XzReader::new(input, true)),
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+        Compression::Zstd => {
+            Box::new(ZstdFrames::new(input).map_err(|source| Error::Decompress {
+                archive: archive.to_string(),
+                compression,
+                source,
+            })?)
+        }
+    };
+    Ok((
+        Decoded {
+            inner,
+            archive: archive.to_string(),
+            compression,
+        },
+        compression,
+    ))
+}
+
+/// A tree source over any archive [`open`] accepts.
+pub struct Archive {
+    format: Format,
+    compression: Compression,
+    stream: Option<Decoded>,
+    archive: String,
+}
+
+impl Archive {
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+}
+
+/// Opens an archive by its content. `archive` names it in messages.
+pub fn open(input: impl Read + 'static, archive: &str) -> io::Result<Archive> {
+    let (mut stream, compression) = decompress(Box::new(input), archive)?;
+    let mut head = vec![0u8; 512];
+    let n = read_head(&mut stream, &mut head)?;
+    head.truncate(n);
+    let format = match format_of(&head) {
+        Some(f) => f,
+        None => {
+            // the raw bytes say more than the decompressed ones when the
+            // compression was not recognised
+            return Err(match (compression, foreign_kind(&head)) {
+                (Compression::None, Some(what)) => Error::Foreign {
+                    archive: archive.to_string(),
+                    what,
+                },
+                (Compression::None, None) if n == 0 => Error::Foreign {
+                    archive: archive.to_string(),
+                    what: "an empty file",
+                },
+                (Compression::None, None) => Error::Unknown {
+                    archive: archive.to_string(),
+                    inside: String::new(),
+                },
+                (c, _) => Error::Unknown {
+                    archive: archive.to_string(),
+                    inside: format!(" inside the {c} compression"),
+                },
+            }
+            .into());
+        }
+    };
+    let Decoded {
+        inner,
+        archive: name,
+        compression: c,
+    } = stream;
+    let stream = Decoded {
+        inner: Box::new(io::Cursor::new(head).chain(inner)),
+        archive: name,
+        compression: c,
+    };
+    Ok(Archive {
+        format,
+        compression,
+        stream: Some(stream),
+        archive: archive.to_string(),
+    })
+}
+
+impl Source for Archive {
+    fn emit(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        let Some(mut stream) = self.stream.take() else {
+            return Err(cpio::Error::AlreadyRead {
+                archive: self.archive.clone(),
+            }
+            .into());
+        };
+        match self.format {
+            Format::Cpio => {
+                cpio::Reader::new(&mut stream, self.archive.clone()).emit(sink)?;
+            }
+            Format::Tar => {
+                TarReader::new(&mut stream, self.archive.clone()).emit(sink)?;
+            }
+        }
+        stream.drain()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_numbers() {
+        assert_eq!(compression_of(b"\x1f\x8b\x08"), Some(Compression::Gzip));
+        assert_eq!(compression_of(b"\xfd7zXZ\0"), Some(Compression::Xz));
+        assert_eq!(compression_of(b"\x28\xb5\x2f\xfd"), Some(Compression::Zstd));
+        assert_eq!(compression_of(b"BZh9"), Some(Compression::Bzip2));
+        assert_eq!(compression_of(b"BZhx"), None);
+        assert_eq!(format_of(b"070707000000"), Some(Format::Cpio));
+        assert_eq!(format_of(&[0u8; 512]), None);
+    }
+
+    #[test]
+    fn foreign_formats_are_named() {
+        let e = open(io::Cursor::new(b"PK\x03\x04rest".to_vec()), "x.tar.gz")
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "x.tar.gz: not an archive this tool reads (looks like a zip file)"
+        );
+        let e = open(io::Cursor::new(Vec::new()), "e").err().unwrap();
+        assert!(e.to_string().contains("an empty file"), "{e}");
+    }
+}
