@@ -66,6 +66,8 @@ struct State<'v> {
     /// Changed inodes, written to their table blocks at commit.
     inodes: BTreeMap<u32, Inode>,
     what: String,
+    /// Metadata by position, never handed out whatever the bitmap says.
+    layout: super::check::Layout,
 }
 
 impl State<'_> {
@@ -176,7 +178,7 @@ impl State<'_> {
                     i += 8;
                     continue;
                 }
-                if byte & (1 << (i % 8)) == 0 {
+                if byte & (1 << (i % 8)) == 0 && !self.layout.is_metadata(gstart + i) {
                     if let Some(b) = self.block(bm)?.get_mut((i / 8) as usize) {
                         *b |= 1 << (i % 8);
                     }
@@ -332,6 +334,7 @@ impl<'v> Populator<'v> {
                 "directories without the filetype feature".into(),
             ));
         }
+        let layout = super::check::check_for_write(vol)?;
         if vol.has_journal() {
             let (jsb, _) = journal_superblock(vol)?;
             if be32(&jsb, 0) != JBD2_MAGIC {
@@ -369,6 +372,7 @@ impl<'v> Populator<'v> {
                 dirs: BTreeMap::new(),
                 inodes: BTreeMap::new(),
                 what: String::new(),
+                layout,
             },
             disk: Disk::new(&vol.file, vol.block_size),
             timestamp,
@@ -747,6 +751,9 @@ impl<'v> Populator<'v> {
         let first = u64::from(self.st.vol.sb.s_first_data_block);
         let bpg = u64::from(self.st.vol.sb.s_blocks_per_group);
         for b in std::mem::take(&mut self.st.freed_blocks) {
+            if self.st.layout.is_metadata(b) {
+                continue;
+            }
             let g = ((b - first) / bpg) as usize;
             let i = (b - first) % bpg;
             let bm = self.st.vol.groups[g].bg_block_bitmap;
