@@ -32,21 +32,6 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn debugfs_w(img: &Path, request: &str) {
-    let out = Command::new("/usr/sbin/debugfs")
-        .args(["-w", "-R", request])
-        .arg(img)
-        .output()
-        .expect("debugfs (install e2fsprogs)");
-    let err = String::from_utf8_lossy(&out.stderr);
-    // debugfs reports a failed request on stderr but exits 0
-    let complaints: Vec<&str> = err.lines().filter(|l| !l.starts_with("debugfs ")).collect();
-    assert!(
-        out.status.success() && complaints.is_empty(),
-        "debugfs -w -R '{request}': {err}"
-    );
-}
-
 /// A small mke2fs volume with files, a directory, a hard link, a symlink
 /// and an extended attribute in its own block.
 fn mkfs(dir: &Path, kind: &str, bs: u32, size: &str) -> PathBuf {

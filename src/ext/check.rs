@@ -294,7 +294,8 @@ fn check_descriptors(
 ) -> Result<(), Error> {
     let desc_size = vol.sb.desc_size() as usize;
     let mut gdt = vec![0u8; vol.groups.len() * desc_size];
-    read_at(&vol.file, (geo.first + 1) * geo.bs, &mut gdt)?;
+    let at = super::reader::gdt_block(&vol.sb, vol.block_size) * geo.bs;
+    read_at(&vol.file, at, &mut gdt)?;
     for (g, gd) in vol.groups.iter().enumerate() {
         let g = g as u32;
         let (lo, hi) = geo.bounds(g);
