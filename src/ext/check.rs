@@ -246,6 +246,17 @@ fn check_superblock(vol: &Volume, geo: &Geo) -> Result<(), Error> {
             "descriptor size {ds} is not a power of two"
         )));
     }
+    // a regular file grows as it is written (mke2fs may leave it short);
+    // a device does not
+    let regular = vol.file.metadata().is_ok_and(|m| m.file_type().is_file());
+    let len = vol.file_len;
+    if !regular && geo.blocks.saturating_mul(geo.bs) > len {
+        return Err(unsound(format!(
+            "the volume claims {} blocks but its device holds {}",
+            geo.blocks,
+            len / geo.bs
+        )));
+    }
     if u64::from(sb.s_r_blocks_count_lo) > geo.blocks {
         return Err(unsound("more reserved blocks than blocks"));
     }
@@ -682,7 +693,7 @@ fn check_inodes(vol: &Volume, geo: &Geo, layout: &Layout) -> Result<(), Error> {
                 let ino = (g as u64 * ipg + idx + 1) as u32;
                 let i = Inode::decode(&rec[..isz.min(256)]);
                 let reserved = ino < first_ino && ino != inode::EXT2_ROOT_INO;
-                if !reserved && i.i_links_count == 0 {
+                if !reserved && !in_use(&i) {
                     continue;
                 }
                 if !reserved && bit(&inode_bitmaps, ipg, u64::from(ino) - 1) != Some(true) {
@@ -704,6 +715,13 @@ fn check_inodes(vol: &Volume, geo: &Geo, layout: &Layout) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Whether an inode's blocks must be kept: it has links, or it lost its
+/// links without being deleted (no deletion time), which e2fsck reports
+/// rather than silently frees.
+fn in_use(i: &Inode) -> bool {
+    i.i_links_count > 0 || (i.i_mode != 0 && i.i_dtime == 0)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -813,7 +831,7 @@ pub fn block_owners(vol: &Volume) -> Result<Vec<(u32, u64)>, Error> {
                 }
                 let ino = ino as u32;
                 let i = Inode::decode(&rec[..isz.min(256)]);
-                if ino >= first_ino && i.i_links_count == 0 {
+                if ino >= first_ino && !in_use(&i) {
                     continue;
                 }
                 let acl = u64::from(i.i_file_acl_lo);

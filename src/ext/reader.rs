@@ -92,7 +92,7 @@ pub struct Volume {
     pub(super) blocks_count: u64,
     pub(super) groups: Vec<GroupDesc>,
     /// Length of the image file (`u64::MAX` when unknown).
-    file_len: u64,
+    pub(super) file_len: u64,
     /// Recently read metadata blocks (indirect blocks, extent nodes).
     cache: RefCell<Vec<(u64, Vec<u8>)>>,
 }
