@@ -11,8 +11,10 @@ use crate::tree::{Entry, Kind, Sink, Source, SparseRead, TreePath};
 use crate::uri::Uri;
 use crate::{ext, hostdir};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 fn fail(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
@@ -186,14 +188,18 @@ fn image(path: &Path) -> Result<ext::Volume> {
     ext::Volume::open(f).map_err(|e| fail(path.display(), e))
 }
 
-fn tree_path(p: &str) -> Result<TreePath> {
-    TreePath::from_absolute(p.as_bytes()).map_err(|e| Failure::usage(format!("{p}: {e}")))
+/// A path inside an image, as bytes: names in an image need not be UTF-8,
+/// and the command line passes them through unchanged.
+fn tree_path(p: &OsStr) -> Result<TreePath> {
+    TreePath::from_absolute(p.as_bytes())
+        .map_err(|e| Failure::usage(format!("{}: {e}", p.to_string_lossy())))
 }
 
-/// `ls IMAGE [PATH]`: like `ls -l`, without mounting.
-pub fn ls(img: &Path, path: Option<&str>) -> Result<()> {
+/// `ls IMAGE [PATH]`: like `ls -l`, without mounting. Names and symlink
+/// targets are written as the bytes they are.
+pub fn ls(img: &Path, path: Option<&OsStr>) -> Result<()> {
     let vol = image(img)?;
-    let p = tree_path(path.unwrap_or("/"))?;
+    let p = tree_path(path.unwrap_or(OsStr::new("/")))?;
     let st = vol
         .stat(&p)
         .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?;
@@ -215,23 +221,26 @@ pub fn ls(img: &Path, path: Option<&str>) -> Result<()> {
             ext::FileType::Fifo => 'p',
             ext::FileType::Socket => 's',
         };
-        let name = String::from_utf8_lossy(&e.name);
         let mut line = format!(
-            "{t}{} {:>3} {:>5} {:>5} {:>10} {} {name}",
+            "{t}{} {:>3} {:>5} {:>5} {:>10} {} ",
             perm_string(e.meta.perm),
             e.links,
             e.meta.uid,
             e.meta.gid,
             e.size,
             super::log::rfc3339(e.meta.mtime)
-        );
+        )
+        .into_bytes();
+        line.extend_from_slice(&e.name);
         if e.file_type == ext::FileType::Symlink {
             let child = if is_dir { p.join(&e.name) } else { p.clone() };
             if let Ok(target) = vol.readlink(&child) {
-                line.push_str(&format!(" -> {}", String::from_utf8_lossy(&target)));
+                line.extend_from_slice(b" -> ");
+                line.extend_from_slice(&target);
             }
         }
-        writeln!(out, "{line}").map_err(|e| fail("<stdout>", e))?;
+        line.push(b'\n');
+        out.write_all(&line).map_err(|e| fail("<stdout>", e))?;
     }
     Ok(())
 }
@@ -254,7 +263,7 @@ fn perm_string(perm: u32) -> String {
 }
 
 /// `cat IMAGE PATH`.
-pub fn cat(img: &Path, path: &str) -> Result<()> {
+pub fn cat(img: &Path, path: &OsStr) -> Result<()> {
     let vol = image(img)?;
     let p = tree_path(path)?;
     let mut r = vol

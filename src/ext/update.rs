@@ -82,6 +82,8 @@ struct State<'v> {
     /// Changed inodes, written to their table blocks at commit.
     inodes: BTreeMap<u32, Inode>,
     what: String,
+    /// Metadata by position, never handed out whatever the bitmap says.
+    layout: super::check::Layout,
 }
 
 impl State<'_> {
@@ -193,7 +195,7 @@ impl State<'_> {
                     i += 8;
                     continue;
                 }
-                if byte & (1 << (i % 8)) == 0 {
+                if byte & (1 << (i % 8)) == 0 && !self.layout.is_metadata(gstart + i) {
                     if let Some(b) = self.block(bm)?.get_mut((i / 8) as usize) {
                         *b |= 1 << (i % 8);
                     }
@@ -344,6 +346,7 @@ impl<'v> Populator<'v> {
                 "read-only-compatible features {bad_ro:#x} (checksums, bigalloc, quota)"
             )));
         }
+        let layout = super::check::check_for_write(vol)?;
         if vol.has_journal() {
             let (jsb, _) = journal_superblock(vol)?;
             if be32(&jsb, 0) != JBD2_MAGIC {
@@ -383,6 +386,7 @@ impl<'v> Populator<'v> {
                 dirs: BTreeMap::new(),
                 inodes: BTreeMap::new(),
                 what: String::new(),
+                layout,
             },
             disk: Disk::new(&vol.file, vol.block_size),
             timestamp,
@@ -881,6 +885,9 @@ impl<'v> Populator<'v> {
         let first = u64::from(self.st.vol.sb.s_first_data_block);
         let bpg = u64::from(self.st.vol.sb.s_blocks_per_group);
         for b in std::mem::take(&mut self.st.freed_blocks) {
+            if self.st.layout.is_metadata(b) {
+                continue;
+            }
             let g = ((b - first) / bpg) as usize;
             let i = (b - first) % bpg;
             let bm = self.st.vol.groups[g].bg_block_bitmap;
