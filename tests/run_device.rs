@@ -3,17 +3,9 @@
 
 mod common;
 
-use common::{bin, root, tempdir};
+use common::{bin, root, tempdir, Loop};
 use std::fs;
 use std::process::Command;
-
-struct Loop(String);
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn a_block_device_is_populated_in_place() {
@@ -27,18 +19,7 @@ fn a_block_device_is_populated_in_place() {
         .status()
         .unwrap();
     assert!(mk.success());
-    let out = Command::new("losetup")
-        .arg("-f")
-        .arg("--show")
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "losetup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dev = Loop(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let dev = Loop::attach(&img);
     let archive = w.join("base.cpio.gz");
     assert!(bin()
         .arg("pack")

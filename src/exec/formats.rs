@@ -33,8 +33,19 @@ pub fn check_volume(target: &Path) -> io::Result<()> {
 }
 
 /// Populates an existing ext2/ext3 volume in place (journaled).
-pub fn populate_volume(target: &Path, mut src: Box<dyn Source>, timestamp: i64) -> io::Result<()> {
+pub fn populate_volume(target: &Path, src: Box<dyn Source>, timestamp: i64) -> io::Result<()> {
     let f = File::options().read(true).write(true).open(target)?;
+    populate_open_volume(f, target, src, timestamp)
+}
+
+/// Populates an existing volume through a file already open on it (the
+/// one its lock holds).
+pub fn populate_open_volume(
+    f: File,
+    target: &Path,
+    mut src: Box<dyn Source>,
+    timestamp: i64,
+) -> io::Result<()> {
     let vol = ext::Volume::open_rw(f).map_err(io::Error::other)?;
     let mut pop = ext::Populator::new(&vol, timestamp).map_err(io::Error::other)?;
     src.emit(&mut crate::progress::MeteredSink {

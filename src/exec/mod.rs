@@ -3,6 +3,7 @@
 //! format and transport modules.
 
 pub mod formats;
+pub mod holders;
 pub mod inputs;
 pub mod load;
 pub mod log;

@@ -43,6 +43,8 @@ pub struct Commit {
     /// Host directories expanded whole beside their absent targets:
     /// (target, staging directory).
     dirs: Vec<(PathBuf, PathBuf)>,
+    /// Existing images and devices this run writes, held until it ends.
+    pub locks: std::collections::BTreeMap<PathBuf, super::holders::VolumeLock>,
 }
 
 impl Commit {
@@ -157,8 +159,26 @@ impl Commit {
                     source,
                     timestamp,
                 } => {
-                    super::formats::populate_volume(&target, source, timestamp)
-                        .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
+                    let fail = |e: std::io::Error| {
+                        Failure::run(format!("{at}: {}: {e}", target.display()))
+                    };
+                    match self.locks.get(&target) {
+                        Some(lock) => {
+                            // an image file attached or mounted since the
+                            // run began (a device is held exclusively)
+                            if fs::metadata(&target).is_ok_and(|m| m.is_file()) {
+                                if let Some(why) = super::holders::holder(&target).map_err(fail)? {
+                                    return Err(Failure::run(format!(
+                                        "{at}: {why}; refusing to write it (--force does not change this)"
+                                    )));
+                                }
+                            }
+                            let f = lock.file().map_err(fail)?;
+                            super::formats::populate_open_volume(f, &target, source, timestamp)
+                        }
+                        None => super::formats::populate_volume(&target, source, timestamp),
+                    }
+                    .map_err(fail)?;
                     log.line(&format!("{at} populated {}", target.display()))?;
                     self.committed.push(target);
                 }

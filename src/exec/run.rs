@@ -239,6 +239,7 @@ impl<'a> Runner<'a> {
     }
 
     pub fn run_plan(&mut self, plan: &Plan) -> Result<()> {
+        self.lock_volumes(plan)?;
         for step in &plan.steps {
             let at = format!("{}:{}", self.name, step.span);
             if self.opts.verbosity != super::Verbosity::Quiet {
@@ -248,6 +249,59 @@ impl<'a> Runner<'a> {
             self.log.line(&format!("{at} ok {}", step.action))?;
         }
         self.build_images()?;
+        Ok(())
+    }
+
+    /// Takes every existing image and device the plan writes, in path
+    /// order (two runs waiting for each other's volumes would otherwise
+    /// deadlock), before anything reads them: a volume mounted, attached
+    /// to a loop device or held by device-mapper is refused, and a volume
+    /// another run is writing is waited for.
+    fn lock_volumes(&mut self, plan: &Plan) -> Result<()> {
+        let mut new: BTreeSet<&Path> = BTreeSet::new();
+        let mut wanted: BTreeMap<PathBuf, String> = BTreeMap::new();
+        for step in &plan.steps {
+            let at = format!("{}:{}", self.name, step.span);
+            let target = match &step.action {
+                Action::Image { path, .. } => {
+                    if path.exists() {
+                        // replaced at commit: refuse now what is in use
+                        if let Some(why) = super::holders::holder(path)
+                            .map_err(|e| io_fail(&at, path.display(), e))?
+                        {
+                            return Err(Failure::run(format!(
+                                "{at}: {why}; refusing to replace it (--force does not change this)"
+                            )));
+                        }
+                    }
+                    new.insert(path);
+                    continue;
+                }
+                Action::Populate {
+                    kind: TargetKind::Image | TargetKind::Device,
+                    target,
+                    ..
+                } => target,
+                Action::Patch {
+                    target: PatchTarget::Image(p),
+                    ..
+                } => p,
+                _ => continue,
+            };
+            if !new.contains(target.as_path()) && target.exists() {
+                wanted.entry(target.clone()).or_insert(at);
+            }
+        }
+        for (path, at) in wanted {
+            let lock = super::holders::VolumeLock::take(&path, || {
+                eprintln!(
+                    "{at}: waiting for another vm-container run that is writing {}",
+                    path.display()
+                )
+            })
+            .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+            self.commit.locks.insert(path, lock);
+        }
         Ok(())
     }
 

@@ -1,0 +1,272 @@
+//! Volumes in use are never written: an image attached to a loop device or
+//! mounted, a block device another process holds exclusively. Each is
+//! refused with its holder named, its bytes unchanged, `--force` or not.
+//! Two runs writing one image take turns.
+
+mod common;
+mod cpio_common;
+mod ext_common;
+
+use common::{bin, ok, root, tempdir, Loop};
+use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A mount, unmounted when dropped.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn mkfs(img: &Path) {
+    let mk = Command::new("mke2fs")
+        .args(["-q", "-t", "ext3", "-L", "held"])
+        .arg(img)
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(mk.success());
+}
+
+fn archive(w: &Path) -> PathBuf {
+    let a = w.join("base.cpio.gz");
+    ok(&bin()
+        .arg("pack")
+        .arg(root().join("examples/trees/base"))
+        .arg(&a)
+        .output()
+        .unwrap());
+    a
+}
+
+/// Runs `[populate KIND TARGET ...]`, with and without `--force`; both
+/// must fail with one error line naming `holder`, and leave `watch`
+/// byte-identical.
+fn refused(w: &Path, kind: &str, target: &str, watch: &Path, holder: &str) {
+    let a = archive(w);
+    let c = w.join("c.vmc");
+    fs::write(
+        &c,
+        format!("[populate {kind} {target} /mnt {}][end]\n", a.display()),
+    )
+    .unwrap();
+    let before = fs::read(watch).unwrap();
+    for force in [false, true] {
+        let mut cmd = bin();
+        cmd.arg("--container").arg(&c).arg("--dir").arg(w.join("d"));
+        if force {
+            cmd.arg("--force");
+        }
+        let out = cmd.output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "force={force}: {e}");
+        let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{e}");
+        assert!(errors[0].contains(holder), "wanted {holder:?} in: {e}");
+        assert!(
+            !e.contains("e2fsck"),
+            "no repair advice for a volume in use: {e}"
+        );
+        assert!(
+            fs::read(watch).unwrap() == before,
+            "force={force}: bytes changed"
+        );
+    }
+}
+
+#[test]
+fn an_image_attached_to_a_loop_device_is_refused() {
+    let t = tempdir();
+    let w = t.path();
+    let img = w.join("dom.img");
+    mkfs(&img);
+    let dev = Loop::attach(&img);
+    refused(
+        w,
+        "image",
+        &img.display().to_string(),
+        &img,
+        &format!("attached to {}", dev.0),
+    );
+}
+
+#[test]
+fn a_mounted_image_is_refused() {
+    let t = tempdir();
+    let w = t.path();
+    let img = w.join("dom.img");
+    mkfs(&img);
+    let mnt = w.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let m = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&img)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(m.success());
+    let _m = Mount(mnt.clone());
+    // the kernel keeps the mounted file system's state in memory: compare
+    // with what the file held once mounted
+    refused(
+        w,
+        "image",
+        &img.display().to_string(),
+        &img,
+        &format!("mounted on {}", mnt.display()),
+    );
+}
+
+#[test]
+fn a_device_open_exclusively_elsewhere_is_refused() {
+    let t = tempdir();
+    let w = t.path();
+    let img = w.join("lv.img");
+    mkfs(&img);
+    let dev = Loop::attach(&img);
+    // this test process stands for the other holder (O_EXCL on a block
+    // device: the kernel's exclusive claim, as mount takes it)
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::EXCL.bits() as i32)
+        .open(&dev.0)
+        .unwrap();
+    refused(
+        w,
+        "device",
+        &dev.0,
+        &img,
+        "open exclusively by another process",
+    );
+    drop(held);
+}
+
+#[test]
+fn a_mounted_device_is_refused() {
+    let t = tempdir();
+    let w = t.path();
+    let img = w.join("lv.img");
+    mkfs(&img);
+    let dev = Loop::attach(&img);
+    let mnt = w.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    assert!(Command::new("mount")
+        .arg(&dev.0)
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success());
+    let m = Mount(mnt.clone());
+    refused(
+        w,
+        "device",
+        &dev.0,
+        &img,
+        &format!("mounted on {}", mnt.display()),
+    );
+    drop(m);
+}
+
+#[test]
+fn a_patch_of_an_attached_image_is_refused() {
+    let t = tempdir();
+    let w = t.path();
+    let img = w.join("dom.img");
+    mkfs(&img);
+    let patch = w.join("p.patch");
+    fs::write(&patch, "--- a/motd\n+++ b/motd\n@@ -0,0 +1 @@\n+hello\n").unwrap();
+    let dev = Loop::attach(&img);
+    let c = w.join("c.vmc");
+    fs::write(
+        &c,
+        format!("[patch {} {}][end]\n", img.display(), patch.display()),
+    )
+    .unwrap();
+    let before = fs::read(&img).unwrap();
+    let out = bin()
+        .arg("--force")
+        .arg("--container")
+        .arg(&c)
+        .arg("--dir")
+        .arg(w.join("d"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains(&format!("attached to {}", dev.0)), "{e}");
+    assert!(fs::read(&img).unwrap() == before);
+}
+
+fn run_populate(w: &Path, img: &Path, tree: &Path, dir: &str) -> std::process::Child {
+    let a = w.join(format!("{dir}.cpio.gz"));
+    ok(&bin().arg("pack").arg(tree).arg(&a).output().unwrap());
+    let c = w.join(format!("{dir}.vmc"));
+    fs::write(
+        &c,
+        format!(
+            "[populate image {} /mnt {}][end]\n",
+            img.display(),
+            a.display()
+        ),
+    )
+    .unwrap();
+    bin()
+        .arg("--container")
+        .arg(&c)
+        .arg("--dir")
+        .arg(w.join(dir))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn two_runs_on_one_image_take_turns() {
+    let t = tempdir();
+    let w = t.path();
+    let img = w.join("shared.img");
+    let mk = Command::new("mke2fs")
+        .args(["-q", "-t", "ext3"])
+        .arg(&img)
+        .arg("64M")
+        .status()
+        .unwrap();
+    assert!(mk.success());
+    // two trees of a few MB each, so that the runs overlap
+    for (seed, name) in ["one", "two"].into_iter().enumerate() {
+        let d = w.join(name).join(name);
+        fs::create_dir_all(&d).unwrap();
+        for i in 0..16 {
+            let v = cpio_common::noise(256 * 1024, (seed * 16 + i + 1) as u64);
+            fs::write(d.join(format!("f{i}")), v).unwrap();
+        }
+    }
+    let a = run_populate(w, &img, &w.join("one"), "one");
+    let b = run_populate(w, &img, &w.join("two"), "two");
+    let outs: Vec<Output> = [a, b]
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outs {
+        ok(o);
+    }
+    ext_common::e2fsck_clean(&img);
+    for name in ["one", "two"] {
+        for i in [0, 15] {
+            let got = bin()
+                .arg("cat")
+                .arg(&img)
+                .arg(format!("/{name}/f{i}"))
+                .output()
+                .unwrap();
+            let want = fs::read(w.join(name).join(name).join(format!("f{i}"))).unwrap();
+            assert!(got.stdout == want, "/{name}/f{i} lost");
+        }
+    }
+}
