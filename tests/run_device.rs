@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, root, tempdir, Loop};
+use common::{assert_base_image, bin, root, tempdir, Loop};
 use std::fs;
 use std::process::Command;
 
@@ -61,15 +61,7 @@ fn a_block_device_is_populated_in_place() {
         "{}",
         String::from_utf8_lossy(&fsck.stdout)
     );
-    let cat = bin()
-        .arg("cat")
-        .arg(&img)
-        .arg("/etc/passwd")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&cat.stdout).starts_with("root:x:0:0:"));
-    let label = Command::new("e2label").arg(&img).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "lvroot");
+    assert_base_image(&img, "lvroot");
 }
 
 #[test]

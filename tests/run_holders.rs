@@ -7,7 +7,7 @@ mod common;
 mod cpio_common;
 mod ext_common;
 
-use common::{bin, ok, root, tempdir, Loop};
+use common::{assert_base_image, bin, ok, root, tempdir, Loop};
 use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -22,14 +22,19 @@ impl Drop for Mount {
     }
 }
 
-fn mkfs(img: &Path) {
+/// An ext3 file system of `size` (`16M`) on `img`, made by mke2fs.
+fn mkfs_sized(img: &Path, label: &str, size: &str) {
     let mk = Command::new("mke2fs")
-        .args(["-q", "-t", "ext3", "-L", "held"])
+        .args(["-q", "-t", "ext3", "-L", label])
         .arg(img)
-        .arg("16M")
+        .arg(size)
         .status()
         .unwrap();
     assert!(mk.success());
+}
+
+fn mkfs(img: &Path) {
+    mkfs_sized(img, "held", "16M");
 }
 
 fn archive(w: &Path) -> PathBuf {
@@ -231,13 +236,7 @@ fn two_runs_on_one_image_take_turns() {
     let t = tempdir();
     let w = t.path();
     let img = w.join("shared.img");
-    let mk = Command::new("mke2fs")
-        .args(["-q", "-t", "ext3"])
-        .arg(&img)
-        .arg("64M")
-        .status()
-        .unwrap();
-    assert!(mk.success());
+    mkfs_sized(&img, "shared", "64M");
     // two trees of a few MB each, so that the runs overlap
     for (seed, name) in ["one", "two"].into_iter().enumerate() {
         let d = w.join(name).join(name);
@@ -269,4 +268,52 @@ fn two_runs_on_one_image_take_turns() {
             assert!(got.stdout == want, "/{name}/f{i} lost");
         }
     }
+}
+
+#[test]
+fn an_image_on_a_block_device_formats_it_only_when_forced() {
+    let t = tempdir();
+    let w = t.path();
+    let img = w.join("lv.img");
+    mkfs_sized(&img, "precious", "24M");
+    let dev = Loop::attach(&img);
+    let a = archive(w);
+    let c = w.join("c.vmc");
+    fs::write(
+        &c,
+        format!(
+            "[image {d} 16M fresh][end]\n[populate device {d} /mnt {a}][end]\n",
+            d = dev.0,
+            a = a.display()
+        ),
+    )
+    .unwrap();
+    let run = |force: bool| {
+        let mut cmd = bin();
+        cmd.arg("--container").arg(&c).arg("--dir").arg(w.join("d"));
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    let before = fs::read(&img).unwrap();
+    let out = run(false);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("it holds an ext3 file system (labelled precious, ")
+            && e.contains("MiB used)")
+            && e.contains("--force"),
+        "{e}"
+    );
+    assert!(fs::read(&img).unwrap() == before);
+    ok(&run(true));
+    // the device node is still the device, now holding the new volume
+    let md = fs::metadata(&dev.0).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_block_device(
+        &md.file_type()
+    ));
+    drop(dev);
+    ext_common::e2fsck_clean(&img);
+    assert_base_image(&img, "fresh");
 }

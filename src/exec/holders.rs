@@ -260,6 +260,71 @@ impl VolumeLock {
     }
 }
 
+/// What formatting the block device `path` would destroy, in words: the
+/// file system on it (type, label, space used) or whether it holds data.
+pub fn contents(path: &Path) -> String {
+    let mut head = vec![0u8; 1 << 20];
+    let n = File::open(path)
+        .and_then(|f| read_full(&f, &mut head))
+        .unwrap_or(0);
+    let head = &head[..n];
+    let sb = head.get(1024..2048).unwrap_or_default();
+    let le32 = |o: usize| {
+        sb.get(o..o + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if sb.get(0x38..0x3A) == Some(&[0x53, 0xEF][..]) {
+        let (compat, incompat) = (le32(0x5C), le32(0x60));
+        let kind = if incompat & 0x2C0 != 0 {
+            "ext4"
+        } else if compat & 0x4 != 0 {
+            "ext3"
+        } else {
+            "ext2"
+        };
+        let bs = 1024u64 << le32(0x18).min(6);
+        let used = u64::from(le32(0x4).saturating_sub(le32(0xC))) * bs;
+        let label: Vec<u8> = sb[0x78..0x88]
+            .iter()
+            .copied()
+            .take_while(|&c| c != 0)
+            .collect();
+        let label = if label.is_empty() {
+            "no label".to_string()
+        } else {
+            format!("labelled {}", String::from_utf8_lossy(&label))
+        };
+        return format!(
+            "it holds an {kind} file system ({label}, {} MiB used)",
+            used >> 20
+        );
+    }
+    if head.iter().all(|&b| b == 0) {
+        "its first MiB is zeros, but what lies beyond is not known".to_string()
+    } else {
+        "it holds data vm-container does not recognise (not an ext2/3/4 file system)".to_string()
+    }
+}
+
+fn read_full(f: &File, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], n as u64)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// The size in bytes of a block device (or file) open as `f`.
+pub fn size_of(f: &File) -> io::Result<u64> {
+    use std::io::Seek;
+    let mut f = f;
+    f.seek(io::SeekFrom::End(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

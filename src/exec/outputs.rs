@@ -43,6 +43,8 @@ pub struct Commit {
     /// Host directories expanded whole beside their absent targets:
     /// (target, staging directory).
     dirs: Vec<(PathBuf, PathBuf)>,
+    /// New images built in staging for existing block devices.
+    device_images: Vec<(PathBuf, PathBuf)>,
     /// Existing images and devices this run writes, held until it ends.
     pub locks: std::collections::BTreeMap<PathBuf, super::holders::VolumeLock>,
 }
@@ -94,6 +96,11 @@ impl Commit {
         self.staged
             .retain(|(u, _)| u.resource_key() != dest.resource_key());
         self.staged.push((dest, staged));
+    }
+
+    /// A new image to be written onto an existing block device.
+    pub fn stage_device_image(&mut self, staged: PathBuf, dest: PathBuf) {
+        self.device_images.push((staged, dest));
     }
 
     pub fn stage_image(&mut self, staged: PathBuf, dest: PathBuf) {
@@ -151,6 +158,20 @@ impl Commit {
         log: &mut super::log::Log,
         stripped: Option<(&str, &[u8])>,
     ) -> Result<()> {
+        for (staged, dest) in std::mem::take(&mut self.device_images) {
+            let fail = |e: std::io::Error| Failure::run(format!("{}: {e}", dest.display()));
+            let dev = self
+                .locks
+                .get(&dest)
+                .ok_or_else(|| fail(std::io::Error::other("not locked")))?
+                .file()
+                .map_err(fail)?;
+            copy_onto(&staged, &dev).map_err(fail)?;
+            let _ = fs::remove_file(&staged);
+            self.created.insert(dest.clone());
+            log.line(&format!("commit {} (formatted)", dest.display()))?;
+            self.committed.push(dest);
+        }
         for job in std::mem::take(&mut self.jobs) {
             match job {
                 Job::Volume {
@@ -316,6 +337,24 @@ impl Commit {
         }
         let _ = super::output::write_text(&f.to_string_lossy(), text.as_bytes(), true);
     }
+}
+
+/// Writes a staged image over the start of a device, zeros included
+/// (the device's old blocks are not holes), then syncs it.
+fn copy_onto(staged: &Path, dev: &fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let src = fs::File::open(staged)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        let n = src.read_at(&mut buf, at)?;
+        if n == 0 {
+            break;
+        }
+        dev.write_all_at(&buf[..n], at)?;
+        at += n as u64;
+    }
+    dev.sync_all()
 }
 
 /// True when two files hold the same bytes (sizes first, then digests).

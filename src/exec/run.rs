@@ -39,6 +39,9 @@ struct NewImage {
     digest: super::state::Fingerprint,
     /// A patch of this run targets it: never kept.
     patched: bool,
+    /// The destination is a block device: the image is built in staging
+    /// and written onto the device at commit.
+    device: bool,
 }
 
 pub struct Runner<'a> {
@@ -264,7 +267,13 @@ impl<'a> Runner<'a> {
             let at = format!("{}:{}", self.name, step.span);
             let target = match &step.action {
                 Action::Image { path, .. } => {
-                    if path.exists() {
+                    let device = fs::metadata(path).is_ok_and(|m| {
+                        std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type())
+                    });
+                    if device {
+                        // formatted in place at commit: held like any volume
+                        wanted.entry(path.clone()).or_insert(at);
+                    } else if path.exists() {
                         // replaced at commit: refuse now what is in use
                         if let Some(why) = super::holders::holder(path)
                             .map_err(|e| io_fail(&at, path.display(), e))?
@@ -305,6 +314,36 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// `[image]` naming an existing block device: formatting destroys
+    /// what it holds, so a device vm-container did not format is written
+    /// only with `--force`, and the refusal says what would be lost. The
+    /// image is staged under the run's staging directory.
+    fn device_image(&mut self, at: &str, path: &Path, size: u64) -> Result<PathBuf> {
+        if !self.opts.force && !self.commit.created.contains(path) {
+            return Err(Failure::run(format!(
+                "{at}: {} is a block device vm-container did not format and {}; use --force to format it",
+                path.display(),
+                super::holders::contents(path)
+            )));
+        }
+        let lock = self
+            .commit
+            .locks
+            .get(path)
+            .ok_or_else(|| Failure::run(format!("{at}: {}: not locked", path.display())))?;
+        let have = lock
+            .file()
+            .and_then(|f| super::holders::size_of(&f))
+            .map_err(|e| io_fail(at, path.display(), e))?;
+        if have < size {
+            return Err(Failure::run(format!(
+                "{at}: {} holds {have} bytes; the image needs {size}",
+                path.display()
+            )));
+        }
+        Ok(self.stage_path("device-image"))
+    }
+
     fn step(&mut self, step: &Step, at: &str) -> Result<()> {
         match &step.action {
             Action::Create { src, dest } => self.create(at, src, dest),
@@ -327,12 +366,18 @@ impl<'a> Runner<'a> {
                     journal: *fs == FsType::Ext3,
                     timestamp: self.now,
                 };
-                let staged = super::output::temp_beside(path);
-                self.commit.check_local(path, self.opts.force, at)?;
-                // an interrupted run may have left its staged image here
-                if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
-                    super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
-                }
+                let device = fs::metadata(path)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+                let staged = if device {
+                    self.device_image(at, path, options.size)?
+                } else {
+                    self.commit.check_local(path, self.opts.force, at)?;
+                    // an interrupted run may have left its staged image here
+                    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+                        super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
+                    }
+                    super::output::temp_beside(path)
+                };
                 let mut digest = super::state::Fingerprint::default();
                 digest.add("image", format!("{options:?}").as_bytes());
                 self.images.insert(
@@ -345,6 +390,7 @@ impl<'a> Runner<'a> {
                         built: false,
                         digest,
                         patched: false,
+                        device,
                     },
                 );
                 Ok(())
@@ -598,7 +644,11 @@ impl<'a> Runner<'a> {
         img.built = true;
         img.sources.clear();
         let (staged, dest) = (img.staged.clone(), img.dest.clone());
-        self.commit.stage_image(staged, dest);
+        if img.device {
+            self.commit.stage_device_image(staged, dest);
+        } else {
+            self.commit.stage_image(staged, dest);
+        }
         Ok(())
     }
 

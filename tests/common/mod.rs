@@ -109,3 +109,17 @@ impl Drop for Loop {
         let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
     }
 }
+
+/// Asserts that the ext image `img` is labelled `label` and holds
+/// `examples/trees/base` (its `/etc/passwd`).
+pub fn assert_base_image(img: &Path, label: &str) {
+    let cat = bin()
+        .arg("cat")
+        .arg(img)
+        .arg("/etc/passwd")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&cat.stdout).starts_with("root:x:0:0:"));
+    let out = Command::new("e2label").arg(img).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), label);
+}
