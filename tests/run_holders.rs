@@ -7,7 +7,7 @@ mod common;
 mod cpio_common;
 mod ext_common;
 
-use common::{assert_base_image, bin, ok, root, tempdir, Loop};
+use common::{assert_base_image, bin, mke2fs, ok, pack_base, tempdir, Loop};
 use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -22,30 +22,12 @@ impl Drop for Mount {
     }
 }
 
-/// An ext3 file system of `size` (`16M`) on `img`, made by mke2fs.
-fn mkfs_sized(img: &Path, label: &str, size: &str) {
-    let mk = Command::new("mke2fs")
-        .args(["-q", "-t", "ext3", "-L", label])
-        .arg(img)
-        .arg(size)
-        .status()
-        .unwrap();
-    assert!(mk.success());
-}
-
 fn mkfs(img: &Path) {
-    mkfs_sized(img, "held", "16M");
+    mke2fs(img, "held", "16M");
 }
 
 fn archive(w: &Path) -> PathBuf {
-    let a = w.join("base.cpio.gz");
-    ok(&bin()
-        .arg("pack")
-        .arg(root().join("examples/trees/base"))
-        .arg(&a)
-        .output()
-        .unwrap());
-    a
+    pack_base(w)
 }
 
 /// Runs `[populate KIND TARGET ...]`, with and without `--force`; both
@@ -236,7 +218,7 @@ fn two_runs_on_one_image_take_turns() {
     let t = tempdir();
     let w = t.path();
     let img = w.join("shared.img");
-    mkfs_sized(&img, "shared", "64M");
+    mke2fs(&img, "shared", "64M");
     // two trees of a few MB each, so that the runs overlap
     for (seed, name) in ["one", "two"].into_iter().enumerate() {
         let d = w.join(name).join(name);
@@ -275,7 +257,7 @@ fn an_image_on_a_block_device_formats_it_only_when_forced() {
     let t = tempdir();
     let w = t.path();
     let img = w.join("lv.img");
-    mkfs_sized(&img, "precious", "24M");
+    mke2fs(&img, "precious", "24M");
     let dev = Loop::attach(&img);
     let a = archive(w);
     let c = w.join("c.vmc");

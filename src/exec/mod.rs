@@ -295,7 +295,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         runner.commit = commit;
         r
     });
-    if result.is_ok() {
+    if result.is_ok() || runner.commit.partial {
         let outputs = runner
             .commit
             .committed
@@ -303,7 +303,13 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             .filter_map(|p| state::stamp(p).map(|(s, m)| (p.clone(), s, m)))
             .collect();
         let rec = state::Record {
-            inputs: fingerprint,
+            // a commit that failed halfway: what it changed is recorded,
+            // and the next run is never `up to date`
+            inputs: if result.is_ok() {
+                fingerprint
+            } else {
+                "incomplete".to_string()
+            },
             outputs,
             images: runner.image_digests.clone().into_iter().collect(),
         };
@@ -313,7 +319,11 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     }
     if result.is_err() {
         runner.commit.abandon();
-        let _ = runner.log.line("failed; nothing committed");
+        let _ = runner.log.line(if runner.commit.partial {
+            "failed; committed in part"
+        } else {
+            "failed; nothing committed"
+        });
     } else {
         runner.log.line("done")?;
     }

@@ -492,9 +492,13 @@ impl<'a> Runner<'a> {
             return Ok(Box::new(wt.source()));
         }
         let input = self.inputs.get(uri, at, &mut self.log)?;
-        let src =
-            archive_source(&input.path, &uri.uri.to_string()).map_err(|e| io_fail(at, uri, e))?;
-        Ok(Box::new(src))
+        // opened now, so that a missing or unreadable archive fails here
+        archive_source(&input.path, &uri.uri.to_string()).map_err(|e| io_fail(at, uri, e))?;
+        // a source that can be read twice: the commit tries a volume
+        // update before making it
+        Ok(Box::new(
+            WorkTree::new(uri.uri.to_string(), Some(input.path), self.now).source(),
+        ))
     }
 
     fn populate(

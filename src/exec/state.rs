@@ -60,9 +60,18 @@ impl Record {
         state.join("runs").join(f.finish())
     }
 
+    /// Reads a record; one that is cut short, altered or unreadable is
+    /// `None` (the run is then not up to date).
     pub fn load(path: &Path) -> Option<Record> {
         let text = fs::read_to_string(path).ok()?;
-        let mut lines = text.lines();
+        // the last line seals everything before it
+        let body = text.strip_suffix('\n')?;
+        let (body, seal) = body.rsplit_once('\n')?;
+        let body = format!("{body}\n");
+        if seal.strip_prefix("end ")? != seal_of(&body) {
+            return None;
+        }
+        let mut lines = body.lines();
         let inputs = lines.next()?.strip_prefix("inputs ")?.to_string();
         let mut outputs = Vec::new();
         let mut images = Vec::new();
@@ -95,9 +104,9 @@ impl Record {
         for (p, digest) in &self.images {
             text.push_str(&format!("image {digest} {}\n", p.display()));
         }
-        let tmp = super::output::temp_beside(path);
-        fs::write(&tmp, text)?;
-        fs::rename(&tmp, path)
+        let seal = seal_of(&text);
+        text.push_str(&format!("end {seal}\n"));
+        super::outputs::write_synced(path, text.as_bytes())
     }
 
     /// True when every output is still as this record left it.
@@ -106,6 +115,12 @@ impl Record {
             .iter()
             .all(|(p, size, mtime)| stamp(p) == Some((*size, *mtime)))
     }
+}
+
+/// The digest that ends a record: a record cut short or altered does not
+/// end with the digest of what precedes it.
+fn seal_of(body: &str) -> String {
+    crate::tree::manifest::hex(&Sha256::digest(body.as_bytes()))
 }
 
 #[cfg(test)]
@@ -130,5 +145,11 @@ mod tests {
         assert!(r.outputs_intact());
         fs::write(&out, "bb").unwrap();
         assert!(!r.outputs_intact());
+        // cut anywhere, the record is no record
+        let whole = fs::read(&p).unwrap();
+        for n in 0..whole.len() {
+            fs::write(&p, &whole[..n]).unwrap();
+            assert_eq!(Record::load(&p), None, "cut at {n}");
+        }
     }
 }

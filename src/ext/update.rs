@@ -376,6 +376,15 @@ impl<'v> Populator<'v> {
         })
     }
 
+    /// A trial: the update runs in full (allocation, directories, the
+    /// journal's size) but nothing is written, so [`Populator::finish`]
+    /// says whether the real update would fit. Data written is never read
+    /// back, so the trial takes the same path as the real update.
+    pub fn trial(mut self) -> Self {
+        self.disk.discard = true;
+        self
+    }
+
     fn lookup_in(&mut self, dir: u32, name: &[u8], path: &TreePath) -> Result<Option<u32>, Error> {
         let d = self.st.dir(dir, path)?;
         Ok(d.index

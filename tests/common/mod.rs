@@ -123,3 +123,27 @@ pub fn assert_base_image(img: &Path, label: &str) {
     let out = Command::new("e2label").arg(img).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), label);
 }
+
+/// `examples/trees/base` packed into `DIR/base.cpio.gz`.
+pub fn pack_base(dir: &Path) -> PathBuf {
+    let a = dir.join("base.cpio.gz");
+    ok(&bin()
+        .arg("pack")
+        .arg(root().join("examples/trees/base"))
+        .arg(&a)
+        .output()
+        .unwrap());
+    a
+}
+
+/// An ext3 file system of `size` (`16M`) labelled `label` on `img`,
+/// made by mke2fs.
+pub fn mke2fs(img: &Path, label: &str, size: &str) {
+    let mk = Command::new("mke2fs")
+        .args(["-q", "-t", "ext3", "-L", label])
+        .arg(img)
+        .arg(size)
+        .status()
+        .unwrap();
+    assert!(mk.success());
+}
