@@ -265,7 +265,7 @@ impl VolumeLock {
 pub fn contents(path: &Path) -> String {
     let mut head = vec![0u8; 1 << 20];
     let n = File::open(path)
-        .and_then(|f| read_full(&f, &mut head))
+        .and_then(|f| read_full(&f, &mut head, 0))
         .unwrap_or(0);
     let head = &head[..n];
     let sb = head.get(1024..2048).unwrap_or_default();
@@ -306,11 +306,13 @@ pub fn contents(path: &Path) -> String {
     }
 }
 
-fn read_full(f: &File, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads into `buf` from `offset` until it is full or the file ends;
+/// returns how much was read.
+pub fn read_full(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     use std::os::unix::fs::FileExt;
     let mut n = 0;
     while n < buf.len() {
-        match f.read_at(&mut buf[n..], n as u64)? {
+        match f.read_at(&mut buf[n..], offset + n as u64)? {
             0 => break,
             k => n += k,
         }

@@ -264,7 +264,10 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             .iter()
             .map(|(p, s, m)| (p.clone(), (*s, *m)))
             .collect();
-        if rec.inputs == fingerprint && rec.outputs_intact() {
+        if rec.inputs == fingerprint
+            && rec.outputs_intact()
+            && runner.remotes_intact(&loaded.plan, &rec.remotes)
+        {
             if opts.stripped.as_deref() == Some("-") {
                 output::write_text("-", loaded.plan.stripped.as_bytes(), true)?;
             }
@@ -312,6 +315,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             },
             outputs,
             images: runner.image_digests.clone().into_iter().collect(),
+            remotes: runner.commit.remotes.clone(),
         };
         if let Err(e) = rec.save(&record_path) {
             eprintln!("warning: {}: {e}", record_path.display());

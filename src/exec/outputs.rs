@@ -48,6 +48,9 @@ pub struct Commit {
     pub committed: Vec<PathBuf>,
     /// The commit failed after changing some output.
     pub partial: bool,
+    /// Each upload as the server holds it right after the commit: resource
+    /// key, content digest, encoded validators (for the run record).
+    pub remotes: Vec<(String, String, String)>,
     /// Size and mtime of each output as the last successful run left it.
     pub previous: std::collections::BTreeMap<PathBuf, (u64, i128)>,
     /// Host directories expanded whole beside their absent targets:
@@ -203,11 +206,14 @@ impl Commit {
             if !remote.is_empty() {
                 let pairs: Vec<(&Path, &Uri)> =
                     remote.iter().map(|(p, u)| (p.as_path(), u)).collect();
-                transport::publish_many(&pairs, &FetchOptions::default())
+                let published = transport::publish_many(&pairs, &FetchOptions::default())
                     .map_err(|e| Failure::run(e.to_string()))?;
-                for (_, u) in &remote {
+                for ((staged, u), p) in remote.iter().zip(&published) {
                     log.line(&format!("commit {u}"))?;
                     done.push(u.to_string());
+                    if let Some(v) = read_back(staged, u, p) {
+                        self.remotes.push((u.resource_key(), p.sha256.to_hex(), v));
+                    }
                 }
             }
             self.run_jobs(log, &mut done)
@@ -510,6 +516,44 @@ fn fault_point(what: &str, k: usize) {
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     }
     let _ = (what, k);
+}
+
+/// Reads an upload back once: it proves the server holds what was sent,
+/// and gives the validators with which later runs check, cheaply, that it
+/// is still there and unchanged. `None` when the server gives none.
+fn read_back(staged: &Path, uri: &Uri, published: &transport::Published) -> Option<String> {
+    let mut tmp = staged.as_os_str().to_owned();
+    tmp.push(".check");
+    let tmp = PathBuf::from(tmp);
+    let got = transport::fetch(uri, None, &tmp, &FetchOptions::default());
+    let _ = fs::remove_file(&tmp);
+    match got {
+        Ok(transport::Fetched::Downloaded {
+            sha256,
+            validators: Some(v),
+            ..
+        }) if sha256 == published.sha256 && v.is_usable() => {
+            Some(super::state::encode_validators(&v))
+        }
+        _ => None,
+    }
+}
+
+/// True when the upload recorded as `(sha256, validators)` is still on the
+/// server as it was left: revalidated with the recorded validators (HTTP
+/// conditional request, FTP `SIZE` and `MDTM`), or downloaded and
+/// compared when the server says it changed.
+pub fn remote_intact(uri: &Uri, sha256: &str, validators: &str, scratch: &Path) -> bool {
+    let Some(v) = super::state::decode_validators(validators) else {
+        return false;
+    };
+    let got = transport::fetch(uri, Some(&v), scratch, &FetchOptions::default());
+    let _ = fs::remove_file(scratch);
+    match got {
+        Ok(transport::Fetched::NotModified) => true,
+        Ok(transport::Fetched::Downloaded { sha256: d, .. }) => d.to_hex() == sha256,
+        Err(_) => false,
+    }
 }
 
 /// Writes a staged image over the start of a device, zeros included

@@ -241,6 +241,47 @@ impl<'a> Runner<'a> {
         Ok(f.finish())
     }
 
+    /// True when every upload of the plan is on its server as the last
+    /// run left it (`recorded`: key, digest, validators); one missing,
+    /// changed or unreachable means rebuild and publish again. Offline,
+    /// uploads are not looked at.
+    pub fn remotes_intact(&mut self, plan: &Plan, recorded: &[(String, String, String)]) -> bool {
+        if self.opts.offline {
+            return true;
+        }
+        let mut uploads: Vec<crate::transport::Uri> = Vec::new();
+        for step in &plan.steps {
+            let writes: Vec<&UriRef> = match &step.action {
+                Action::Create { dest, .. } => vec![dest],
+                Action::Replace { edit, .. } | Action::Copy { edit, .. } => {
+                    edit.patch.iter().chain(edit.fork.iter()).collect()
+                }
+                Action::Patch { fork, .. } => fork.iter().collect(),
+                _ => Vec::new(),
+            };
+            for w in writes.into_iter().filter(|w| w.uri.local_path().is_none()) {
+                if self.sign_key.is_some() {
+                    uploads.push(w.uri.with_suffix(".sig"));
+                }
+                uploads.push(w.uri.clone());
+            }
+        }
+        let scratch = self.stage_path("revalidate");
+        uploads.iter().all(|u| {
+            let key = u.resource_key();
+            let Some((_, sha, v)) = recorded.iter().find(|(k, _, _)| *k == key) else {
+                return false;
+            };
+            let intact = super::outputs::remote_intact(u, sha, v, &scratch);
+            if !intact {
+                let _ = self
+                    .log
+                    .line(&format!("{u} is not as the last run left it"));
+            }
+            intact
+        })
+    }
+
     pub fn run_plan(&mut self, plan: &Plan) -> Result<()> {
         self.lock_volumes(plan)?;
         for step in &plan.steps {
