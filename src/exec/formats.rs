@@ -21,7 +21,11 @@ pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result
     })?;
     let buf = w.finish_gzip()?;
     let f = buf.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()
+    match f.sync_all() {
+        // a FIFO or character device (`pack DIR /dev/stdout`) cannot sync
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Ok(()),
+        r => r,
+    }
 }
 
 /// Refuses a volume we will not be able to update, before anything runs.

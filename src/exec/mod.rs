@@ -16,7 +16,7 @@ pub mod worktree;
 
 use crate::parser::plan::Plan;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a command failed, rendered once by `main`.
 #[derive(Debug)]
@@ -268,8 +268,11 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             && rec.outputs_intact()
             && runner.remotes_intact(&loaded.plan, &rec.remotes)
         {
-            if opts.stripped.as_deref() == Some("-") {
-                output::write_text("-", loaded.plan.stripped.as_bytes(), true)?;
+            // a stream (standard output, a FIFO) gets the config every run
+            if let Some(out) = opts.stripped.as_deref().filter(|o| {
+                *o == "-" || matches!(output::dest(Path::new(o)), Ok(output::Dest::Stream(_)))
+            }) {
+                output::write_text(out, loaded.plan.stripped.as_bytes(), true)?;
             }
             runner
                 .log

@@ -25,6 +25,14 @@ pub enum Job {
     },
 }
 
+/// What is streamed to a device or FIFO output.
+enum Payload {
+    Bytes(Vec<u8>),
+    /// A staged file (an archive or patch: read whole, they are outputs a
+    /// user pipes somewhere).
+    File(PathBuf),
+}
+
 impl Job {
     fn target(&self) -> &Path {
         match self {
@@ -48,6 +56,8 @@ pub struct Commit {
     pub committed: Vec<PathBuf>,
     /// The commit failed after changing some output.
     pub partial: bool,
+    /// Outputs that are devices or FIFOs, written to after the renames.
+    streams: Vec<(Payload, PathBuf)>,
     /// Each upload as the server holds it right after the commit: resource
     /// key, content digest, encoded validators (for the run record).
     pub remotes: Vec<(String, String, String)>,
@@ -82,7 +92,14 @@ impl Commit {
 
     /// Refuses to plan over a local file vm-container did not create,
     /// unless `--force`.
+    /// A device or FIFO is streamed to, never replaced: nothing to refuse.
     pub fn check_local(&self, path: &Path, force: bool, at: &str) -> Result<()> {
+        let path = match super::output::dest(path) {
+            Ok(super::output::Dest::Stream(_)) => return Ok(()),
+            Ok(super::output::Dest::Atomic(p)) => p,
+            Err(e) => return Err(Failure::run(format!("{at}: {}: {e}", path.display()))),
+        };
+        let path = path.as_path();
         if force || !path.exists() || self.created.contains(path) {
             return Ok(());
         }
@@ -244,7 +261,19 @@ impl Commit {
         let mut renames = beside;
         renames.append(&mut self.images);
         renames.extend(self.dirs.drain(..).map(|(target, staged)| (staged, target)));
-        self.rename_all(log, &renames)
+        self.rename_all(log, &renames)?;
+        for (payload, to) in std::mem::take(&mut self.streams) {
+            let bytes = match payload {
+                Payload::Bytes(b) => b,
+                Payload::File(p) => {
+                    fs::read(&p).map_err(|e| Failure::run(format!("{}: {e}", p.display())))?
+                }
+            };
+            super::output::stream(&to, &bytes)
+                .map_err(|e| Failure::run(format!("{}: {e}", to.display())))?;
+            log.line(&format!("wrote {}", to.display()))?;
+        }
+        Ok(())
     }
 
     /// Tries every volume update with its writes dropped: a volume that
@@ -291,9 +320,16 @@ impl Commit {
     ) -> Result<()> {
         let io = |p: &Path, e: std::io::Error| Failure::run(format!("{}: {e}", p.display()));
         for (uri, staged) in self.staged.drain(..) {
-            let Some(dest) = uri.local_path().map(Path::to_path_buf) else {
+            let Some(named) = uri.local_path().map(Path::to_path_buf) else {
                 remote.push((staged, uri));
                 continue;
+            };
+            let dest = match super::output::dest(&named).map_err(|e| io(&named, e))? {
+                super::output::Dest::Atomic(p) => p,
+                super::output::Dest::Stream(p) => {
+                    self.streams.push((Payload::File(staged), p));
+                    continue;
+                }
             };
             if let Some(parent) = dest.parent() {
                 fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
@@ -322,7 +358,17 @@ impl Commit {
             if out == "-" {
                 super::output::write_text(out, bytes, true)?;
             } else {
-                let dest = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
+                let named = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
+                let cannot = |e: std::io::Error| {
+                    Failure::run(format!("--stripped {out}: cannot write: {e}"))
+                };
+                let dest = match super::output::dest(&named).map_err(cannot)? {
+                    super::output::Dest::Atomic(p) => p,
+                    super::output::Dest::Stream(p) => {
+                        self.streams.push((Payload::Bytes(bytes.to_vec()), p));
+                        return Ok(());
+                    }
+                };
                 let tmp = super::output::temp_beside(&dest);
                 fs::write(&tmp, bytes)
                     .and_then(|_| fs::File::open(&tmp)?.sync_all())

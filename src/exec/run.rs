@@ -409,15 +409,27 @@ impl<'a> Runner<'a> {
                 };
                 let device = fs::metadata(path)
                     .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
-                let staged = if device {
-                    self.device_image(at, path, options.size)?
+                let (staged, dest) = if device {
+                    (self.device_image(at, path, options.size)?, path.clone())
                 } else {
-                    self.commit.check_local(path, self.opts.force, at)?;
+                    // a symlink is written through; a character device or
+                    // FIFO cannot hold an image
+                    let dest = match super::output::dest(path) {
+                        Ok(super::output::Dest::Atomic(p)) => p,
+                        Ok(super::output::Dest::Stream(_)) => {
+                            return Err(Failure::run(format!(
+                                "{at}: {} is a character device or FIFO; an image needs a regular file or a block device",
+                                path.display()
+                            )))
+                        }
+                        Err(e) => return Err(io_fail(at, path.display(), e)),
+                    };
+                    self.commit.check_local(&dest, self.opts.force, at)?;
                     // an interrupted run may have left its staged image here
-                    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+                    if let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) {
                         super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
                     }
-                    super::output::temp_beside(path)
+                    (super::output::temp_beside(&dest), dest)
                 };
                 let mut digest = super::state::Fingerprint::default();
                 digest.add("image", format!("{options:?}").as_bytes());
@@ -426,7 +438,7 @@ impl<'a> Runner<'a> {
                     NewImage {
                         options,
                         staged,
-                        dest: path.clone(),
+                        dest,
                         sources: Vec::new(),
                         built: false,
                         digest,

@@ -38,14 +38,21 @@ pub fn pack(dir: &Path, dest: &str) -> Result<()> {
     }
     let mut walker = hostdir::Walker::new(dir).clamp_mtime(source_date_epoch());
     match uri.local_path() {
-        Some(p) => {
-            let tmp = super::output::temp_beside(p);
-            let r = write_archive(&mut walker, &tmp, dest).and_then(|()| std::fs::rename(&tmp, p));
-            if let Err(e) = r {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(fail(dest, e));
+        Some(p) => match super::output::dest(p).map_err(|e| fail(dest, e))? {
+            super::output::Dest::Atomic(p) => {
+                let tmp = super::output::temp_beside(&p);
+                let r =
+                    write_archive(&mut walker, &tmp, dest).and_then(|()| std::fs::rename(&tmp, &p));
+                if let Err(e) = r {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(fail(dest, e));
+                }
             }
-        }
+            super::output::Dest::Stream(p) => {
+                // a device or FIFO: packed straight into it
+                write_archive(&mut walker, &p, dest).map_err(|e| fail(dest, e))?;
+            }
+        },
         None => {
             let tmp = tempfile::NamedTempFile::new().map_err(|e| fail("temporary file", e))?;
             write_archive(&mut walker, tmp.path(), dest).map_err(|e| fail(dest, e))?;
