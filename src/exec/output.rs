@@ -82,11 +82,7 @@ pub fn stream(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// a regular file or missing, streamed when it is a device or FIFO.
 pub fn write_text(out: &str, bytes: &[u8], _force: bool) -> Result<()> {
     if out == "-" {
-        let mut so = io::stdout().lock();
-        return so
-            .write_all(bytes)
-            .and_then(|_| so.flush())
-            .map_err(|e| Failure::run(format!("<stdout>: {e}")));
+        return to_stdout(|so| so.write_all(bytes));
     }
     let fail = |e: io::Error| Failure::run(format!("{out}: cannot write: {e}"));
     let target = match dest(Path::new(out)).map_err(fail)? {
@@ -104,4 +100,16 @@ pub fn write_text(out: &str, bytes: &[u8], _force: bool) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         fail(e)
     })
+}
+
+/// Writes to standard output through `write`. A reader that closed the
+/// pipe early (`vm-container ls IMAGE | head`) has what it wanted: that
+/// ends the command quietly and successfully, as SIGPIPE would end a C
+/// tool, instead of with a "Broken pipe" error.
+pub fn to_stdout(write: impl FnOnce(&mut io::StdoutLock) -> io::Result<()>) -> Result<()> {
+    let mut so = io::stdout().lock();
+    match write(&mut so).and_then(|_| so.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| Failure::run(format!("<stdout>: {e}"))),
+    }
 }

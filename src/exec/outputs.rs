@@ -426,7 +426,13 @@ impl Commit {
                         }
                         None => super::formats::populate_volume(&target, source, timestamp),
                     }
-                    .map_err(fail)?;
+                    .map_err(|e| {
+                        if is_after_commit(&e) {
+                            // made, though not finished: it counts as committed
+                            done.push(target.display().to_string());
+                        }
+                        fail(e)
+                    })?;
                     log.line(&format!("{at} populated {}", target.display()))?;
                     done.push(target.display().to_string());
                     self.committed.push(target);
@@ -562,6 +568,14 @@ fn fault_point(what: &str, k: usize) {
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     }
     let _ = (what, k);
+}
+
+/// True when a volume update failed after its journal commit: the update
+/// is made, and a journal replay finishes it.
+fn is_after_commit(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|i| i.downcast_ref::<crate::ext::Error>())
+        .is_some_and(|x| matches!(x, crate::ext::Error::AfterCommit(_)))
 }
 
 /// Reads an upload back once: it proves the server holds what was sent,

@@ -211,7 +211,16 @@ pub fn ls(img: &Path, path: Option<&str>) -> Result<()> {
     } else {
         vec![st]
     };
-    let mut out = io::stdout().lock();
+    super::output::to_stdout(|out| ls_lines(out, &vol, &p, is_dir, entries))
+}
+
+fn ls_lines(
+    out: &mut impl Write,
+    vol: &ext::Volume,
+    p: &TreePath,
+    is_dir: bool,
+    entries: Vec<ext::DirEntryInfo>,
+) -> io::Result<()> {
     for e in entries {
         let t = match e.file_type {
             ext::FileType::File => '-',
@@ -238,7 +247,7 @@ pub fn ls(img: &Path, path: Option<&str>) -> Result<()> {
                 line.push_str(&format!(" -> {}", String::from_utf8_lossy(&target)));
             }
         }
-        writeln!(out, "{line}").map_err(|e| fail("<stdout>", e))?;
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }
@@ -267,10 +276,31 @@ pub fn cat(img: &Path, path: &str) -> Result<()> {
     let mut r = vol
         .read_file(&p)
         .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?;
-    let mut out = io::stdout().lock();
-    io::copy(&mut r, &mut out)
-        .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?;
-    Ok(())
+    // a read error is the image's; a write error is the pipe's
+    let mut read_error = None;
+    let mut reader = ReadErrors {
+        inner: &mut r,
+        seen: &mut read_error,
+    };
+    let r = super::output::to_stdout(|out| io::copy(&mut reader, out).map(|_| ()));
+    if let Some(e) = read_error {
+        return Err(fail(format!("{}:{}", img.display(), p.display_abs()), e));
+    }
+    r
+}
+
+/// Keeps a reader's error aside, so that it is told from a writer's.
+struct ReadErrors<'a, R> {
+    inner: R,
+    seen: &'a mut Option<io::Error>,
+}
+
+impl<R: io::Read> io::Read for ReadErrors<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            *self.seen = Some(io::Error::new(e.kind(), e.to_string()));
+        })
+    }
 }
 
 /// Reads a passphrase from a file, or from the terminal.
