@@ -7,7 +7,7 @@ mod common;
 mod cpio_common;
 mod ext_common;
 
-use common::{assert_base_image, bin, mke2fs, ok, pack_base, tempdir, Loop};
+use common::{assert_base_image, bin, mke2fs, ok, pack_base, root, tempdir, Loop};
 use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -298,4 +298,34 @@ fn an_image_on_a_block_device_formats_it_only_when_forced() {
     drop(dev);
     ext_common::e2fsck_clean(&img);
     assert_base_image(&img, "fresh");
+}
+
+#[test]
+fn a_run_waits_for_the_image_another_run_holds() {
+    let t = tempdir();
+    let w = t.path();
+    let img = w.join("held.img");
+    mke2fs(&img, "held", "16M");
+    // this test process holds the image as another run would
+    let held = fs::File::open(&img).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let before = fs::read(&img).unwrap();
+    let mut child = run_populate(w, &img, &root().join("examples/trees/base"), "one");
+    // it says that it waits, and waits
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("waiting") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(n > 0, "ended without waiting: {said}");
+        said.push_str(&line);
+    }
+    assert!(said.contains(&img.display().to_string()), "{said}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "did not wait");
+    assert!(fs::read(&img).unwrap() == before, "written while held");
+    drop(held);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert_base_image(&img, "held");
 }
