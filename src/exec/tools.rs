@@ -40,14 +40,21 @@ pub fn pack(dir: &Path, dest: &str) -> Result<()> {
     }
     let mut walker = hostdir::Walker::new(dir).clamp_mtime(source_date_epoch());
     match uri.local_path() {
-        Some(p) => {
-            let tmp = super::output::temp_beside(p);
-            let r = write_archive(&mut walker, &tmp, dest).and_then(|()| std::fs::rename(&tmp, p));
-            if let Err(e) = r {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(fail(dest, e));
+        Some(p) => match super::output::dest(p).map_err(|e| fail(dest, e))? {
+            super::output::Dest::Atomic(p) => {
+                let tmp = super::output::temp_beside(&p);
+                let r =
+                    write_archive(&mut walker, &tmp, dest).and_then(|()| std::fs::rename(&tmp, &p));
+                if let Err(e) = r {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(fail(dest, e));
+                }
             }
-        }
+            super::output::Dest::Stream(p) => {
+                // a device or FIFO: packed straight into it
+                write_archive(&mut walker, &p, dest).map_err(|e| fail(dest, e))?;
+            }
+        },
         None => {
             let tmp = tempfile::NamedTempFile::new().map_err(|e| fail("temporary file", e))?;
             write_archive(&mut walker, tmp.path(), dest).map_err(|e| fail(dest, e))?;
@@ -210,7 +217,16 @@ pub fn ls(img: &Path, path: Option<&OsStr>) -> Result<()> {
     } else {
         vec![st]
     };
-    let mut out = io::stdout().lock();
+    super::output::to_stdout(|out| ls_lines(out, &vol, &p, is_dir, entries))
+}
+
+fn ls_lines(
+    out: &mut impl Write,
+    vol: &ext::Volume,
+    p: &TreePath,
+    is_dir: bool,
+    entries: Vec<ext::DirEntryInfo>,
+) -> io::Result<()> {
     for e in entries {
         let t = match e.file_type {
             ext::FileType::File => '-',
@@ -240,7 +256,7 @@ pub fn ls(img: &Path, path: Option<&OsStr>) -> Result<()> {
             }
         }
         line.push(b'\n');
-        out.write_all(&line).map_err(|e| fail("<stdout>", e))?;
+        out.write_all(&line)?;
     }
     Ok(())
 }
@@ -269,10 +285,31 @@ pub fn cat(img: &Path, path: &OsStr) -> Result<()> {
     let mut r = vol
         .read_file(&p)
         .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?;
-    let mut out = io::stdout().lock();
-    io::copy(&mut r, &mut out)
-        .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?;
-    Ok(())
+    // a read error is the image's; a write error is the pipe's
+    let mut read_error = None;
+    let mut reader = ReadErrors {
+        inner: &mut r,
+        seen: &mut read_error,
+    };
+    let r = super::output::to_stdout(|out| io::copy(&mut reader, out).map(|_| ()));
+    if let Some(e) = read_error {
+        return Err(fail(format!("{}:{}", img.display(), p.display_abs()), e));
+    }
+    r
+}
+
+/// Keeps a reader's error aside, so that it is told from a writer's.
+struct ReadErrors<'a, R> {
+    inner: R,
+    seen: &'a mut Option<io::Error>,
+}
+
+impl<R: io::Read> io::Read for ReadErrors<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            *self.seen = Some(io::Error::new(e.kind(), e.to_string()));
+        })
+    }
 }
 
 /// Reads a passphrase from a file, or from the terminal.

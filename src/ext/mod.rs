@@ -170,6 +170,10 @@ pub enum Error {
     Unsound(String),
     #[error("{path}: not a symbolic link")]
     NotASymlink { path: String },
+    /// The journal's commit block was written, then something failed:
+    /// the update is made and a journal replay completes it.
+    #[error("{0}; the update is committed in the journal and will be applied when the volume is recovered (e2fsck, or the next mount)")]
+    AfterCommit(Box<Error>),
 }
 
 impl From<Error> for std::io::Error {
