@@ -1,5 +1,5 @@
 //! Archives as people ship them, told apart by their content: cpio
-//! (newc, crc, odc) or tar (ustar, GNU, PAX), each raw or compressed
+//! (newc, crc) or tar (ustar, GNU, PAX), each raw or compressed
 //! with gzip, xz, zstd or bzip2.
 //!
 //! [`open`] looks at the first bytes, wraps the matching decompressor and
@@ -21,6 +21,8 @@ use std::io::{self, BufRead, BufReader, Read};
 pub use self::tar::TarReader;
 
 const BUF: usize = 64 * 1024;
+/// The most memory an xz stream may ask for, in KiB.
+const XZ_MEMORY_KIB: u32 = 1024 * 1024;
 
 /// The compression around an archive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +95,7 @@ pub fn compression_of(head: &[u8]) -> Option<Compression> {
 /// The archive format of an uncompressed stream starting with `head` (up
 /// to 512 bytes).
 pub fn format_of(head: &[u8]) -> Option<Format> {
-    if head.starts_with(b"070701") || head.starts_with(b"070702") || head.starts_with(b"070707") {
+    if head.starts_with(b"070701") || head.starts_with(b"070702") {
         return Some(Format::Cpio);
     }
     if head.len() >= 512 && tar::header_checksum_ok(head) {
@@ -136,7 +138,9 @@ fn foreign_kind(head: &[u8]) -> Option<&'static str> {
     } else if at(0, b"<!DOCTYPE") || at(0, b"<html") || at(0, b"<HTML") {
         Some("an HTML page")
     } else if at(0, &[0xc7, 0x71]) || at(0, &[0x71, 0xc7]) {
-        Some("a binary (old) cpio archive, which is not read")
+        Some("a binary (old) cpio archive, which is not read: repack with `cpio -H newc`")
+    } else if at(0, b"070707") {
+        Some("an odc cpio archive, which is not read: repack with `cpio -H newc`")
     } else {
         None
     }
@@ -248,7 +252,12 @@ fn decompress(input: Box<dyn Read>, archive: &str) -> io::Result<(Decoded, Compr
     let inner: Box<dyn Read> = match compression {
         Compression::None => Box::new(input),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-        Compression::Xz => Box::new(lzma_rust2::XzReader::new(input, true)),
+        // xz -9 needs 65 MiB; a header asking for more than this is refused
+        Compression::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+            input,
+            true,
+            XZ_MEMORY_KIB,
+        )),
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
         Compression::Zstd => {
             Box::new(ZstdFrames::new(input).map_err(|source| Error::Decompress {
@@ -289,7 +298,9 @@ impl Archive {
 /// Opens an archive by its content. `archive` names it in messages.
 pub fn open(input: impl Read + 'static, archive: &str) -> io::Result<Archive> {
     let (mut stream, compression) = decompress(Box::new(input), archive)?;
-    let mut head = vec![0u8; 512];
+    // enough for a tar header and for the magic numbers of file systems
+    // (ext at 1080, ISO 9660 at 32769) named in a refusal
+    let mut head = vec![0u8; 0x8006];
     let n = read_head(&mut stream, &mut head)?;
     head.truncate(n);
     let format = match format_of(&head) {
@@ -309,6 +320,10 @@ pub fn open(input: impl Read + 'static, archive: &str) -> io::Result<Archive> {
                 (Compression::None, None) => Error::Unknown {
                     archive: archive.to_string(),
                     inside: String::new(),
+                },
+                (_, Some(what)) if what.contains("cpio") => Error::Foreign {
+                    archive: archive.to_string(),
+                    what,
                 },
                 (c, _) => Error::Unknown {
                     archive: archive.to_string(),
@@ -367,7 +382,8 @@ mod tests {
         assert_eq!(compression_of(b"\x28\xb5\x2f\xfd"), Some(Compression::Zstd));
         assert_eq!(compression_of(b"BZh9"), Some(Compression::Bzip2));
         assert_eq!(compression_of(b"BZhx"), None);
-        assert_eq!(format_of(b"070707000000"), Some(Format::Cpio));
+        assert_eq!(format_of(b"070701000000"), Some(Format::Cpio));
+        assert_eq!(format_of(b"070707000000"), None);
         assert_eq!(format_of(&[0u8; 512]), None);
     }
 
@@ -380,6 +396,10 @@ mod tests {
             e.to_string(),
             "x.tar.gz: not an archive this tool reads (looks like a zip file)"
         );
+        let e = open(io::Cursor::new(b"070707000000".to_vec()), "o")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("odc cpio"), "{e}");
         let e = open(io::Cursor::new(Vec::new()), "e").err().unwrap();
         assert!(e.to_string().contains("an empty file"), "{e}");
     }

@@ -79,7 +79,8 @@ pub fn open_tree(path: &Path) -> Result<Box<dyn Source>> {
             return Ok(Box::new(vol));
         }
     }
-    archive_source(path, &name).map_err(|e| fail(&name, e))
+    // its errors name the archive already
+    archive_source(path, &name).map_err(|e| Failure::run(e.to_string()))
 }
 
 /// Regular files' content digests and mtimes of a tree, read in one pass.
