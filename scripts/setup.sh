@@ -11,11 +11,12 @@ cd "$(dirname "$0")/.."
 # the demo builds vm-container, checks its image with e2fsck and its
 # config with libxlutil
 demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
-# the tests also compare against GNU cpio/diff/patch, signify and
+# the tests also compare against GNU cpio/tar/diff/patch (tar sources
+# compressed by xz, zstd and bzip2 too), signify and
 # minisign, serve FTP with vsftpd, mount images (util-linux) and measure
 # memory (time), boot a debootstrapped minbase (debootstrap); the
 # benchmarks use hyperfine
-test_packages=(cpio patch diffutils pigz signify-openbsd minisign vsftpd
+test_packages=(cpio tar xz-utils zstd bzip2 patch diffutils pigz signify-openbsd minisign vsftpd
                python3 git hyperfine util-linux mount time debootstrap)
 
 case "${1:-}" in

@@ -10,6 +10,7 @@
 mod common;
 mod net;
 
+use common::trees::{assert_same, image_tree, run_ok, sh_ok, show, tree_of, vmc, without_root};
 use common::{bin, tempdir};
 use net::HttpServer;
 use std::collections::BTreeMap;
@@ -17,43 +18,11 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use vm_container::tree::manifest::{differences, manifest, Manifest};
+use std::process::{Command, Stdio};
+use vm_container::tree::manifest::Manifest;
 use vm_container::tree::TreePath;
 
 // ---------------------------------------------------------------- helpers
-
-fn show(cmd: &Command, out: &Output) -> String {
-    format!(
-        "{:?} exited {:?}\nstdout:\n{}\nstderr:\n{}",
-        cmd,
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{}", show(cmd, &out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sh_ok(script: &str, dir: &Path) -> String {
-    run_ok(Command::new("sh").arg("-c").arg(script).current_dir(dir))
-}
-
-/// `vm-container --container C --dir W [extra...]`, without
-/// `SOURCE_DATE_EPOCH` so that mtimes are kept as they are.
-fn vmc(container: &Path, workdir: &Path) -> Command {
-    let mut c = bin();
-    c.env_remove("SOURCE_DATE_EPOCH")
-        .arg("--container")
-        .arg(container)
-        .arg("--dir")
-        .arg(workdir);
-    c
-}
 
 fn set_mode(p: &Path, mode: u32) {
     fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
@@ -90,24 +59,6 @@ fn gnu_pack(dir: &Path, archive: &Path) {
         archive.display()
     );
     sh_ok(&sh, dir);
-}
-
-fn tree_of(dir: &Path) -> Manifest {
-    manifest(&mut vm_container::hostdir::Walker::new(dir)).unwrap()
-}
-
-fn image_tree(img: &Path) -> Manifest {
-    let vol = vm_container::ext::Volume::open(fs::File::open(img).unwrap()).unwrap();
-    let mut v = vol;
-    manifest(&mut v).unwrap()
-}
-
-/// The manifest without the root entry and `lost+found`.
-fn without_root(mut m: Manifest) -> Manifest {
-    m.remove(&TreePath::root());
-    let lf = TreePath::from_member(b"lost+found").unwrap();
-    m.retain(|p, _| !p.starts_with(&lf));
-    m
 }
 
 /// The manifest with the mtimes GNU `cpio -idm` cannot restore set to 0:
@@ -154,16 +105,6 @@ fn file_contents(m: &Manifest) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-fn assert_same(a: &Manifest, b: &Manifest, what: &str) {
-    let d = differences(a, b);
-    assert!(
-        d.is_empty(),
-        "{what}: {} differences, first ones:\n{}",
-        d.len(),
-        d.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
-    );
 }
 
 fn sha256_file(p: &Path) -> String {

@@ -22,6 +22,8 @@
 //! (`mount -o loop failed (run as root with loop devices)`).
 #![allow(dead_code)]
 
+pub mod trees;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
