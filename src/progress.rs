@@ -12,7 +12,7 @@ use std::io::{self, IsTerminal, Read};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::tree::{Entry, Sink};
+use crate::tree::{Entry, Sink, SparseRead};
 
 /// When to draw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,17 +150,34 @@ impl Sink for MeteredSink<'_> {
         };
         self.inner.put(entry, &mut counted)
     }
+
+    fn put_sparse(&mut self, entry: &Entry, data: &mut dyn SparseRead) -> io::Result<()> {
+        self.meter.entry();
+        let mut counted = Counted {
+            inner: data,
+            meter: &mut self.meter,
+        };
+        self.inner.put_sparse(entry, &mut counted)
+    }
 }
 
-struct Counted<'a, 'b> {
-    inner: &'a mut dyn Read,
+struct Counted<'a, 'b, R: ?Sized> {
+    inner: &'a mut R,
     meter: &'b mut Meter,
 }
 
-impl Read for Counted<'_, '_> {
+impl<R: Read + ?Sized> Read for Counted<'_, '_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.meter.add(n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: SparseRead + ?Sized> SparseRead for Counted<'_, '_, R> {
+    fn skip_hole(&mut self) -> io::Result<u64> {
+        let n = self.inner.skip_hole()?;
+        self.meter.add(n);
         Ok(n)
     }
 }

@@ -97,44 +97,17 @@ fn gnu_and_posix_tars_in_every_compression_populate_images_and_dirs_equal_to_the
             // GNU tar itself reads it back: the archive is what it wrote
             run_ok(Command::new("tar").arg("-tf").arg(&archive));
             let img = w.join(format!("root-{format}{ext}.img"));
-            let container = w.join("c.vmc");
-            fs::write(
-                &container,
-                format!(
-                    "[image {img} 64M][end]\n[populate image {img} /mnt {a}][end]\n",
-                    img = img.display(),
-                    a = archive.display()
-                ),
-            )
-            .unwrap();
-            run_ok(&mut vmc(&container, &w.join("work")));
+            run_ok(&mut populate_image(w, &archive, &img, "64M"));
             run_ok(Command::new("e2fsck").arg("-fn").arg(&img));
             let what = format!("source vs image from {format} tar{ext}");
             assert_same(&want, &without_root(image_tree(&img)), &what);
             // the holes stayed holes: debugfs counts the blocks
-            let stat = run_ok(
-                Command::new("debugfs")
-                    .arg("-R")
-                    .arg("stat /srv/sparse")
-                    .arg(&img),
-            );
-            let blocks: u64 = stat
-                .split_whitespace()
-                .skip_while(|w| *w != "Blockcount:")
-                .nth(1)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("no Blockcount in {stat}"));
+            let blocks = blockcount(&img, "/srv/sparse");
             assert!(
                 blocks * 512 < 1 << 20,
                 "{what}: /srv/sparse takes {blocks} sectors: holes filled"
             );
-            let hole = run_ok(
-                Command::new("debugfs")
-                    .arg("-R")
-                    .arg("stat /srv/all-hole")
-                    .arg(&img),
-            );
-            assert!(hole.contains("Blockcount: 0"), "{what}: {hole}");
+            assert_eq!(blockcount(&img, "/srv/all-hole"), 0, "{what}");
         }
     }
 
@@ -258,6 +231,34 @@ fn pax_record(key: &str, value: &str) -> String {
 
 fn end(out: &mut Vec<u8>) {
     out.extend([0u8; 1024]);
+}
+
+/// The run of a container, written in `w`, that makes the image `img`
+/// of `size` and populates it from `archive`.
+fn populate_image(w: &Path, archive: &Path, img: &Path, size: &str) -> Command {
+    let container = w.join("c.vmc");
+    let text = format!(
+        "[image {img} {size}][end]\n[populate image {img} /mnt {a}][end]\n",
+        img = img.display(),
+        a = archive.display()
+    );
+    fs::write(&container, text).unwrap();
+    vmc(&container, &w.join("work"))
+}
+
+/// The 512-byte sectors a file of an image takes, as debugfs counts them.
+fn blockcount(img: &Path, path: &str) -> u64 {
+    let stat = run_ok(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("stat {path}"))
+            .arg(img),
+    );
+    stat.split_whitespace()
+        .skip_while(|w| *w != "Blockcount:")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Blockcount in {stat}"))
 }
 
 /// The run of a container, written in `w`, that populates the directory
@@ -424,5 +425,43 @@ fn hostile_tars_are_refused_and_write_nothing_outside() {
                 || ["outside", "work", "c.vmc", "lz4.tar"].contains(&n.as_str()),
             "unexpected {n} beside the targets"
         );
+    }
+}
+
+#[test]
+fn a_sparse_member_of_gigabytes_costs_what_its_data_costs() {
+    let t = tempdir();
+    let w = t.path();
+    let src = w.join("src");
+    fs::create_dir(&src).unwrap();
+    // 12 GiB of hole and one byte: GNU tar stores a few blocks
+    sh_ok(
+        "truncate -s 12G big && printf x >> big && printf y | dd of=big bs=1 seek=4096 conv=notrunc status=none",
+        &src,
+    );
+    for format in ["gnu", "posix"] {
+        let archive = w.join(format!("big-{format}.tar.zst"));
+        gnu_tar(&src, format, "zstd -q", &archive);
+        assert!(fs::metadata(&archive).unwrap().len() < 1 << 20);
+        let img = w.join(format!("big-{format}.img"));
+        let mut cmd = populate_image(w, &archive, &img, "32M");
+        let started = std::time::Instant::now();
+        run_ok(&mut cmd);
+        let took = started.elapsed();
+        // reading the zeros instead would take minutes
+        assert!(took.as_secs() < 20, "{format}: {took:?}");
+        run_ok(Command::new("e2fsck").arg("-fn").arg(&img));
+        let stat = run_ok(Command::new("debugfs").arg("-R").arg("stat /big").arg(&img));
+        assert!(stat.contains("Size: 12884901889"), "{stat}");
+        let blocks = blockcount(&img, "/big");
+        assert!(
+            blocks < 64,
+            "{format}: {blocks} sectors for two bytes of data"
+        );
+        // `diff` steps over holes too: archive, image and source agree
+        for tree in [&archive, &img] {
+            let d = run_ok(bin().arg("diff").arg(&src).arg(tree));
+            assert_eq!(d, "", "{format}: source vs {}", tree.display());
+        }
     }
 }

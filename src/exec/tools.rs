@@ -7,7 +7,7 @@ use super::{Failure, Result};
 use crate::diff;
 use crate::digest::{ContentDigest, Digest};
 use crate::sign;
-use crate::tree::{Entry, Kind, Sink, Source, SparseRead, TreePath};
+use crate::tree::{Dense, Entry, Kind, Sink, Source, SparseRead, TreePath};
 use crate::uri::Uri;
 use crate::{ext, hostdir};
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,18 +91,6 @@ fn digests(src: &mut dyn Source) -> io::Result<BTreeMap<TreePath, (Digest, i64)>
         out: BTreeMap<TreePath, (Digest, i64)>,
         links: Vec<(TreePath, TreePath)>,
         buf: Vec<u8>,
-    }
-    /// Content that cannot say where its holes are.
-    struct Dense<'a>(&'a mut dyn Read);
-    impl Read for Dense<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.0.read(buf)
-        }
-    }
-    impl SparseRead for Dense<'_> {
-        fn skip_hole(&mut self) -> io::Result<u64> {
-            Ok(0)
-        }
     }
     impl Sink for Digests {
         fn put(&mut self, e: &Entry, data: &mut dyn Read) -> io::Result<()> {

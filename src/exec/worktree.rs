@@ -7,7 +7,7 @@
 //! populate or a diff costs one pass over the archive and memory in
 //! proportion to the changes, not to the archive.
 
-use crate::tree::{Entry, Kind, Meta, Sink, Source, TreePath};
+use crate::tree::{Entry, Kind, Meta, Sink, Source, SparseRead, TreePath};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read};
@@ -469,9 +469,10 @@ impl Source for OverlaySource {
             Base::Archive(_) => None,
         };
         let mut heirs: HashMap<TreePath, TreePath> = HashMap::new();
-        let mut filter = crate::tree::FnSink(|e: &Entry, data: &mut dyn Read| {
+        // true when the entry is dealt with here, false to pass it on
+        let mut decide = |e: &Entry, sink: &mut dyn Sink| -> io::Result<bool> {
             if overlay.contains_key(&e.path) {
-                return Ok(());
+                return Ok(true);
             }
             if let Kind::HardLink { target } = &e.kind {
                 if deleted(target) {
@@ -482,12 +483,12 @@ impl Source for OverlaySource {
                             },
                             ..e.clone()
                         };
-                        return sink.put(&link, &mut io::empty());
+                        return sink.put(&link, &mut io::empty()).map(|()| true);
                     }
                     let Some(vol) = &reread else {
                         // the data went with the deleted name; this name
                         // keeps nothing to point at
-                        return Ok(());
+                        return Ok(true);
                     };
                     let mut r = vol.read_file(target).map_err(io::Error::other)?;
                     let file = Entry {
@@ -495,12 +496,38 @@ impl Source for OverlaySource {
                         ..e.clone()
                     };
                     heirs.insert(target.clone(), e.path.clone());
-                    return sink.put(&file, &mut r);
+                    return sink.put_sparse(&file, &mut r).map(|()| true);
                 }
             }
-            sink.put(e, data)
-        });
-        src.emit(&mut filter)
+            Ok(false)
+        };
+        src.emit(&mut Filter {
+            decide: &mut decide,
+            sink,
+        })
+    }
+}
+
+/// Passes entries on to `sink`, holes told as holes, unless `decide`
+/// dealt with them.
+struct Filter<'a> {
+    decide: &'a mut dyn FnMut(&Entry, &mut dyn Sink) -> io::Result<bool>,
+    sink: &'a mut dyn Sink,
+}
+
+impl Sink for Filter<'_> {
+    fn put(&mut self, e: &Entry, data: &mut dyn Read) -> io::Result<()> {
+        if (self.decide)(e, self.sink)? {
+            return Ok(());
+        }
+        self.sink.put(e, data)
+    }
+
+    fn put_sparse(&mut self, e: &Entry, data: &mut dyn SparseRead) -> io::Result<()> {
+        if (self.decide)(e, self.sink)? {
+            return Ok(());
+        }
+        self.sink.put_sparse(e, data)
     }
 }
 

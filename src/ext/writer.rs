@@ -15,7 +15,7 @@ use super::journal::{default_journal_blocks, JournalSuperblock};
 use super::layout::{has_super, Geometry};
 use super::superblock::*;
 use super::{Error, Options};
-use crate::tree::{Entry, Kind, Meta, Sink, TreePath};
+use crate::tree::{Dense, Entry, Kind, Meta, Sink, SparseRead, TreePath};
 use crate::tree::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK};
 use hashbrown::hash_table::{Entry as Slot, HashTable};
 use sha2::{Digest, Sha256};
@@ -513,7 +513,7 @@ impl<'f> Builder<'f> {
         }
     }
 
-    fn put_entry(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<(), Error> {
+    fn put_entry(&mut self, entry: &Entry, data: &mut dyn SparseRead) -> Result<(), Error> {
         let path = &entry.path;
         self.space.what = path_str(path);
         let Some(parent_path) = path.parent() else {
@@ -595,7 +595,7 @@ impl<'f> Builder<'f> {
     }
 
     /// Builds the inode for a non-hard-link entry, writing its content.
-    fn make_node(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<Node, Error> {
+    fn make_node(&mut self, entry: &Entry, data: &mut dyn SparseRead) -> Result<Node, Error> {
         let path = &entry.path;
         let meta = entry.meta;
         let mode = entry.mode();
@@ -666,13 +666,14 @@ impl<'f> Builder<'f> {
     }
 
     /// Streams a file's content into freshly allocated blocks; all-zero
-    /// blocks become holes.
+    /// blocks become holes, and so do the holes the source tells of, which
+    /// are stepped over rather than read.
     fn write_file(
         &mut self,
         n: &mut Node,
         path: &TreePath,
         size: u64,
-        data: &mut dyn Read,
+        data: &mut dyn SparseRead,
     ) -> Result<(), Error> {
         let bs = u64::from(self.space.geo.block_size);
         let mut m = BlockMapper::new(self.space.geo.block_size);
@@ -686,10 +687,23 @@ impl<'f> Builder<'f> {
         let mut buf = vec![0u8; bs as usize];
         let mut done = 0u64;
         let mut l = 0u64;
+        let content_err = |e: std::io::Error| Error::Content {
+            path: path_str(path),
+            source: e,
+        };
         while done < size {
+            // at a block boundary: whole blocks of hole are skipped, a
+            // hole ending inside the next block zeroes its start
+            let hole = data.skip_hole().map_err(content_err)?.min(size - done);
+            l += hole / bs;
+            done += hole / bs * bs;
+            if done >= size {
+                break;
+            }
             let want = (size - done).min(bs) as usize;
             let chunk = &mut buf[..want];
-            let mut got = 0;
+            let mut got = (hole % bs) as usize;
+            chunk[..got].fill(0);
             while got < want {
                 match data.read(&mut chunk[got..]) {
                     Ok(0) => {
@@ -701,12 +715,7 @@ impl<'f> Builder<'f> {
                     }
                     Ok(k) => got += k,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        return Err(Error::Content {
-                            path: path_str(path),
-                            source: e,
-                        })
-                    }
+                    Err(e) => return Err(content_err(e)),
                 }
             }
             buf[want..].fill(0);
@@ -992,6 +1001,11 @@ fn encode_inode(n: &Node, links: u32, opts: &Options) -> Result<[u8; inode::INOD
 
 impl Sink for Builder<'_> {
     fn put(&mut self, entry: &Entry, data: &mut dyn Read) -> std::io::Result<()> {
+        self.put_entry(entry, &mut Dense(data))
+            .map_err(std::io::Error::from)
+    }
+
+    fn put_sparse(&mut self, entry: &Entry, data: &mut dyn SparseRead) -> std::io::Result<()> {
         self.put_entry(entry, data).map_err(std::io::Error::from)
     }
 }

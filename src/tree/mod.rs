@@ -303,6 +303,21 @@ pub trait SparseRead: Read {
     fn skip_hole(&mut self) -> io::Result<u64>;
 }
 
+/// Content that cannot say where its holes are: every byte is read.
+pub struct Dense<'a>(pub &'a mut dyn Read);
+
+impl Read for Dense<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl SparseRead for Dense<'_> {
+    fn skip_hole(&mut self) -> io::Result<u64> {
+        Ok(0)
+    }
+}
+
 /// Anything that can emit a tree as a stream.
 pub trait Source {
     /// Emits every entry once, in the source's order.
