@@ -1,5 +1,6 @@
 //! tar archives as sources, end to end through the binary: a tree with
-//! long names, hard links, symlinks, a fifo, device nodes, owners beyond
+//! long names, hard links (to files, a fifo, a symlink), symlinks, a fifo,
+//! device nodes, owners beyond
 //! 21 bits, old and far mtimes, an empty and a sparse file, packed by GNU
 //! tar in its GNU and POSIX formats and compressed by gzip, xz, zstd and
 //! bzip2, goes through `[image]`+`[populate image]` and `[populate dir]`
@@ -32,6 +33,8 @@ ln "$d/etc/passwd" "$d/etc/passwd-hard"
 ln "$d/etc/passwd" "$d/${long}passwd-third-name"
 ln -s ../etc/passwd "$d/srv/link"
 mkfifo "$d/srv/fifo"
+ln "$d/srv/fifo" "$d/srv/fifo-second-name"
+ln -P "$d/srv/link" "$d/srv/link-second-name"
 mknod "$d/dev/null" c 1 3
 mknod "$d/dev/sda1" b 8 1
 mknod "$d/dev/big" c 300 70000

@@ -18,7 +18,7 @@
 //! dropped (the tree model has none).
 
 use crate::tree::{Entry, Kind, Meta, PathError, Sink, Source, SparseRead, TreePath};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 
 const BLOCK: u64 = 512;
@@ -529,8 +529,11 @@ impl<R: Read> Source for TarReader<R> {
             archive: archive.clone(),
             at: 0,
         };
-        // regular files emitted so far: the only valid hard-link targets
+        // regular files emitted so far, the targets of hard links
         let mut files: HashSet<TreePath> = HashSet::new();
+        // symlinks, devices and fifos: a hard link to one (GNU tar writes
+        // them) becomes a copy, as host directories are read
+        let mut others: HashMap<TreePath, Kind> = HashMap::new();
         let mut pending = Pending::default();
         loop {
             s.at = s.offset;
@@ -669,10 +672,13 @@ impl<R: Read> Source for TarReader<R> {
                     };
                     let target =
                         TreePath::from_member(&raw_link).map_err(|e| bad(e.to_string()))?;
-                    if !files.contains(&target) {
-                        return Err(bad("no regular file of that name precedes it".into()).into());
+                    if let Some(kind) = others.get(&target) {
+                        kind.clone()
+                    } else if files.contains(&target) {
+                        Kind::HardLink { target }
+                    } else {
+                        return Err(bad("no member of that name precedes it".into()).into());
                     }
-                    Kind::HardLink { target }
                 }
                 b'3' => Kind::CharDev {
                     major: dev(h.device_major())?,
@@ -716,6 +722,16 @@ impl<R: Read> Source for TarReader<R> {
             } else {
                 sink.put(&entry, &mut io::empty())?;
                 s.skip(stored, "inside the data of a member")?;
+                match entry.kind {
+                    Kind::Dir => {}
+                    // a later link may name this one
+                    Kind::HardLink { .. } => {
+                        files.insert(entry.path);
+                    }
+                    kind => {
+                        others.insert(entry.path, kind);
+                    }
+                }
             }
             s.skip_padding(size)?;
         }
@@ -778,6 +794,42 @@ mod tests {
         assert_eq!(c.read(&mut b).unwrap(), 3);
         assert_eq!(c.skip_hole().unwrap(), 3);
         assert_eq!(c.read(&mut b).unwrap(), 0);
+    }
+
+    #[test]
+    fn hard_links_to_links_and_to_symlinks() {
+        let mut b = ::tar::Builder::new(Vec::new());
+        let mut add = |name: &str, ty: ::tar::EntryType, link: &str, data: &[u8]| {
+            let mut h = ::tar::Header::new_gnu();
+            h.set_entry_type(ty);
+            h.set_path(name).unwrap();
+            if !link.is_empty() {
+                h.set_link_name(link).unwrap();
+            }
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        };
+        use ::tar::EntryType as T;
+        add("a", T::Regular, "", b"data");
+        add("b", T::Link, "a", b"");
+        add("c", T::Link, "b", b"");
+        add("s", T::Symlink, "a", b"");
+        add("t", T::Link, "s", b"");
+        let raw = b.into_inner().unwrap();
+        let mut r = TarReader::new(io::Cursor::new(raw), "t".into());
+        let m = crate::tree::manifest::manifest(&mut r).unwrap();
+        let p = |s: &str| TreePath::from_member(s.as_bytes()).unwrap();
+        for name in ["b", "c"] {
+            assert_eq!(m[&p(name)].link_group, Some(p("a")), "{name}");
+            assert_eq!(m[&p(name)].sha256, m[&p("a")].sha256);
+        }
+        assert_eq!(m[&p("t")].symlink.as_deref(), Some(&b"a"[..]));
+        assert_eq!(m[&p("t")].link_group, None);
     }
 
     #[test]
