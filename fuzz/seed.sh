@@ -20,7 +20,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export SOURCE_DATE_EPOCH=1700000000
-for t in container xen cpio cpio_gz cpio_roundtrip diff sign ext ext_populate ext_safety extract; do mkdir -p "$corpus/$t"; done
+for t in container xen cpio archive cpio_gz cpio_roundtrip diff sign ext ext_populate ext_safety extract; do mkdir -p "$corpus/$t"; done
 
 # --- a small tree with every entry type a cpio archive or image carries
 tree="$work/tree"
@@ -57,6 +57,19 @@ if have pigz; then pigz -c -b 32 "$corpus/cpio/gnu-newc.cpio" >"$corpus/cpio/pig
 cat "$work/ours.cpio.gz" "$work/ours.cpio.gz" >"$corpus/cpio/two-members.cpio.gz"
 (cd "$tree/etc" && printf 'passwd\ngroup\n' | cpio --quiet -o -H newc) >"$corpus/cpio/small.cpio"
 for f in "$corpus"/cpio/*.cpio; do cp "$f" "$corpus/cpio_gz/"; done
+# archive: the cpio seeds, and the tree as GNU tar writes it in its GNU
+# and POSIX formats (a sparse file among them), raw and compressed
+cp "$corpus"/cpio/* "$corpus/archive/"
+truncate -s 1M "$tree/var/sparse" && printf 'x' >>"$tree/var/sparse"
+for f in gnu posix; do
+    tar --format=$f --sparse -C "$tree" -cf "$corpus/archive/$f.tar" .
+done
+gzip -nc "$corpus/archive/gnu.tar" >"$corpus/archive/gnu.tar.gz"
+if have xz; then xz -c "$corpus/archive/posix.tar" >"$corpus/archive/posix.tar.xz"; fi
+if have zstd; then zstd -qc "$corpus/archive/gnu.tar" >"$corpus/archive/gnu.tar.zst"; fi
+if have bzip2; then bzip2 -c "$corpus/archive/posix.tar" >"$corpus/archive/posix.tar.bz2"; fi
+rm "$tree/var/sparse"
+
 # extract: the same archives, and names that aim at the target's
 # `escape -> ../outside` symlink, a parent and a hard link out
 cp "$corpus"/cpio/* "$corpus/extract/"

@@ -468,3 +468,85 @@ fn a_sparse_member_of_gigabytes_costs_what_its_data_costs() {
         }
     }
 }
+
+/// Reads all data, steps over holes, and stops at 64 MiB.
+struct Drain {
+    total: u64,
+    buf: Vec<u8>,
+}
+
+impl vm_container::tree::Sink for Drain {
+    fn put(
+        &mut self,
+        e: &vm_container::tree::Entry,
+        data: &mut dyn std::io::Read,
+    ) -> std::io::Result<()> {
+        self.put_sparse(e, &mut vm_container::tree::Dense(data))
+    }
+
+    fn put_sparse(
+        &mut self,
+        _e: &vm_container::tree::Entry,
+        data: &mut dyn vm_container::tree::SparseRead,
+    ) -> std::io::Result<()> {
+        loop {
+            let hole = data.skip_hole()?;
+            let n = data.read(&mut self.buf)?;
+            if n == 0 && hole == 0 {
+                return Ok(());
+            }
+            self.total += n as u64;
+            if self.total >= 64 << 20 {
+                return Err(std::io::Error::other("output cap"));
+            }
+        }
+    }
+}
+
+#[test]
+fn gnu_tar_archives_with_bytes_changed_are_read_or_refused_never_a_panic() {
+    use proptest::prelude::*;
+    use vm_container::tree::Source;
+    let t = tempdir();
+    let w = t.path();
+    let src = w.join("src");
+    plain_tree(&src, "motd\n");
+    sh_ok("truncate -s 100K sparse && printf x >> sparse", &src);
+    let mut bases = Vec::new();
+    for format in ["gnu", "posix"] {
+        let archive = w.join(format!("{format}.tar"));
+        gnu_tar(&src, format, "cat", &archive);
+        bases.push(fs::read(&archive).unwrap());
+    }
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 400,
+        ..ProptestConfig::default()
+    });
+    let strategy = (
+        0..bases.len(),
+        proptest::collection::vec((any::<u32>(), any::<u8>()), 1..8),
+    );
+    runner
+        .run(&strategy, |(which, changes)| {
+            let mut raw = bases[which].clone();
+            for (at, byte) in changes {
+                // one change in two lands among the first headers
+                let span = if at & 1 == 0 {
+                    raw.len().min(8192)
+                } else {
+                    raw.len()
+                };
+                let i = (at >> 1) as usize % span;
+                raw[i] = byte;
+            }
+            if let Ok(mut a) = vm_container::archive::open(std::io::Cursor::new(raw), "m") {
+                let mut sink = Drain {
+                    total: 0,
+                    buf: vec![0; 64 * 1024],
+                };
+                let _ = a.emit(&mut sink);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
