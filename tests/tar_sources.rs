@@ -1,13 +1,14 @@
-//! tar archives as sources, end to end through the binary: a tree with
-//! long names, hard links (to files, a fifo, a symlink), symlinks, a fifo,
-//! device nodes, owners beyond
-//! 21 bits, old and far mtimes, an empty and a sparse file, packed by GNU
-//! tar in its GNU and POSIX formats and compressed by gzip, xz, zstd and
-//! bzip2, goes through `[image]`+`[populate image]` and `[populate dir]`
-//! and comes out equal to the source; `diff` and `[patch]` read tar
-//! archives; hostile archives are refused with one line and write nothing
-//! outside the target. Oracles: GNU tar, gzip, xz, zstd, bzip2, GNU cpio,
-//! GNU diff, e2fsck, debugfs.
+//! tar archives as sources (docs/SPEC.md §4), end to end through the
+//! binary: a tree with long names, hard links (to files, a fifo, a
+//! symlink), symlinks, a fifo, device nodes, owners beyond 21 bits, old and
+//! far mtimes, an empty and a sparse file, packed by GNU tar in its GNU and
+//! POSIX formats and compressed by gzip, xz, zstd and bzip2, goes through
+//! `[image]`+`[populate image]` and `[populate dir]` and comes out equal to
+//! the source; `diff` and `[patch]` read tar archives; hostile archives are
+//! refused with one line and write nothing outside the target; a 12 GiB
+//! sparse member costs what its data costs; changed bytes never panic.
+//! Oracles: GNU tar, gzip, xz, zstd, bzip2, GNU cpio, GNU diff, e2fsck,
+//! debugfs.
 
 mod common;
 
