@@ -1226,8 +1226,10 @@ fn a_terabyte_of_hole_costs_only_its_data() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.starts_with("diff -ruN a/small b/small\n"), "{text}");
         assert!(!text.contains("big"), "{text}");
+        // reading the zeros would take hours; the bound leaves room for a
+        // loaded machine
         assert!(
-            t0.elapsed() < Duration::from_secs(10),
+            t0.elapsed() < Duration::from_secs(60),
             "{old} {new}: {:?}",
             t0.elapsed()
         );
