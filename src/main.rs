@@ -1,7 +1,7 @@
 //! The `vm-container` command: argument parsing and dispatch only; every
 //! error is rendered once, here.
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vm_container::exec::{self, tools, Failure, RunOptions, Verbosity};
@@ -14,7 +14,9 @@ use vm_container::exec::{self, tools, Failure, RunOptions, Verbosity};
     long_about = "Compile a Xen domain container file into a ready domain: fetch cpio.gz trees, \
 build sparse ext3 images, customise files, verify signatures, publish forks and patches, \
 and write the stripped Xen config that `xl create` takes.\n\n\
-Legacy form:  vm-container --container my-domain --stripped my-config --log /var/log/domain --dir /var/images",
+Build a domain (the two forms are the same run):\n  \
+vm-container run my-domain.vmc --stripped my-config --log /var/log/domain --dir /var/images\n  \
+vm-container --container my-domain.vmc --stripped my-config --log /var/log/domain --dir /var/images",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -26,28 +28,48 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// The run without a subcommand: `--container FILE` and the options of
+/// `run`.
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// The container file (`-` = standard input)
+    /// The container file (`-` = standard input); same as `run FILE`
     #[arg(long, value_name = "FILE", required = true)]
     container: Option<String>,
+    #[command(flatten)]
+    opts: RunOnly,
+}
+
+/// What a run takes beside the container and `boot` does not.
+#[derive(Args, Debug)]
+struct RunOnly {
     /// Write the stripped Xen config there (`-` = standard output)
+    /// [default: none: no config is written]
     #[arg(long, value_name = "OUT")]
     stripped: Option<String>,
-    /// Limit of one whole transfer, headers and body (default 1800)
+    /// Limit of one whole transfer, headers and body [default: 1800]
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     timeout: Option<std::time::Duration>,
     #[command(flatten)]
     flags: RunFlags,
 }
 
-/// The options of a run, shared by the legacy form and `boot`.
+impl RunOnly {
+    fn options(self, container: String) -> RunOptions {
+        let mut opts = self.flags.options(container, self.stripped);
+        opts.timeout = self.timeout;
+        opts
+    }
+}
+
+/// The options of a run, shared by `run` (and `--container`) and `boot`.
 #[derive(Args, Debug)]
 struct RunFlags {
-    /// Append a plain-text log of every action
+    /// Append a plain-text log of every action [default: none]
     #[arg(long, value_name = "FILE")]
     log: Option<std::path::PathBuf>,
     /// Working directory: download cache, expanded trees, staging, state
+    /// [default: /var/lib/vm-container as root, else
+    /// $XDG_CACHE_HOME/vm-container or ~/.cache/vm-container]
     #[arg(long, value_name = "DIR")]
     dir: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -64,10 +86,12 @@ struct RunFlags {
     /// Allow replacing output files that vm-container did not create
     #[arg(long)]
     force: bool,
-    /// Largest download accepted (e.g. 2G); without it only the free space of --dir bounds one
+    /// Largest download accepted (e.g. 2G) [default: none: only the free
+    /// space of --dir bounds one]
     #[arg(long, value_name = "SIZE", value_parser = vm_container::parser::analyze::parse_size)]
     max_download: Option<u64>,
-    /// Trusted public key (repeatable)
+    /// Trusted public key (repeatable). With any trusted key (here or in
+    /// --trust-dir) every fetched file must carry a valid signature
     #[arg(long = "trust", value_name = "PUBKEY")]
     trust: Vec<PathBuf>,
     /// Every *.pub in this directory is trusted too
@@ -77,10 +101,12 @@ struct RunFlags {
         default_value = "/etc/vm-container/trusted.d"
     )]
     trust_dir: PathBuf,
-    /// Every fetched artifact and the container file must carry a valid signature
+    /// The container file itself must carry a valid signature too (fetched
+    /// files need one whenever a key is trusted); with no trusted key, fail
     #[arg(long)]
     require_signatures: bool,
-    /// Sign everything this run publishes: URI.sig beside each
+    /// Sign everything this run publishes: URI.sig beside each [default:
+    /// none: nothing is signed]
     #[arg(long, value_name = "SECKEY")]
     sign_key: Option<PathBuf>,
     /// The passphrase of an encrypted --sign-key, in a file
@@ -89,10 +115,10 @@ struct RunFlags {
     /// Progress bars on stderr for long transfers and image writes
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
     progress: String,
-    /// Quieter
+    /// Quieter: errors and warnings only
     #[arg(short, long, action = ArgAction::SetTrue)]
     quiet: bool,
-    /// Chattier
+    /// Chattier: every action as it runs
     #[arg(short, long, action = ArgAction::SetTrue)]
     verbose: bool,
 }
@@ -123,14 +149,24 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Build the domain FILE describes: run its expressions, write the
+    /// stripped config (the same as `--container FILE`)
+    Run {
+        /// The container file (`-` = standard input)
+        file: String,
+        #[command(flatten)]
+        opts: Box<RunOnly>,
+    },
     /// Parse and validate; print every error with file:line:col; no side effects
     Check {
+        /// The container file (`-` = standard input)
         file: String,
         #[command(flatten)]
         vars: SetArgs,
     },
     /// Print (or write) the stripped config only; runs no expression
     Strip {
+        /// The container file (`-` = standard input)
         file: String,
         #[command(flatten)]
         vars: SetArgs,
@@ -139,10 +175,17 @@ enum Command {
         out: Option<String>,
     },
     /// Pack a directory into a newc cpio.gz archive at URI (what [create] does)
-    Pack { dir: PathBuf, uri: String },
+    Pack {
+        /// The directory to pack
+        dir: PathBuf,
+        /// Where the archive goes: a path or a file://, ftp:// URI
+        uri: String,
+    },
     /// Unified diff between two trees (directory, cpio.gz archive or ext2/3/4 image)
     Diff {
+        /// The old tree
         old: PathBuf,
+        /// The new tree
         new: PathBuf,
         /// Where to write the patch (`-` = standard output)
         #[arg(short = 'o', value_name = "PATCH", default_value = "-")]
@@ -150,17 +193,27 @@ enum Command {
     },
     /// List a directory of an ext2/3/4 image without mounting it
     Ls {
+        /// The image
         image: PathBuf,
+        /// The directory inside the image [default: /]
         path: Option<String>,
     },
     /// Print a file of an ext2/3/4 image without mounting it
-    Cat { image: PathBuf, path: String },
+    Cat {
+        /// The image
+        image: PathBuf,
+        /// The file inside the image
+        path: String,
+    },
     /// Make a key pair (signify format, also read by minisign)
     Keygen {
+        /// Write the public key there
         #[arg(short = 'p', value_name = "KEY.pub")]
         public: PathBuf,
+        /// Write the secret key there
         #[arg(short = 's', value_name = "KEY.sec")]
         secret: PathBuf,
+        /// The comment line of both keys
         #[arg(short = 'c', value_name = "COMMENT", default_value = "vm-container")]
         comment: String,
         /// Encrypt the secret key with the passphrase in this file
@@ -169,10 +222,13 @@ enum Command {
     },
     /// Sign files: writes FILE.sig beside each
     Sign {
+        /// The secret key
         #[arg(short = 's', value_name = "KEY.sec")]
         secret: PathBuf,
+        /// The passphrase of an encrypted secret key, in a file
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
+        /// The files to sign
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -196,16 +252,70 @@ enum Command {
         #[arg(long, value_name = "ACCEL", default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
         accel: String,
     },
+    /// Write the man page or a shell's completions, generated from this
+    /// very command line, into DIR (used by `make install`)
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
     /// Verify FILE.sig for each file with a public key
     Verify {
+        /// A public key (repeatable)
         #[arg(short = 'p', value_name = "KEY.pub")]
         public: Vec<PathBuf>,
         /// Trusted public key (repeatable)
         #[arg(long = "trust", value_name = "KEY.pub")]
         trust: Vec<PathBuf>,
+        /// The files to verify
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum Generate {
+    /// DIR/vm-container.1
+    Man {
+        /// Where to write it
+        dir: PathBuf,
+    },
+    /// The completion script of SHELL, under the name SHELL loads it by
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+        /// Where to write it
+        dir: PathBuf,
+    },
+}
+
+/// Writes what `generate` asks for; the file names are the ones each
+/// consumer looks up (man's section 1, bash-completion's command name,
+/// zsh's `_command`, fish's `command.fish`).
+fn generate(what: Generate) -> Result<(), Failure> {
+    let mut cmd = Cli::command();
+    let (dir, name) = match &what {
+        Generate::Man { dir } => (dir, "vm-container.1".to_string()),
+        Generate::Completions { shell, dir } => (
+            dir,
+            match shell {
+                clap_complete::Shell::Zsh => "_vm-container".to_string(),
+                clap_complete::Shell::Fish => "vm-container.fish".to_string(),
+                _ => "vm-container".to_string(),
+            },
+        ),
+    };
+    let path = dir.join(name);
+    let io = |e: std::io::Error| Failure::run(format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut buf = Vec::new();
+    match what {
+        Generate::Man { .. } => clap_mangen::Man::new(cmd).render(&mut buf).map_err(io)?,
+        Generate::Completions { shell, .. } => {
+            clap_complete::generate(shell, &mut cmd, "vm-container", &mut buf)
+        }
+    }
+    std::fs::write(&path, buf).map_err(io)
 }
 
 impl RunFlags {
@@ -254,7 +364,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let flags = match &cli.command {
         Some(Command::Boot { flags, .. }) => flags,
-        _ => &cli.run.flags,
+        Some(Command::Run { opts, .. }) => &opts.flags,
+        _ => &cli.run.opts.flags,
     };
     // `-q` silences the automatic bars; `--progress always` still shows them
     vm_container::progress::set(match (flags.quiet, flags.progress.as_str()) {
@@ -303,6 +414,7 @@ fn main() -> ExitCode {
                 .collect();
             keys.and_then(|k| tools::verify_files(&k, &files))
         }
+        Some(Command::Generate { what }) => generate(what),
         Some(Command::Boot {
             config,
             flags,
@@ -321,11 +433,10 @@ fn main() -> ExitCode {
                 _ => exec::boot::AccelChoice::Auto,
             },
         }),
+        Some(Command::Run { file, opts }) => exec::run(&opts.options(file)),
         None => {
             let r = cli.run;
-            let mut opts = r.flags.options(r.container.unwrap_or_default(), r.stripped);
-            opts.timeout = r.timeout;
-            exec::run(&opts)
+            exec::run(&r.opts.options(r.container.unwrap_or_default()))
         }
     };
     match result {
@@ -334,5 +445,31 @@ fn main() -> ExitCode {
             eprintln!("{message}");
             ExitCode::from(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of every subcommand explains itself in `--help`
+    /// and in the man page.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "vm-container", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        Cli::command().debug_assert();
     }
 }

@@ -255,3 +255,62 @@ fn the_examples_check_without_warnings() {
         );
     }
 }
+
+#[test]
+fn run_subcommand_is_the_container_form() {
+    let t = tempdir();
+    let plan = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .args(["--dry-run", "--dir"])
+            .arg(t.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let fido = example("fido.vmc");
+    let a = plan(&["run", &fido, "--stripped", "-"]);
+    let b = plan(&["--container", &fido, "--stripped", "-"]);
+    assert!(a.contains("fido.vmc:16:1: create "), "{a}");
+    assert_eq!(a, b);
+    // a subcommand's name is never taken for a container file
+    let out = bin().args(["check", &fido]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok ("));
+    // `run` wants its file, and the two forms do not mix
+    let out = bin().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin()
+        .args(["run", &fido, "--container", &fido])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_shows_the_run_form_and_every_default() {
+    let out = bin().arg("--help").output().unwrap();
+    let h = String::from_utf8_lossy(&out.stdout);
+    assert!(!h.to_lowercase().contains("legacy"), "{h}");
+    assert!(h.contains("vm-container run my-domain.vmc"), "{h}");
+    assert!(h.contains("  run "), "{h}");
+    for default in [
+        "[default: /var/lib/vm-container as root, else $XDG_CACHE_HOME/vm-container",
+        "[default: 1800]",
+        "[default: /etc/vm-container/trusted.d]",
+        "[default: auto]",
+    ] {
+        assert!(h.contains(default), "{default} not in {h}");
+    }
+    // what signatures each option demands
+    assert!(h.contains("every fetched file must carry a valid signature"), "{h}");
+    assert!(h.contains("The container file itself must carry a valid signature"), "{h}");
+    let out = bin().args(["run", "--help"]).output().unwrap();
+    let h = String::from_utf8_lossy(&out.stdout);
+    assert!(h.contains("Usage: vm-container run [OPTIONS] <FILE>"), "{h}");
+    assert!(h.contains("--stripped <OUT>") && h.contains("--timeout"), "{h}");
+}
