@@ -1,0 +1,152 @@
+//! `make install` into a DESTDIR: the binary, its man page, the shell
+//! completions and the hooks land where their consumers look, and the
+//! completions work in a real bash.
+
+mod common;
+
+use common::{root, tempdir};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn install(dest: &Path, prefix: &str) {
+    let out = Command::new("make")
+        .current_dir(root())
+        .args(["-s", "install-files"])
+        .arg(format!("BIN={}", env!("CARGO_BIN_EXE_vm-container")))
+        .arg(format!("DESTDIR={}", dest.display()))
+        .arg(format!("PREFIX={prefix}"))
+        .output()
+        .expect("make (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "make install-files: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn make_install_puts_every_file_where_its_consumer_looks() {
+    let t = tempdir();
+    let d = t.path();
+    install(d, "/usr/local");
+    let bin = d.join("usr/local/bin/vm-container");
+    assert_eq!(mode(&bin), 0o755);
+    let v = Command::new(&bin).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("vm-container "));
+
+    let man = fs::read_to_string(d.join("usr/local/share/man/man1/vm-container.1")).unwrap();
+    // roff: the title line, and every subcommand in the page
+    assert!(
+        man.lines().any(|l| l.starts_with(".TH vm-container 1")),
+        "{man}"
+    );
+    for sub in ["check", "strip", "diff", "boot", "run"] {
+        assert!(man.contains(sub), "man page lacks {sub}");
+    }
+    assert!(!man.contains("generate"), "the hidden subcommand is in the man page");
+
+    for f in [
+        "usr/local/share/bash-completion/completions/vm-container",
+        "usr/local/share/zsh/site-functions/_vm-container",
+        "usr/local/share/fish/vendor_completions.d/vm-container.fish",
+    ] {
+        assert_eq!(mode(&d.join(f)), 0o644, "{f}");
+    }
+    let zsh = fs::read_to_string(d.join("usr/local/share/zsh/site-functions/_vm-container")).unwrap();
+    assert!(zsh.starts_with("#compdef vm-container"), "{zsh}");
+
+    let unit = d.join("etc/systemd/system/vm-container@.service");
+    assert_eq!(mode(&unit), 0o644);
+    assert!(fs::read_to_string(&unit)
+        .unwrap()
+        .contains("ExecStartPre=/usr/local/bin/vm-container "));
+    let hook = d.join("etc/xen/scripts/block-vmcontainer");
+    assert_eq!(mode(&hook), 0o755);
+    assert_eq!(
+        fs::read(&hook).unwrap(),
+        fs::read(root().join("examples/hooks/block-vmcontainer")).unwrap()
+    );
+    // nothing else, and nothing outside DESTDIR (it is the only root given)
+    let mut n = 0;
+    let mut stack = vec![d.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in fs::read_dir(&p).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 7);
+}
+
+#[test]
+fn another_prefix_is_written_into_the_hooks() {
+    let t = tempdir();
+    install(t.path(), "/opt/vmc");
+    assert!(t.path().join("opt/vmc/bin/vm-container").exists());
+    let unit =
+        fs::read_to_string(t.path().join("etc/systemd/system/vm-container@.service")).unwrap();
+    assert!(unit.contains("ExecStartPre=/opt/vmc/bin/vm-container "), "{unit}");
+    assert!(!unit.contains("/usr/local"), "{unit}");
+    let hook = fs::read_to_string(t.path().join("etc/xen/scripts/block-vmcontainer")).unwrap();
+    assert!(hook.contains("${VMC_BIN:-/opt/vmc/bin/vm-container}"));
+}
+
+/// Asks bash's completion function what it offers for the words typed.
+fn complete(script: &Path, words: &[&str]) -> Vec<String> {
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let prog = format!(
+        "source '{}'\n\
+         spec=$(complete -p vm-container) || exit 3\n\
+         fn=${{spec##*-F }}; fn=${{fn%% *}}\n\
+         COMP_WORDS=({})\n\
+         COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))\n\
+         COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}\n\
+         \"$fn\" vm-container \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        script.display(),
+        quoted.join(" ")
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &prog])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bash: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completes_subcommands_and_options() {
+    let t = tempdir();
+    install(t.path(), "/usr");
+    let script = t
+        .path()
+        .join("usr/share/bash-completion/completions/vm-container");
+    let first = complete(&script, &["vm-container", ""]);
+    for sub in ["check", "boot", "diff", "run", "--container"] {
+        assert!(first.iter().any(|w| w == sub), "{sub} not in {first:?}");
+    }
+    let after_check = complete(&script, &["vm-container", "check", "--"]);
+    assert!(after_check.iter().any(|w| w == "--set"), "{after_check:?}");
+    assert!(!after_check.iter().any(|w| w == "boot"), "{after_check:?}");
+}
