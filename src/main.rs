@@ -2,6 +2,7 @@
 //! error is rendered once, here.
 
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vm_container::exec::{self, tools, Failure, RunOptions, Verbosity};
@@ -195,15 +196,16 @@ enum Command {
     Ls {
         /// The image
         image: PathBuf,
-        /// The directory inside the image [default: /]
-        path: Option<String>,
+        /// The directory inside the image, any bytes, not only UTF-8
+        /// [default: /]
+        path: Option<OsString>,
     },
     /// Print a file of an ext2/3/4 image without mounting it
     Cat {
         /// The image
         image: PathBuf,
-        /// The file inside the image
-        path: String,
+        /// The file inside the image, any bytes, not only UTF-8
+        path: OsString,
     },
     /// Make a key pair (signify format, also read by minisign)
     Keygen {
