@@ -1,7 +1,7 @@
 # Builds and installs vm-container like any other system tool:
 #
 #   make                      cargo build --release
-#   make install              the binary, its man page, bash/zsh/fish
+#   make install              the binary, its man pages, bash/zsh/fish
 #                             completions, the systemd unit and the Xen
 #                             block hotplug script
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg   (packaging)
@@ -37,12 +37,14 @@ install: build install-files
 
 install-files:
 	$(INSTALL) -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/vm-container
-# the man page and completions are generated from the binary's own
+# the man pages and completions are generated from the binary's own
 # command line, so they always match it
 	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(BIN) generate man "$$tmp"; \
 	for sh in bash zsh fish; do $(BIN) generate completions $$sh "$$tmp"; done; \
-	$(INSTALL) -D -m 0644 "$$tmp/vm-container.1" $(DESTDIR)$(MANDIR)/man1/vm-container.1; \
+	for page in "$$tmp"/*.1; do \
+	    $(INSTALL) -D -m 0644 "$$page" $(DESTDIR)$(MANDIR)/man1/$${page##*/}; \
+	done; \
 	$(INSTALL) -D -m 0644 "$$tmp/vm-container" $(DESTDIR)$(BASHCOMPDIR)/vm-container; \
 	$(INSTALL) -D -m 0644 "$$tmp/_vm-container" $(DESTDIR)$(ZSHCOMPDIR)/_vm-container; \
 	$(INSTALL) -D -m 0644 "$$tmp/vm-container.fish" $(DESTDIR)$(FISHCOMPDIR)/vm-container.fish
@@ -58,6 +60,7 @@ install-files:
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vm-container \
 	    $(DESTDIR)$(MANDIR)/man1/vm-container.1 \
+	    $(DESTDIR)$(MANDIR)/man1/vm-container-*.1 \
 	    $(DESTDIR)$(BASHCOMPDIR)/vm-container \
 	    $(DESTDIR)$(ZSHCOMPDIR)/_vm-container \
 	    $(DESTDIR)$(FISHCOMPDIR)/vm-container.fish \

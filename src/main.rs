@@ -15,9 +15,10 @@ use vm_container::exec::{self, tools, Failure, RunOptions, Verbosity};
     long_about = "Compile a Xen domain container file into a ready domain: fetch cpio.gz trees, \
 build sparse ext3 images, customise files, verify signatures, publish forks and patches, \
 and write the stripped Xen config that `xl create` takes.\n\n\
-Build a domain (the two forms are the same run):\n  \
-vm-container run my-domain.vmc --stripped my-config --log /var/log/domain --dir /var/images\n  \
-vm-container --container my-domain.vmc --stripped my-config --log /var/log/domain --dir /var/images",
+Build a domain (the three forms are the same run):\n  \
+vm-container run my-domain.vmc --stripped my-config\n  \
+vm-container my-domain.vmc --stripped my-config\n  \
+vm-container --container my-domain.vmc --stripped my-config",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -29,12 +30,17 @@ struct Cli {
     command: Option<Command>,
 }
 
-/// The run without a subcommand: `--container FILE` and the options of
-/// `run`.
+/// The run without a subcommand: `FILE` or `--container FILE`, and the
+/// options of `run`.
 #[derive(Args, Debug)]
+#[group(id = "input", required = true, multiple = false, args = ["file", "container"])]
 struct RunArgs {
-    /// The container file (`-` = standard input); same as `run FILE`
-    #[arg(long, value_name = "FILE", required = true)]
+    /// The container file (`-` = standard input); the same as `run FILE`.
+    /// A file named like a subcommand is given as `./NAME`
+    #[arg(value_name = "FILE")]
+    file: Option<String>,
+    /// The container file, as the paper spells it; the same as `FILE`
+    #[arg(long, value_name = "FILE")]
     container: Option<String>,
     #[command(flatten)]
     opts: RunOnly,
@@ -254,13 +260,6 @@ enum Command {
         #[arg(long, value_name = "ACCEL", default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
         accel: String,
     },
-    /// Write the man page or a shell's completions, generated from this
-    /// very command line, into DIR (used by `make install`)
-    #[command(hide = true)]
-    Generate {
-        #[command(subcommand)]
-        what: Generate,
-    },
     /// Verify FILE.sig for each file with a public key
     Verify {
         /// A public key (repeatable)
@@ -275,9 +274,23 @@ enum Command {
     },
 }
 
+// `vm-container generate man|completions ...`, what `make install`
+// installs: parsed apart from `Cli` so that neither the man pages nor the
+// completions offer it.
+#[derive(Parser, Debug)]
+#[command(
+    name = "vm-container-generate",
+    bin_name = "vm-container generate",
+    about = "Write the man pages or a shell's completions, generated from this command line"
+)]
+struct GenerateCli {
+    #[command(subcommand)]
+    what: Generate,
+}
+
 #[derive(Subcommand, Debug)]
 enum Generate {
-    /// DIR/vm-container.1
+    /// DIR/vm-container.1 and DIR/vm-container-SUBCOMMAND.1 for each subcommand
     Man {
         /// Where to write it
         dir: PathBuf,
@@ -292,32 +305,37 @@ enum Generate {
 }
 
 /// Writes what `generate` asks for; the file names are the ones each
-/// consumer looks up (man's section 1, bash-completion's command name,
-/// zsh's `_command`, fish's `command.fish`).
+/// consumer looks up (man's section 1 with one page per subcommand as the
+/// main page's SUBCOMMANDS section names them, bash-completion's command
+/// name, zsh's `_command`, fish's `command.fish`).
 fn generate(what: Generate) -> Result<(), Failure> {
     let mut cmd = Cli::command();
-    let (dir, name) = match &what {
-        Generate::Man { dir } => (dir, "vm-container.1".to_string()),
-        Generate::Completions { shell, dir } => (
-            dir,
-            match shell {
-                clap_complete::Shell::Zsh => "_vm-container".to_string(),
-                clap_complete::Shell::Fish => "vm-container.fish".to_string(),
-                _ => "vm-container".to_string(),
-            },
-        ),
+    let dir = match &what {
+        Generate::Man { dir } | Generate::Completions { dir, .. } => dir,
     };
-    let path = dir.join(name);
-    let io = |e: std::io::Error| Failure::run(format!("{}: {e}", path.display()));
+    let io = |e: std::io::Error| Failure::run(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
+    let shell = match what {
+        Generate::Man { .. } => return clap_mangen::generate_to(cmd, dir).map_err(io),
+        Generate::Completions { shell, .. } => shell,
+    };
+    let name = match shell {
+        clap_complete::Shell::Zsh => "_vm-container",
+        clap_complete::Shell::Fish => "vm-container.fish",
+        _ => "vm-container",
+    };
     let mut buf = Vec::new();
-    match what {
-        Generate::Man { .. } => clap_mangen::Man::new(cmd).render(&mut buf).map_err(io)?,
-        Generate::Completions { shell, .. } => {
-            clap_complete::generate(shell, &mut cmd, "vm-container", &mut buf)
-        }
+    clap_complete::generate(shell, &mut cmd, "vm-container", &mut buf);
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete's bash script spells a hyphenated command name two
+        // ways: its dispatch loop says `vm__container__…`, its case labels
+        // `vm__subcmd__container__…`, so nothing after a subcommand would
+        // complete. One spelling for both.
+        buf = String::from_utf8_lossy(&buf)
+            .replace("vm__subcmd__container", "vm__container")
+            .into_bytes();
     }
-    std::fs::write(&path, buf).map_err(io)
+    std::fs::write(dir.join(name), buf).map_err(io)
 }
 
 impl RunFlags {
@@ -363,7 +381,18 @@ fn parse_timeout(s: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "generate") {
+        let g = GenerateCli::parse_from(&args[1..]);
+        return match generate(g.what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => {
+                eprintln!("{f}");
+                ExitCode::from(f.code)
+            }
+        };
+    }
+    let cli = Cli::parse_from(args);
     let flags = match &cli.command {
         Some(Command::Boot { flags, .. }) => flags,
         Some(Command::Run { opts, .. }) => &opts.flags,
@@ -416,7 +445,6 @@ fn main() -> ExitCode {
                 .collect();
             keys.and_then(|k| tools::verify_files(&k, &files))
         }
-        Some(Command::Generate { what }) => generate(what),
         Some(Command::Boot {
             config,
             flags,
@@ -438,7 +466,7 @@ fn main() -> ExitCode {
         Some(Command::Run { file, opts }) => exec::run(&opts.options(file)),
         None => {
             let r = cli.run;
-            exec::run(&r.opts.options(r.container.unwrap_or_default()))
+            exec::run(&r.opts.options(r.file.or(r.container).unwrap_or_default()))
         }
     };
     match result {
@@ -471,7 +499,13 @@ mod tests {
         }
         let mut missing = Vec::new();
         walk(&Cli::command(), "vm-container", &mut missing);
+        walk(
+            &GenerateCli::command(),
+            "vm-container generate",
+            &mut missing,
+        );
         assert!(missing.is_empty(), "no help text: {missing:?}");
         Cli::command().debug_assert();
+        GenerateCli::command().debug_assert();
     }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{bin, root, tempdir};
+use common::{bin, ok, root, tempdir};
 use std::fs;
 
 fn example(name: &str) -> String {
@@ -67,7 +67,7 @@ fn c_path(t: &tempfile::TempDir) -> std::path::PathBuf {
 }
 
 #[test]
-fn legacy_form_writes_the_stripped_config_atomically_and_logs() {
+fn container_option_writes_the_stripped_config_atomically_and_logs() {
     let t = tempdir();
     fs::write(c_path(&t), "name = \"fido\"\nmemory = 256\n").unwrap();
     let cfg = t.path().join("my-config");
@@ -266,29 +266,33 @@ fn run_subcommand_is_the_container_form() {
             .arg(t.path())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&out);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let fido = example("fido.vmc");
     let a = plan(&["run", &fido, "--stripped", "-"]);
     let b = plan(&["--container", &fido, "--stripped", "-"]);
+    let c = plan(&[&fido, "--stripped", "-"]);
     assert!(a.contains("fido.vmc:16:1: create "), "{a}");
     assert_eq!(a, b);
+    assert_eq!(a, c);
     // a subcommand's name is never taken for a container file
     let out = bin().args(["check", &fido]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok ("));
     // `run` wants its file, and the two forms do not mix
     let out = bin().arg("run").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = bin()
-        .args(["run", &fido, "--container", &fido])
-        .output()
-        .unwrap();
+    for mixed in [
+        ["run", &fido, "--container", &fido],
+        [&fido, "--container", &fido, "--dry-run"],
+    ] {
+        let out = bin().args(mixed).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{mixed:?}");
+    }
+    // with neither, nothing runs
+    let out = bin().output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<FILE|--container <FILE>>"));
 }
 
 #[test]
@@ -307,10 +311,22 @@ fn help_shows_the_run_form_and_every_default() {
         assert!(h.contains(default), "{default} not in {h}");
     }
     // what signatures each option demands
-    assert!(h.contains("every fetched file must carry a valid signature"), "{h}");
-    assert!(h.contains("The container file itself must carry a valid signature"), "{h}");
+    assert!(
+        h.contains("every fetched file must carry a valid signature"),
+        "{h}"
+    );
+    assert!(
+        h.contains("The container file itself must carry a valid signature"),
+        "{h}"
+    );
     let out = bin().args(["run", "--help"]).output().unwrap();
     let h = String::from_utf8_lossy(&out.stdout);
-    assert!(h.contains("Usage: vm-container run [OPTIONS] <FILE>"), "{h}");
-    assert!(h.contains("--stripped <OUT>") && h.contains("--timeout"), "{h}");
+    assert!(
+        h.contains("Usage: vm-container run [OPTIONS] <FILE>"),
+        "{h}"
+    );
+    assert!(
+        h.contains("--stripped <OUT>") && h.contains("--timeout"),
+        "{h}"
+    );
 }

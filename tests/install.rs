@@ -10,10 +10,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+/// Every subcommand a user sees.
+const SUBCOMMANDS: [&str; 11] = [
+    "run", "check", "strip", "pack", "diff", "ls", "cat", "keygen", "sign", "boot", "verify",
+];
+
 fn install(dest: &Path, prefix: &str) {
+    make(dest, prefix, "install-files");
+}
+
+fn make(dest: &Path, prefix: &str, target: &str) {
     let out = Command::new("make")
         .current_dir(root())
-        .args(["-s", "install-files"])
+        .args(["-s", target])
         .arg(format!("BIN={}", env!("CARGO_BIN_EXE_vm-container")))
         .arg(format!("DESTDIR={}", dest.display()))
         .arg(format!("PREFIX={prefix}"))
@@ -21,9 +30,28 @@ fn install(dest: &Path, prefix: &str) {
         .expect("make (scripts/setup.sh installs it)");
     assert!(
         out.status.success(),
-        "make install-files: {}",
+        "make {target}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// What man-db's `man -l` shows of a page, 80 columns wide; groff's
+/// warnings fail the test.
+fn render(page: &Path) -> String {
+    let out = Command::new("man")
+        .args(["--warnings", "-l", "-P", "cat"])
+        .arg(page)
+        .env("MANWIDTH", "80")
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("man (scripts/setup.sh installs man-db)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "man -l {}: {}",
+        page.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn mode(p: &Path) -> u32 {
@@ -44,17 +72,35 @@ fn make_install_puts_every_file_where_its_consumer_looks() {
     let v = Command::new(&bin).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("vm-container "));
 
-    let man = fs::read_to_string(d.join("usr/local/share/man/man1/vm-container.1")).unwrap();
-    // roff: the title line, and every subcommand in the page
-    assert!(
-        man.lines().any(|l| l.starts_with(".TH vm-container 1")),
-        "{man}"
-    );
-    for sub in ["check", "strip", "diff", "boot", "run"] {
-        assert!(man.contains(sub), "man page lacks {sub}");
+    // one page per subcommand, as the main page's SUBCOMMANDS names them,
+    // each rendered by man-db without a warning
+    let man1 = d.join("usr/local/share/man/man1");
+    let mut pages: Vec<String> = fs::read_dir(&man1)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    let mut want: Vec<String> = SUBCOMMANDS
+        .iter()
+        .map(|s| format!("vm-container-{s}.1"))
+        .collect();
+    want.push("vm-container.1".into());
+    want.sort();
+    assert_eq!(pages, want);
+    for page in &pages {
+        assert_eq!(mode(&man1.join(page)), 0o644, "{page}");
+        let text = render(&man1.join(page));
+        assert!(text.contains("SYNOPSIS"), "{page}: {text}");
+        assert!(!text.contains("generate"), "{page}: {text}");
     }
-    assert!(!man.contains("generate"), "the hidden subcommand is in the man page");
-
+    let main = render(&man1.join("vm-container.1"));
+    assert!(main.contains("vm-container run my-domain.vmc"), "{main}");
+    for sub in SUBCOMMANDS {
+        assert!(
+            main.contains(&format!("vm-container-{sub}(1)")),
+            "{sub}: {main}"
+        );
+    }
     for f in [
         "usr/local/share/bash-completion/completions/vm-container",
         "usr/local/share/zsh/site-functions/_vm-container",
@@ -62,7 +108,8 @@ fn make_install_puts_every_file_where_its_consumer_looks() {
     ] {
         assert_eq!(mode(&d.join(f)), 0o644, "{f}");
     }
-    let zsh = fs::read_to_string(d.join("usr/local/share/zsh/site-functions/_vm-container")).unwrap();
+    let zsh =
+        fs::read_to_string(d.join("usr/local/share/zsh/site-functions/_vm-container")).unwrap();
     assert!(zsh.starts_with("#compdef vm-container"), "{zsh}");
 
     let unit = d.join("etc/systemd/system/vm-container@.service");
@@ -77,7 +124,16 @@ fn make_install_puts_every_file_where_its_consumer_looks() {
         fs::read(root().join("examples/hooks/block-vmcontainer")).unwrap()
     );
     // nothing else, and nothing outside DESTDIR (it is the only root given)
-    let mut n = 0;
+    assert_eq!(files(d).len(), 6 + pages.len(), "{:?}", files(d));
+
+    // and `make uninstall` takes every one of them away again
+    make(d, "/usr/local", "uninstall");
+    assert_eq!(files(d), Vec::<std::path::PathBuf>::new());
+}
+
+/// Every file under `d` that is not a directory.
+fn files(d: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
     let mut stack = vec![d.to_path_buf()];
     while let Some(p) = stack.pop() {
         for e in fs::read_dir(&p).unwrap() {
@@ -85,11 +141,11 @@ fn make_install_puts_every_file_where_its_consumer_looks() {
             if e.file_type().unwrap().is_dir() {
                 stack.push(e.path());
             } else {
-                n += 1;
+                found.push(e.path());
             }
         }
     }
-    assert_eq!(n, 7);
+    found
 }
 
 #[test]
@@ -99,7 +155,10 @@ fn another_prefix_is_written_into_the_hooks() {
     assert!(t.path().join("opt/vmc/bin/vm-container").exists());
     let unit =
         fs::read_to_string(t.path().join("etc/systemd/system/vm-container@.service")).unwrap();
-    assert!(unit.contains("ExecStartPre=/opt/vmc/bin/vm-container "), "{unit}");
+    assert!(
+        unit.contains("ExecStartPre=/opt/vmc/bin/vm-container "),
+        "{unit}"
+    );
     assert!(!unit.contains("/usr/local"), "{unit}");
     let hook = fs::read_to_string(t.path().join("etc/xen/scripts/block-vmcontainer")).unwrap();
     assert!(hook.contains("${VMC_BIN:-/opt/vmc/bin/vm-container}"));
@@ -149,4 +208,11 @@ fn bash_completes_subcommands_and_options() {
     let after_check = complete(&script, &["vm-container", "check", "--"]);
     assert!(after_check.iter().any(|w| w == "--set"), "{after_check:?}");
     assert!(!after_check.iter().any(|w| w == "boot"), "{after_check:?}");
+    assert!(!first.iter().any(|w| w == "generate"), "{first:?}");
+    assert_eq!(
+        complete(&script, &["vm-container", "run", "--st"]),
+        ["--stripped"]
+    );
+    let progress = complete(&script, &["vm-container", "boot", "--progress", ""]);
+    assert_eq!(progress, ["auto", "always", "never"]);
 }
