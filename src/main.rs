@@ -189,6 +189,9 @@ enum Command {
         uri: String,
     },
     /// Unified diff between two trees (directory, cpio.gz archive or ext2/3/4 image)
+    ///
+    /// Exit status as diff(1) has it: 0 the trees are the same, 1 they
+    /// differ, 2 trouble (a tree unreadable, the patch not written).
     Diff {
         /// The old tree
         old: PathBuf,
@@ -404,6 +407,8 @@ fn main() -> ExitCode {
         (true, _) | (_, "never") => vm_container::progress::When::Never,
         _ => vm_container::progress::When::Auto,
     });
+    // what a success exits with: only `diff` says more than 0
+    let mut status = 0u8;
     let result = match cli.command {
         Some(Command::Check { file, vars }) => exec::check(&file, &vars.set).map(|plan| {
             println!(
@@ -416,7 +421,9 @@ fn main() -> ExitCode {
         }),
         Some(Command::Strip { file, vars, out }) => exec::strip(&file, &vars.set, out.as_deref()),
         Some(Command::Pack { dir, uri }) => tools::pack(&dir, &uri),
-        Some(Command::Diff { old, new, out }) => tools::diff_trees(&old, &new, &out).map(|_| ()),
+        Some(Command::Diff { old, new, out }) => tools::diff_trees(&old, &new, &out)
+            .map(|changed| status = u8::from(changed))
+            .map_err(|f| Failure { code: 2, ..f }),
         Some(Command::Ls { image, path }) => tools::ls(&image, path.as_deref()),
         Some(Command::Cat { image, path }) => tools::cat(&image, &path),
         Some(Command::Keygen {
@@ -470,7 +477,7 @@ fn main() -> ExitCode {
         }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(status),
         Err(Failure { code, message }) => {
             eprintln!("{message}");
             ExitCode::from(code)

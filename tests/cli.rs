@@ -295,6 +295,64 @@ fn run_subcommand_is_the_container_form() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("<FILE|--container <FILE>>"));
 }
 
+/// `diff`'s exit status is diff(1)'s: GNU `diff -r` on the same two
+/// directories says the same (0 the same, 1 different, 2 trouble), and a
+/// tree given as an archive answers as its directory does.
+#[test]
+fn diff_exits_like_gnu_diff() {
+    let t = tempdir();
+    let w = t.path();
+    let tree = |name: &str, text: &str| {
+        let d = w.join(name);
+        fs::create_dir_all(d.join("etc")).unwrap();
+        fs::write(d.join("etc/hostname"), text).unwrap();
+        d
+    };
+    let (a, same, other) = (
+        tree("a", "fido\n"),
+        tree("same", "fido\n"),
+        tree("b", "rex\n"),
+    );
+    let missing = w.join("missing");
+    let archive = w.join("a.cpio.gz");
+    let out = bin().arg("pack").arg(&a).arg(&archive).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for (old, new, want) in [
+        (&a, &same, 0),
+        (&a, &other, 1),
+        (&a, &missing, 2),
+        (&missing, &a, 2),
+    ] {
+        let gnu = std::process::Command::new("diff")
+            .arg("-r")
+            .args([old, new])
+            .output()
+            .expect("diff (diffutils)");
+        assert_eq!(gnu.status.code(), Some(want), "GNU diff {old:?} {new:?}");
+        let ours = bin().arg("diff").args([old, new]).output().unwrap();
+        assert_eq!(ours.status.code(), Some(want), "{old:?} {new:?}: {ours:?}");
+        // standard output carries the patch only when there is one
+        assert_eq!(ours.stdout.is_empty(), want != 1, "{ours:?}");
+        assert_eq!(ours.stderr.is_empty(), want != 2, "{ours:?}");
+    }
+    for (new, want) in [(&same, 0), (&other, 1)] {
+        let ours = bin().arg("diff").arg(&archive).arg(new).output().unwrap();
+        assert_eq!(ours.status.code(), Some(want), "{ours:?}");
+    }
+    // a patch that cannot be written is trouble too, whatever the trees
+    let out = bin()
+        .arg("diff")
+        .args([&a, &other])
+        .arg("-o")
+        .arg(w.join("no/such/dir/p.patch"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // a usage error is clap's 2
+    let out = bin().args(["diff", "only-one"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
 #[test]
 fn help_shows_the_run_form_and_every_default() {
     let out = bin().arg("--help").output().unwrap();

@@ -101,6 +101,11 @@ fn make_install_puts_every_file_where_its_consumer_looks() {
             "{sub}: {main}"
         );
     }
+    let diff = render(&man1.join("vm-container-diff.1"));
+    assert!(
+        diff.contains("0 the trees are the same, 1 they differ"),
+        "{diff}"
+    );
     for f in [
         "usr/local/share/bash-completion/completions/vm-container",
         "usr/local/share/zsh/site-functions/_vm-container",
