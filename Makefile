@@ -1,11 +1,13 @@
 # Builds and installs vm-container like any other system tool:
 #
-#   make                      cargo build --release
+#   make                      cargo build --release (as the user with Rust)
 #   make install              the binary, its man pages, bash/zsh/fish
 #                             completions, the systemd unit and the Xen
 #                             block hotplug script
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg   (packaging)
 #   make uninstall
+#
+# `install` builds only when BIN is missing: root needs no Rust of its own.
 #
 # `install-files` installs an already built BIN without invoking cargo
 # (what a package build or a test does).
@@ -33,7 +35,11 @@ all: build
 build:
 	$(CARGO) build --release --locked
 
-install: build install-files
+$(BIN):
+	$(CARGO) build --release --locked
+
+install: $(BIN)
+	$(MAKE) install-files
 
 install-files:
 	$(INSTALL) -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/vm-container

@@ -1,6 +1,7 @@
-//! `make install` into a DESTDIR: the binary, its man page, the shell
-//! completions and the hooks land where their consumers look, and the
-//! completions work in a real bash.
+//! `make install` into a DESTDIR: the binary, its man pages, the shell
+//! completions and the hooks land where their consumers look, man-db
+//! renders the pages, the completions work in a real bash, and
+//! `scripts/setup.sh` refuses a Rust older than `rust-version`.
 
 mod common;
 
@@ -23,6 +24,8 @@ fn make(dest: &Path, prefix: &str, target: &str) {
     let out = Command::new("make")
         .current_dir(root())
         .args(["-s", target])
+        // a built binary is installed as it is: cargo is never run
+        .arg("CARGO=false")
         .arg(format!("BIN={}", env!("CARGO_BIN_EXE_vm-container")))
         .arg(format!("DESTDIR={}", dest.display()))
         .arg(format!("PREFIX={prefix}"))
@@ -106,6 +109,7 @@ fn make_install_puts_every_file_where_its_consumer_looks() {
         diff.contains("0 the trees are the same, 1 they differ"),
         "{diff}"
     );
+
     for f in [
         "usr/local/share/bash-completion/completions/vm-container",
         "usr/local/share/zsh/site-functions/_vm-container",
@@ -156,7 +160,8 @@ fn files(d: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn another_prefix_is_written_into_the_hooks() {
     let t = tempdir();
-    install(t.path(), "/opt/vmc");
+    // `install` itself, which builds only a missing binary
+    make(t.path(), "/opt/vmc", "install");
     assert!(t.path().join("opt/vmc/bin/vm-container").exists());
     let unit =
         fs::read_to_string(t.path().join("etc/systemd/system/vm-container@.service")).unwrap();
@@ -220,4 +225,28 @@ fn bash_completes_subcommands_and_options() {
     );
     let progress = complete(&script, &["vm-container", "boot", "--progress", ""]);
     assert_eq!(progress, ["auto", "always", "never"]);
+}
+
+/// Debian 12's own rustc (1.63.0) is refused before anything is
+/// installed, with the way to a newer one, even beside a new cargo.
+#[test]
+fn setup_refuses_debian_12_rust() {
+    let t = tempdir();
+    for (tool, version) in [("rustc", "rustc 1.63.0"), ("cargo", "cargo 1.95.0")] {
+        let p = t.path().join(tool);
+        fs::write(&p, format!("#!/bin/sh\necho '{version}'\n")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:/usr/bin:/bin", t.path().display());
+    let out = Command::new("bash")
+        .arg(root().join("scripts/setup.sh"))
+        .arg("--demo")
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("is 1.63.0, older than the Rust 1.88"), "{e}");
+    assert!(e.contains("rustup"), "{e}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("installing"));
 }
