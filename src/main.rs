@@ -108,8 +108,9 @@ struct RunFlags {
         default_value = "/etc/vm-container/trusted.d"
     )]
     trust_dir: PathBuf,
-    /// The container file itself must carry a valid signature too (fetched
-    /// files need one whenever a key is trusted); with no trusted key, fail
+    /// Local input files and the container file itself must carry a valid
+    /// signature too (fetched files need one whenever a key is trusted);
+    /// with no trusted key, fail
     #[arg(long)]
     require_signatures: bool,
     /// Sign everything this run publishes: URI.sig beside each [default:

@@ -374,7 +374,7 @@ fn help_shows_the_run_form_and_every_default() {
         "{h}"
     );
     assert!(
-        h.contains("The container file itself must carry a valid signature"),
+        h.contains("Local input files and the container file itself must carry a valid signature"),
         "{h}"
     );
     let out = bin().args(["run", "--help"]).output().unwrap();
