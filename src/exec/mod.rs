@@ -70,7 +70,7 @@ pub enum Verbosity {
     Verbose,
 }
 
-/// Everything the legacy form of the command line asks for.
+/// Everything a run (`run FILE`, or `--container FILE` as the paper has it) asks for.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub container: String,
@@ -176,8 +176,8 @@ pub fn strip(file: &str, set: &[(String, String)], out: Option<&str>) -> Result<
     output::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes(), true)
 }
 
-/// The legacy form: run every expression in order, then commit every
-/// output and write the stripped config.
+/// A run (`run FILE`, `FILE` or `--container FILE`): every expression in
+/// order, then every output committed and the stripped config written.
 pub fn run(opts: &RunOptions) -> Result<()> {
     let keys = trusted_keys(opts)?;
     let bytes = load::read_bytes(&opts.container)?;
