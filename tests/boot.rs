@@ -419,7 +419,10 @@ fn the_guest_turns_on_a_swap_image() {
         .output()
         .unwrap();
     let err = ok(&out);
-    assert!(err.contains("xvdb"), "the mapping names the swap disk: {err}");
+    assert!(
+        err.contains("xvdb"),
+        "the mapping names the swap disk: {err}"
+    );
     let console = String::from_utf8_lossy(&out.stdout);
     assert!(console.contains("initramfs: swap /dev/vdb on"), "{console}");
     // 16 MiB less the header page, in KiB, as the kernel counts it
