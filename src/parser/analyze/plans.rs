@@ -1,367 +1,19 @@
-//! Syntax tree → checked [`Plan`]: templates substituted, every argument
-//! parsed, the order of images checked, and the stripped config built.
-//!
-//! Every problem is collected, so `check` reports them all at once.
+//! Each expression checked against what came before it and turned into
+//! a plan step.
 
-use super::ast::{Container, Expr, Item, Keyword, LineIndex, Span, Word, XenItem};
-use super::diagnostic::Diagnostic;
-use super::plan::{Action, Edit, FsType, PatchTarget, Plan, Step, TargetKind, UriRef};
-use super::template::{substitute, VarValue, Vars};
+use super::super::ast::{Expr, Span, Word};
+use super::super::plan::{Action, Edit, FsType, PatchTarget, TargetKind, UriRef};
+use super::super::template::substitute;
+use super::args::{parse_mode, parse_owner, parse_size, parse_uuid};
+use super::Analyzer;
 use crate::tree::TreePath;
-use crate::uri::Uri;
-use crate::xen;
-use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-
-/// What the analysis needs to know about the host, kept behind a trait so
-/// the front end stays pure.
-pub trait World {
-    fn exists(&self, path: &Path) -> bool;
-    /// True when `path` holds an ext2/3/4 file system.
-    fn is_ext_image(&self, path: &Path) -> bool;
-}
-
-/// A world where nothing exists: for tests and `strip`.
-pub struct EmptyWorld;
-
-impl World for EmptyWorld {
-    fn exists(&self, _: &Path) -> bool {
-        false
-    }
-    fn is_ext_image(&self, _: &Path) -> bool {
-        false
-    }
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// `--set NAME=VALUE`, in order.
-    pub set: Vec<(String, String)>,
-    /// Relative paths and URIs are resolved against this directory (the
-    /// container file's).
-    pub base_dir: PathBuf,
-}
-
-struct Analyzer<'a> {
-    text: &'a str,
-    idx: LineIndex<'a>,
-    opts: &'a Options,
-    world: &'a dyn World,
-    vars: Vars,
-    errors: Vec<Diagnostic>,
-    steps: Vec<Step>,
-    images: HashSet<PathBuf>,
-    /// Swap areas made by `[image ... fs swap]`, and where.
-    swaps: BTreeMap<PathBuf, Span>,
-    produced: HashSet<PathBuf>,
-    settings: BTreeMap<String, xen::Value>,
-}
-
-/// Checks a parsed container and builds its plan.
-pub fn analyze(
-    container: &Container,
-    text: &str,
-    opts: &Options,
-    world: &dyn World,
-) -> Result<Plan, Vec<Diagnostic>> {
-    let mut a = Analyzer {
-        text,
-        idx: LineIndex::new(text),
-        opts,
-        world,
-        vars: Vars {
-            set: opts.set.iter().cloned().collect(),
-            file: BTreeMap::new(),
-            inserted: 0,
-        },
-        errors: Vec::new(),
-        steps: Vec::new(),
-        images: HashSet::new(),
-        swaps: BTreeMap::new(),
-        produced: HashSet::new(),
-        settings: BTreeMap::new(),
-    };
-    for (name, value) in &opts.set {
-        if value.contains('\n') || value.contains('\r') {
-            a.errors.push(Diagnostic::new(
-                Span::default(),
-                format!("--set {name}=...: a value cannot hold a line break"),
-            ));
-        }
-    }
-    let mut stripped = String::with_capacity(text.len());
-    let mut cursor = 0;
-    for item in &container.items {
-        match item {
-            Item::Xen(x) => {
-                stripped.push_str(&text[cursor..x.span.offset]);
-                match a.xen(x) {
-                    Some(s) => stripped.push_str(&s),
-                    None => stripped.push_str(&text[x.span.offset..x.span.end()]),
-                }
-                cursor = x.span.end();
-            }
-            Item::Expr(e) => {
-                let (from, to) = removal_range(text, e.span.offset, e.span.end());
-                stripped.push_str(&text[cursor..from.max(cursor)]);
-                cursor = to;
-                a.expr(e);
-            }
-        }
-    }
-    stripped.push_str(&text[cursor.min(text.len())..]);
-    if a.errors.is_empty() {
-        Ok(Plan {
-            steps: a.steps,
-            stripped,
-            settings: a.settings,
-        })
-    } else {
-        a.errors.sort_by_key(|d| d.span.offset);
-        Err(a.errors)
-    }
-}
-
-/// An expression alone on its lines is removed with those lines; one that
-/// shares a line with other text is removed exactly.
-fn removal_range(text: &str, start: usize, end: usize) -> (usize, usize) {
-    let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let before_blank = text[line_start..start]
-        .chars()
-        .all(|c| c == ' ' || c == '\t');
-    let line_end = text[end..]
-        .find('\n')
-        .map(|i| end + i + 1)
-        .unwrap_or(text.len());
-    let after_blank = text[end..line_end].trim().is_empty();
-    if before_blank && after_blank {
-        (line_start, line_end)
-    } else {
-        (start, end)
-    }
-}
 
 const EDIT_OPTIONS: [&str; 5] = ["archive", "patch", "fork", "mode", "owner"];
 const IMAGE_OPTIONS: [&str; 4] = ["fs", "blocksize", "inodes", "uuid"];
 
-impl<'a> Analyzer<'a> {
-    fn span(&self, offset: usize, len: usize) -> Span {
-        self.idx.span(offset, len)
-    }
-
-    fn err(&mut self, span: Span, msg: impl Into<String>) {
-        self.errors.push(Diagnostic::new(span, msg));
-    }
-
-    /// Substitutes templates in a Xen statement's value (or applies a
-    /// `--set` override), re-reads it strictly and records its value.
-    /// Returns the statement's text for the stripped config.
-    fn xen(&mut self, x: &XenItem) -> Option<String> {
-        let text = self.text;
-        let name = &x.stmt.name;
-        let head = &text[x.span.offset..x.value_span.offset];
-        let raw_value = &text[x.value_span.offset..x.value_span.end()];
-        let value_text = match (self.vars.set.get(name), x.stmt.op) {
-            (Some(v), xen::Op::Assign) => {
-                if xen::is_number(v) {
-                    v.clone()
-                } else {
-                    xen::quote(v.as_bytes())
-                }
-            }
-            _ => self.substitute_value(raw_value, x.value_span.offset)?,
-        };
-        let stmt_text = format!("{head}{value_text}");
-        let probe = format!("{stmt_text}\n");
-        let stmt = match xen::parse_statement(&probe, 0, false) {
-            Ok((xen::Parsed::Statement(s), _)) => s,
-            Ok((xen::Parsed::NotAStatement, _)) => return None,
-            Err(e) => {
-                self.err(
-                    x.value_span,
-                    format!(
-                        "after substituting variables this value is not valid for xl: {}",
-                        e.message
-                    ),
-                );
-                return None;
-            }
-        };
-        let mut shifted = stmt.clone();
-        shifted.value_range = (x.value_span.offset, x.value_span.end());
-        if let Err(e) = xen::apply(&mut self.settings, &shifted) {
-            self.err(x.value_span, e.message);
-        }
-        if let Some(v) = self.settings.get(name) {
-            let var = match v.scalar_text() {
-                Some(t) => VarValue::Text(String::from_utf8_lossy(&t).into_owned()),
-                None => VarValue::List,
-            };
-            self.vars.file.insert(name.clone(), var);
-        }
-        Some(stmt_text)
-    }
-
-    /// Template substitution inside a Xen value's source text: inside a
-    /// quoted string the inserted text is escaped for that quote; a bare
-    /// `${NAME}` becomes a number or a double-quoted string.
-    fn substitute_value(&mut self, raw: &str, base: usize) -> Option<String> {
-        if !raw.contains('$') {
-            return Some(raw.to_string());
-        }
-        let mut out = String::with_capacity(raw.len());
-        let mut quote: Option<char> = None;
-        let mut chars = raw.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            match (quote, c) {
-                (Some(_), '\\') => {
-                    out.push(c);
-                    if let Some((_, n)) = chars.next() {
-                        out.push(n);
-                    }
-                }
-                (Some(q), c) if c == q => {
-                    quote = None;
-                    out.push(c);
-                }
-                (None, '"' | '\'') => {
-                    quote = Some(c);
-                    out.push(c);
-                }
-                (_, '$') => {
-                    let rest = &raw[i..];
-                    let len = if rest.starts_with("$$") {
-                        2
-                    } else if rest.starts_with("${") {
-                        rest.find('}').map(|k| k + 1).unwrap_or(rest.len())
-                    } else {
-                        out.push('$');
-                        continue;
-                    };
-                    let piece = match substitute(&rest[..len], &mut self.vars) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            let span = self.span(base + i + e.offset, e.len);
-                            self.err(span, e.message);
-                            return None;
-                        }
-                    };
-                    match quote {
-                        Some(q) => {
-                            for ch in piece.chars() {
-                                if ch == '\\' || ch == q {
-                                    out.push('\\');
-                                }
-                                out.push(ch);
-                            }
-                        }
-                        None if xen::is_number(&piece) => out.push_str(&piece),
-                        None => out.push_str(&xen::quote(piece.as_bytes())),
-                    }
-                    if let Err(message) = super::template::value_fits(out.len(), raw.len()) {
-                        let span = self.span(base + i, len);
-                        self.err(span, message);
-                        return None;
-                    }
-                    for _ in 1..rest[..len].chars().count() {
-                        chars.next();
-                    }
-                }
-                _ => out.push(c),
-            }
-        }
-        Some(out)
-    }
-
-    /// A word with templates substituted; `None` after reporting an error.
-    fn word(&mut self, w: &Word) -> Option<String> {
-        match substitute(&w.text, &mut self.vars) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                // in a quoted word the offset may be shifted by escapes;
-                // the word's start is still the right line
-                let off = if w.quoted { 1 } else { 0 };
-                let span = self.span(w.span.offset + off + e.offset, e.len);
-                self.err(span, e.message);
-                None
-            }
-        }
-    }
-
-    fn path(&mut self, w: &Word, s: &str) -> PathBuf {
-        let p = Path::new(s);
-        let _ = w;
-        let full = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.opts.base_dir.join(p)
-        };
-        crate::uri::normalize(&full)
-    }
-
-    fn uri(&mut self, w: &Word, s: &str) -> Option<UriRef> {
-        match Uri::parse(s, &self.opts.base_dir) {
-            Ok(uri) => Some(UriRef {
-                uri,
-                text: s.to_string(),
-                span: w.span,
-            }),
-            Err(e) => {
-                self.err(w.span, e.to_string());
-                None
-            }
-        }
-    }
-
-    fn expr(&mut self, e: &Expr) {
-        // substitute every word first; stop at the first undefined variable
-        let mut words: Vec<(Word, String)> = Vec::new();
-        for w in &e.words {
-            match self.word(w) {
-                Some(s) => words.push((w.clone(), s)),
-                None => return,
-            }
-        }
-        if e.body.is_some() && e.keyword != Keyword::Replace {
-            self.err(e.keyword_span, format!("`[{}` takes no body", e.keyword));
-            return;
-        }
-        let action = match e.keyword {
-            Keyword::Create => self.create(e, &words),
-            Keyword::Image => self.image(e, &words),
-            Keyword::Populate => self.populate(e, &words),
-            Keyword::Replace => self.replace(e, &words),
-            Keyword::Copy => self.copy(e, &words),
-            Keyword::Patch => self.patch(e, &words),
-        };
-        if let Some(action) = action {
-            self.steps.push(Step {
-                action,
-                span: e.span,
-            });
-        }
-    }
-
-    /// Reports a missing argument at the end of the header.
-    fn missing(&mut self, e: &Expr, words: &[(Word, String)], what: &str, usage: &str) {
-        let span = words.last().map(|(w, _)| w.span).unwrap_or(e.keyword_span);
-        self.err(
-            span,
-            format!("`[{}` is missing {what}; usage: {usage}", e.keyword),
-        );
-    }
-
-    fn extra(&mut self, e: &Expr, w: &Word, usage: &str) {
-        self.err(
-            w.span,
-            format!(
-                "unexpected argument `{}` to `[{}`; usage: {usage}",
-                w.text, e.keyword
-            ),
-        );
-    }
-
-    fn create(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+impl Analyzer<'_> {
+    pub(super) fn create(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
         const USAGE: &str = "[create SRC-DIR DEST-URI][end]";
         if words.len() < 2 {
             let what = if words.is_empty() {
@@ -384,7 +36,7 @@ impl<'a> Analyzer<'a> {
         Some(Action::Create { src, dest })
     }
 
-    fn image(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+    pub(super) fn image(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
         const USAGE: &str =
             "[image PATH SIZE [LABEL] [fs ext2|ext3|swap] [blocksize N] [inodes N] [uuid U]][end]";
         if words.len() < 2 {
@@ -526,7 +178,7 @@ impl<'a> Analyzer<'a> {
     }
 
     /// `[image ... fs swap]`: a swap area has pages, not blocks or inodes.
-    fn swap_image(
+    pub(super) fn swap_image(
         &mut self,
         path: PathBuf,
         size: u64,
@@ -578,7 +230,7 @@ impl<'a> Analyzer<'a> {
 
     /// Reports `path` when an earlier `[image ... fs swap]` makes it a swap
     /// area: it holds no tree to populate, patch or edit.
-    fn not_swap(&mut self, span: Span, path: &Path, what: &str) -> bool {
+    pub(super) fn not_swap(&mut self, span: Span, path: &Path, what: &str) -> bool {
         let Some(at) = self.swaps.get(path) else {
             return true;
         };
@@ -591,38 +243,7 @@ impl<'a> Analyzer<'a> {
         false
     }
 
-    /// Reads `key value` pairs; reports unknown words, missing values and
-    /// repeated keys.
-    fn options<'w>(
-        &mut self,
-        e: &Expr,
-        words: &'w [(Word, String)],
-        allowed: &[&'static str],
-        usage: &str,
-    ) -> Option<Vec<(&'static str, &'w Word, String)>> {
-        let mut out: Vec<(&'static str, &'w Word, String)> = Vec::new();
-        let mut i = 0;
-        while i < words.len() {
-            let (w, s) = &words[i];
-            let Some(key) = allowed.iter().find(|k| **k == s.as_str() && !w.quoted) else {
-                self.extra(e, w, usage);
-                return None;
-            };
-            let Some((vw, v)) = words.get(i + 1) else {
-                self.err(w.span, format!("option `{key}` needs a value"));
-                return None;
-            };
-            if out.iter().any(|(k, _, _)| k == key) {
-                self.err(w.span, format!("option `{key}` given twice"));
-                return None;
-            }
-            out.push((key, vw, v.clone()));
-            i += 2;
-        }
-        Some(out)
-    }
-
-    fn populate(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+    pub(super) fn populate(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
         const USAGE: &str = "[populate image|device|dir TARGET MOUNT SOURCE-URI][end]";
         if words.len() < 4 {
             let names = ["KIND", "TARGET", "MOUNT", "SOURCE-URI"];
@@ -680,7 +301,7 @@ impl<'a> Analyzer<'a> {
     }
 
     /// A local input must exist now or be written by an earlier expression.
-    fn check_local_input(&mut self, u: &UriRef) {
+    pub(super) fn check_local_input(&mut self, u: &UriRef) {
         if let Some(p) = u.uri.local_path() {
             if !self.produced.contains(p) && !self.world.exists(p) {
                 self.err(
@@ -696,7 +317,7 @@ impl<'a> Analyzer<'a> {
 
     /// PATH and the options of `replace`/`copy`; `positional` collects the
     /// words that are not options (copy's SOURCE-URI).
-    fn edit(
+    pub(super) fn edit(
         &mut self,
         e: &Expr,
         words: &[(Word, String)],
@@ -791,7 +412,7 @@ impl<'a> Analyzer<'a> {
         ))
     }
 
-    fn replace(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+    pub(super) fn replace(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
         const USAGE: &str = "[replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID]\\n\\nTEXT\\n] [end]";
         let mut positional = Vec::new();
         let (path, edit) = self.edit(e, words, USAGE, &mut positional)?;
@@ -823,7 +444,7 @@ impl<'a> Analyzer<'a> {
         })
     }
 
-    fn copy(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+    pub(super) fn copy(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
         const USAGE: &str = "[copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] SOURCE-URI][end]";
         let mut positional = Vec::new();
         let (path, edit) = self.edit(e, words, USAGE, &mut positional)?;
@@ -840,7 +461,7 @@ impl<'a> Analyzer<'a> {
         Some(Action::Copy { path, edit, source })
     }
 
-    fn patch(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+    pub(super) fn patch(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
         const USAGE: &str = "[patch TARGET PATCH-URI [FORK-URI]][end]";
         if words.len() < 2 {
             let what = if words.is_empty() {
@@ -905,110 +526,4 @@ fn looks_like_archive(p: &Path) -> bool {
     [".cpio.gz", ".cpio", ".cgz", ".gz"]
         .iter()
         .any(|ext| s.ends_with(ext))
-}
-
-/// `50MB`, `50M`, `50MiB`, `1G`: powers of 1024. A bare number is refused:
-/// it is too easy to mean megabytes and write bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let digits = s.chars().take_while(|c| c.is_ascii_digit()).count();
-    let (num, unit) = s.split_at(digits);
-    if num.is_empty() {
-        return Err(format!(
-            "size `{s}`: expected a number with a unit, like `50MB` or `2G`"
-        ));
-    }
-    let shift = match unit {
-        "" => {
-            return Err(format!(
-                "size `{s}` has no unit: write `{s}M` (K, M, G or T, powers of 1024)"
-            ))
-        }
-        "K" | "KB" | "KiB" => 10,
-        "M" | "MB" | "MiB" => 20,
-        "G" | "GB" | "GiB" => 30,
-        "T" | "TB" | "TiB" => 40,
-        _ => {
-            return Err(format!(
-            "size `{s}`: unknown unit `{unit}` (use K, M, G or T, optionally followed by B or iB)"
-        ))
-        }
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("size `{s}` is too large"))?;
-    n.checked_mul(1u64 << shift)
-        .filter(|v| *v > 0)
-        .ok_or_else(|| {
-            if n == 0 {
-                format!("size `{s}` is zero")
-            } else {
-                format!("size `{s}` is too large")
-            }
-        })
-}
-
-fn parse_mode(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 5 || !s.chars().all(|c| ('0'..='7').contains(&c)) {
-        return None;
-    }
-    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777)
-}
-
-fn parse_owner(s: &str) -> Option<(u32, u32)> {
-    let (u, g) = s.split_once(':')?;
-    let num = |x: &str| {
-        (!x.is_empty() && x.chars().all(|c| c.is_ascii_digit()))
-            .then(|| x.parse::<u32>().ok())
-            .flatten()
-    };
-    Some((num(u)?, num(g)?))
-}
-
-fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let groups: Vec<&str> = s.split('-').collect();
-    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
-    if lens != [8, 4, 4, 4, 12] {
-        return None;
-    }
-    let hex: String = groups.concat();
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("50MB"), Ok(50 << 20));
-        assert_eq!(parse_size("50MiB"), Ok(50 << 20));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("4K"), Ok(4096));
-        assert!(parse_size("50").unwrap_err().contains("no unit"));
-        assert!(parse_size("50XB").unwrap_err().contains("unknown unit"));
-        assert!(parse_size("99999999999999999999M")
-            .unwrap_err()
-            .contains("too large"));
-        assert!(parse_size("17000000T").unwrap_err().contains("too large"));
-        assert!(parse_size("MB").is_err());
-        assert!(parse_size("0M").unwrap_err().contains("zero"));
-    }
-
-    #[test]
-    fn modes_owners_uuids() {
-        assert_eq!(parse_mode("0644"), Some(0o644));
-        assert_eq!(parse_mode("4755"), Some(0o4755));
-        assert_eq!(parse_mode("8"), None);
-        assert_eq!(parse_mode("17777"), None);
-        assert_eq!(parse_owner("0:0"), Some((0, 0)));
-        assert_eq!(parse_owner("1000:100"), Some((1000, 100)));
-        assert_eq!(parse_owner("root:0"), None);
-        assert_eq!(parse_owner("1"), None);
-        assert!(parse_uuid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0").is_some());
-        assert!(parse_uuid("0f1e2d3c4b5a69788796a5b4c3d2e1f0").is_none());
-    }
 }
