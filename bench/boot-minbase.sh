@@ -10,7 +10,7 @@
 #
 #   bash bench/boot-minbase.sh
 # Environment: ACCEL (auto, tcg or kvm; default auto), TIMEOUT (default 300),
-#   MIRROR (default http://deb.debian.org/debian).
+#   MIRROR (default: the first Debian archive in this machine's apt sources).
 # Needs scripts/setup.sh (QEMU, busybox-static, the kernel in
 # target/boot-kernel/) and debootstrap. The debootstrapped tree (about
 # 3 minutes to make) and its archive are cached in target/boot-minbase/.
@@ -19,7 +19,15 @@ cd "$(dirname "$0")/.."
 
 ACCEL=${ACCEL:-auto}
 TIMEOUT=${TIMEOUT:-300}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+# the archive apt already uses here (deb822 sources or the one-line form)
+apt_mirror() {
+  { sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null
+    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+  } | grep -v -- '-security' | head -n 1
+}
+MIRROR=${MIRROR:-$(apt_mirror)}
+[ -n "$MIRROR" ] || { echo "no Debian archive in the apt sources: set MIRROR" >&2; exit 1; }
 work=$PWD/target/boot-minbase
 kdir=$PWD/target/boot-kernel
 [ -d "$kdir/lib/modules" ] || { echo "no kernel in $kdir: run scripts/setup.sh" >&2; exit 1; }

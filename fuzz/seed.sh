@@ -20,7 +20,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export SOURCE_DATE_EPOCH=1700000000
-for t in container xen cpio cpio_gz cpio_roundtrip diff sign ext ext_populate extract; do mkdir -p "$corpus/$t"; done
+for t in container xen cpio cpio_gz cpio_roundtrip diff sign ext ext_populate ext_safety extract; do mkdir -p "$corpus/$t"; done
 
 # --- a small tree with every entry type a cpio archive or image carries
 tree="$work/tree"
@@ -140,7 +140,10 @@ fi
 
 # ext_populate writes into ext2/ext3 images: the ext2 ones seed it
 cp "$corpus"/ext/ext2.img "$corpus"/ext/ours-ext2.img "$corpus/ext_populate/" 2>/dev/null || true
+# ext_safety patches volumes it builds itself: one seed per base, no patch
+printf '\0' >"$corpus/ext_safety/ext2"
+printf '\1' >"$corpus/ext_safety/ext3"
 
-for t in container xen cpio cpio_gz cpio_roundtrip diff sign ext ext_populate extract; do
+for t in container xen cpio cpio_gz cpio_roundtrip diff sign ext ext_populate ext_safety extract; do
     printf '%-15s %3d seeds\n' "$t" "$(find "$corpus/$t" -type f | wc -l)"
 done

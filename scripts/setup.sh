@@ -13,9 +13,10 @@ cd "$(dirname "$0")/.."
 demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
 # the tests also compare against GNU cpio/diff/patch, signify and
 # minisign, serve FTP with vsftpd, mount images (util-linux) and measure
-# memory (time); the benchmarks use hyperfine
+# memory (time), boot a debootstrapped minbase (debootstrap); the
+# benchmarks use hyperfine
 test_packages=(cpio patch diffutils pigz signify-openbsd minisign vsftpd
-               python3 git hyperfine util-linux mount time)
+               python3 git hyperfine util-linux mount time debootstrap)
 
 case "${1:-}" in
   --demo) packages=("${demo_packages[@]}") ;;

@@ -2,6 +2,7 @@
 //! error is rendered once, here.
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vm_container::exec::{self, tools, Failure, RunOptions, Verbosity};
@@ -151,10 +152,11 @@ enum Command {
     /// List a directory of an ext2/3/4 image without mounting it
     Ls {
         image: PathBuf,
-        path: Option<String>,
+        /// A path inside the image (any bytes, not only UTF-8)
+        path: Option<OsString>,
     },
     /// Print a file of an ext2/3/4 image without mounting it
-    Cat { image: PathBuf, path: String },
+    Cat { image: PathBuf, path: OsString },
     /// Make a key pair (signify format, also read by minisign)
     Keygen {
         #[arg(short = 'p', value_name = "KEY.pub")]

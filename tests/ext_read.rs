@@ -74,18 +74,7 @@ fn host_tree(root: &Path) {
 }
 
 fn mke2fs(kind: &str, dir: &Path, img: &Path, size: &str) {
-    let out = Command::new("/usr/sbin/mke2fs")
-        .args(["-q", "-F", "-t", kind, "-d"])
-        .arg(dir)
-        .arg(img)
-        .arg(size)
-        .output()
-        .expect("mke2fs missing: install e2fsprogs");
-    assert!(
-        out.status.success(),
-        "mke2fs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mke2fs_with(&["-t", kind], dir, img, size);
 }
 
 #[test]
@@ -233,5 +222,230 @@ fn refuses_directory_loops() {
             Some(Error::DirectoryLoop { .. })
         ),
         "{inner}"
+    );
+}
+
+fn mke2fs_with(args: &[&str], dir: &Path, img: &Path, size: &str) {
+    let out = Command::new("/usr/sbin/mke2fs")
+        .args(["-q", "-F"])
+        .args(args)
+        .arg("-d")
+        .arg(dir)
+        .arg(img)
+        .arg(size)
+        .output()
+        .expect("mke2fs missing: install e2fsprogs");
+    assert!(
+        out.status.success(),
+        "mke2fs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A smaller tree: tiny and medium files, a hole, symlinks short and
+/// long, a hard link, directories small and large.
+fn small_tree(root: &Path) {
+    fs::create_dir_all(root.join("d/e")).unwrap();
+    fs::write(root.join("tiny"), b"hi\n").unwrap();
+    fs::write(root.join("d/e/sixty"), vec![b's'; 60]).unwrap();
+    fs::write(root.join("d/medium"), vec![b'm'; 100]).unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 13 + i / 777) as u8).collect();
+    fs::write(root.join("big"), &big).unwrap();
+    fs::hard_link(root.join("big"), root.join("d/big-again")).unwrap();
+    let f = File::create(root.join("holes")).unwrap();
+    f.write_all_at(b"x", 5 << 20).unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    symlink("tiny", root.join("short")).unwrap();
+    symlink("y".repeat(70), root.join("seventy")).unwrap();
+    symlink("z".repeat(300), root.join("long")).unwrap();
+    fs::create_dir(root.join("few")).unwrap();
+    for n in ["a", "bb", "ccc", "dd"] {
+        fs::write(root.join("few").join(n), n).unwrap();
+    }
+    fs::create_dir(root.join("many")).unwrap();
+    for i in 0..300 {
+        fs::write(root.join(format!("many/n{i}")), format!("{i}")).unwrap();
+    }
+}
+
+#[test]
+fn reads_bigalloc_volumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let want = comparable(manifest(&mut HostDir(src.clone())).unwrap());
+    for (bs, cluster) in [("1024", "16384"), ("4096", "65536")] {
+        let img = tmp.path().join(format!("bigalloc-{bs}.img"));
+        mke2fs_with(
+            &["-t", "ext4", "-O", "bigalloc", "-b", bs, "-C", cluster],
+            &src,
+            &img,
+            "96M",
+        );
+        assert!(dumpe2fs_h(&img).contains("bigalloc"));
+        let got = comparable(volume_manifest(&img));
+        assert_same(&want, &got, &format!("bigalloc {bs}/{cluster}"));
+    }
+}
+
+fn inline_flag(img: &Path, path: &str) -> bool {
+    debugfs(img, &format!("stat {path}")).contains("Flags: 0x10000000")
+}
+
+#[test]
+fn reads_inline_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let img = tmp.path().join("inline.img");
+    mke2fs_with(&["-t", "ext4", "-O", "inline_data"], &src, &img, "32M");
+    // and what debugfs adds: a directory, files in it, a symlink
+    debugfs_w(&img, "mkdir /made");
+    let f = tmp.path().join("f");
+    fs::write(&f, b"by debugfs\n").unwrap();
+    debugfs_w(&img, &format!("write {} /made/file", f.display()));
+    debugfs_w(&img, &format!("symlink /made/link {}", "q".repeat(80)));
+    fs::create_dir(src.join("made")).unwrap();
+    fs::copy(&f, src.join("made/file")).unwrap();
+    symlink("q".repeat(80), src.join("made/link")).unwrap();
+    // the kernel continues a directory in the system.data attribute when
+    // i_block is full (e2fsprogs moves it to a block instead)
+    let mnt = tempfile::tempdir().unwrap();
+    let st = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&img)
+        .arg(mnt.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount -o loop (tests run as root)");
+    let spill = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff", "g"];
+    fs::create_dir(mnt.path().join("kernel")).unwrap();
+    fs::create_dir(src.join("kernel")).unwrap();
+    for n in spill {
+        fs::write(mnt.path().join("kernel").join(n), n).unwrap();
+        fs::write(src.join("kernel").join(n), n).unwrap();
+    }
+    let st = Command::new("umount").arg(mnt.path()).status().unwrap();
+    assert!(st.success());
+    assert!(debugfs(&img, "stat /kernel").contains("Size: 128"));
+    // what is kept inline, to know the test reads it
+    for p in [
+        "/tiny",
+        "/d/medium",
+        "/d/e/sixty",
+        "/few",
+        "/kernel",
+        "/d",
+        "/seventy",
+        "/made/link",
+    ] {
+        assert!(inline_flag(&img, p), "{p} is not inline");
+    }
+    let want = comparable(manifest(&mut HostDir(src.clone())).unwrap());
+    let mut got = comparable(volume_manifest(&img));
+    // debugfs and the kernel set their own times and owners
+    let added = ["made", "made/file", "made/link", "kernel"];
+    let kernel = spill.iter().map(|n| format!("kernel/{n}"));
+    for p in added.iter().map(|s| s.to_string()).chain(kernel) {
+        let p = TreePath::from_member(p.as_bytes()).unwrap();
+        let (w, g) = (&want[&p], got.get_mut(&p).unwrap());
+        g.meta = w.meta;
+    }
+    assert_same(&want, &got, "inline_data");
+    // and through the command line
+    let ls = vm(&[img.as_os_str(), "/kernel".as_ref()]);
+    let names: Vec<&str> = ls
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    assert_eq!(names, spill, "{ls}");
+    let root = vm(&[img.as_os_str()]);
+    assert!(
+        root.contains(&format!("seventy -> {}", "y".repeat(70))),
+        "{root}"
+    );
+    assert_eq!(cat(&img, b"/d/medium"), vec![b'm'; 100]);
+    assert_eq!(cat(&img, b"/tiny"), b"hi\n");
+}
+
+/// `vm-container ls ARGS...`'s standard output.
+fn vm(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vm-container"))
+        .arg("ls")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ls {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cat(img: &Path, path: &[u8]) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(env!("CARGO_BIN_EXE_vm-container"))
+        .arg("cat")
+        .arg(img)
+        .arg(std::ffi::OsStr::from_bytes(path))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cat {}: {}",
+        String::from_utf8_lossy(path),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn reads_shared_blocks_when_the_feature_says_so() {
+    // a 2 MiB volume whose second file shares all of the first's 1.2 MB:
+    // more blocks than the volume holds are read in one walk
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let data: Vec<u8> = (0..1_200_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(src.join("first"), &data).unwrap();
+    fs::write(src.join("second"), b"replaced below").unwrap();
+    let img = tmp.path().join("shared.img");
+    mke2fs_with(&["-t", "ext2", "-b", "1024"], &src, &img, "2M");
+    debugfs_w(&img, "copy_inode /first /second");
+    let mut v = Volume::open(File::open(&img).unwrap()).unwrap();
+    let err = manifest(&mut v).unwrap_err().to_string();
+    assert!(err.contains("blocks shared between files"), "{err}");
+    debugfs_w(&img, "feature shared_blocks");
+    assert!(dumpe2fs_h(&img).contains("shared_blocks"));
+    let m = volume_manifest(&img);
+    let p = |s: &str| TreePath::from_member(s.as_bytes()).unwrap();
+    assert_eq!(m[&p("first")].size, 1_200_000);
+    assert_eq!(m[&p("first")].sha256, m[&p("second")].sha256);
+    assert_eq!(cat(&img, b"/second"), data);
+}
+
+#[test]
+fn names_that_are_not_utf8_reach_the_command_line() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    fs::create_dir_all(src.join(name)).unwrap();
+    fs::write(src.join(name).join(name), b"latin-1\n").unwrap();
+    let img = tmp.path().join("names.img");
+    mke2fs("ext2", &src, &img, "8M");
+    assert_eq!(cat(&img, b"/caf\xe9/caf\xe9"), b"latin-1\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_vm-container"))
+        .arg("ls")
+        .arg(&img)
+        .arg(std::ffi::OsStr::from_bytes(b"/caf\xe9"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stdout.ends_with(b" caf\xe9\n"),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

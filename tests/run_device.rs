@@ -3,17 +3,9 @@
 
 mod common;
 
-use common::{bin, root, tempdir};
+use common::{assert_base_image, bin, root, tempdir, Loop};
 use std::fs;
 use std::process::Command;
-
-struct Loop(String);
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
 
 #[test]
 #[ignore = "root tier: attaches a loop device (losetup)"]
@@ -28,18 +20,7 @@ fn a_block_device_is_populated_in_place() {
         .status()
         .unwrap();
     assert!(mk.success());
-    let out = Command::new("losetup")
-        .arg("-f")
-        .arg("--show")
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "losetup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dev = Loop(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let dev = Loop::attach(&img);
     let archive = w.join("base.cpio.gz");
     assert!(bin()
         .arg("pack")
@@ -81,15 +62,7 @@ fn a_block_device_is_populated_in_place() {
         "{}",
         String::from_utf8_lossy(&fsck.stdout)
     );
-    let cat = bin()
-        .arg("cat")
-        .arg(&img)
-        .arg("/etc/passwd")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&cat.stdout).starts_with("root:x:0:0:"));
-    let label = Command::new("e2label").arg(&img).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "lvroot");
+    assert_base_image(&img, "lvroot");
 }
 
 #[test]

@@ -21,7 +21,11 @@ pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result
     })?;
     let buf = w.finish_gzip()?;
     let f = buf.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()
+    match f.sync_all() {
+        // a FIFO or character device (`pack DIR /dev/stdout`) cannot sync
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Ok(()),
+        r => r,
+    }
 }
 
 /// Refuses a volume we will not be able to update, before anything runs.
@@ -37,11 +41,23 @@ pub fn check_volume(target: &Path) -> io::Result<()> {
 /// transaction.
 pub fn populate_volume(
     target: &Path,
-    mut src: Box<dyn Source>,
+    src: Box<dyn Source>,
     deletes: &[TreePath],
     timestamp: i64,
 ) -> io::Result<()> {
     let f = File::options().read(true).write(true).open(target)?;
+    populate_open_volume(f, target, src, deletes, timestamp)
+}
+
+/// Populates an existing volume through a file already open on it (the
+/// one its lock holds).
+pub fn populate_open_volume(
+    f: File,
+    target: &Path,
+    mut src: Box<dyn Source>,
+    deletes: &[TreePath],
+    timestamp: i64,
+) -> io::Result<()> {
     let vol = ext::Volume::open_rw(f).map_err(io::Error::other)?;
     let mut pop = ext::Populator::new(&vol, timestamp).map_err(io::Error::other)?;
     src.emit(&mut crate::progress::MeteredSink {

@@ -4,6 +4,7 @@
 
 pub mod boot;
 pub mod formats;
+pub mod holders;
 pub mod inputs;
 pub mod load;
 pub mod log;
@@ -16,7 +17,7 @@ pub mod worktree;
 
 use crate::parser::plan::Plan;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a command failed, rendered once by `main`.
 #[derive(Debug)]
@@ -272,9 +273,15 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             .iter()
             .map(|(p, s, m)| (p.clone(), (*s, *m)))
             .collect();
-        if rec.inputs == fingerprint && rec.outputs_intact() {
-            if opts.stripped.as_deref() == Some("-") {
-                output::write_text("-", loaded.plan.stripped.as_bytes(), true)?;
+        if rec.inputs == fingerprint
+            && rec.outputs_intact()
+            && runner.remotes_intact(&loaded.plan, &rec.remotes)
+        {
+            // a stream (standard output, a FIFO) gets the config every run
+            if let Some(out) = opts.stripped.as_deref().filter(|o| {
+                *o == "-" || matches!(output::dest(Path::new(o)), Ok(output::Dest::Stream(_)))
+            }) {
+                output::write_text(out, loaded.plan.stripped.as_bytes(), true)?;
             }
             runner
                 .log
@@ -303,7 +310,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         runner.commit = commit;
         r
     });
-    if result.is_ok() {
+    if result.is_ok() || runner.commit.partial {
         let outputs = runner
             .commit
             .committed
@@ -311,9 +318,16 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             .filter_map(|p| state::stamp(p).map(|(s, m)| (p.clone(), s, m)))
             .collect();
         let rec = state::Record {
-            inputs: fingerprint,
+            // a commit that failed halfway: what it changed is recorded,
+            // and the next run is never `up to date`
+            inputs: if result.is_ok() {
+                fingerprint
+            } else {
+                "incomplete".to_string()
+            },
             outputs,
             images: runner.image_digests.clone().into_iter().collect(),
+            remotes: runner.commit.remotes.clone(),
         };
         if let Err(e) = rec.save(&record_path) {
             eprintln!("warning: {}: {e}", record_path.display());
@@ -321,7 +335,11 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     }
     if result.is_err() {
         runner.commit.abandon();
-        let _ = runner.log.line("failed; nothing committed");
+        let _ = runner.log.line(if runner.commit.partial {
+            "failed; committed in part"
+        } else {
+            "failed; nothing committed"
+        });
     } else {
         runner.log.line("done")?;
     }

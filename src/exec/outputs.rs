@@ -27,6 +27,22 @@ pub enum Job {
     },
 }
 
+/// What is streamed to a device or FIFO output.
+enum Payload {
+    Bytes(Vec<u8>),
+    /// A staged file (an archive or patch: read whole, they are outputs a
+    /// user pipes somewhere).
+    File(PathBuf),
+}
+
+impl Job {
+    fn target(&self) -> &Path {
+        match self {
+            Job::Volume { target, .. } | Job::Dir { target, .. } => target,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Commit {
     /// Staged artifacts and where they go.
@@ -40,11 +56,22 @@ pub struct Commit {
     state_file: Option<PathBuf>,
     /// Local paths this commit wrote (for the run record).
     pub committed: Vec<PathBuf>,
+    /// The commit failed after changing some output.
+    pub partial: bool,
+    /// Outputs that are devices or FIFOs, written to after the renames.
+    streams: Vec<(Payload, PathBuf)>,
+    /// Each upload as the server holds it right after the commit: resource
+    /// key, content digest, encoded validators (for the run record).
+    pub remotes: Vec<(String, String, String)>,
     /// Size and mtime of each output as the last successful run left it.
     pub previous: std::collections::BTreeMap<PathBuf, (u64, i128)>,
     /// Host directories expanded whole beside their absent targets:
     /// (target, staging directory).
     dirs: Vec<(PathBuf, PathBuf)>,
+    /// New images built in staging for existing block devices.
+    device_images: Vec<(PathBuf, PathBuf)>,
+    /// Existing images and devices this run writes, held until it ends.
+    pub locks: std::collections::BTreeMap<PathBuf, super::holders::VolumeLock>,
 }
 
 impl Commit {
@@ -67,7 +94,14 @@ impl Commit {
 
     /// Refuses to plan over a local file vm-container did not create,
     /// unless `--force`.
+    /// A device or FIFO is streamed to, never replaced: nothing to refuse.
     pub fn check_local(&self, path: &Path, force: bool, at: &str) -> Result<()> {
+        let path = match super::output::dest(path) {
+            Ok(super::output::Dest::Stream(_)) => return Ok(()),
+            Ok(super::output::Dest::Atomic(p)) => p,
+            Err(e) => return Err(Failure::run(format!("{at}: {}: {e}", path.display()))),
+        };
+        let path = path.as_path();
         if force || !path.exists() || self.created.contains(path) {
             return Ok(());
         }
@@ -94,6 +128,11 @@ impl Commit {
         self.staged
             .retain(|(u, _)| u.resource_key() != dest.resource_key());
         self.staged.push((dest, staged));
+    }
+
+    /// A new image to be written onto an existing block device.
+    pub fn stage_device_image(&mut self, staged: PathBuf, dest: PathBuf) {
+        self.device_images.push((staged, dest));
     }
 
     pub fn stage_image(&mut self, staged: PathBuf, dest: PathBuf) {
@@ -145,72 +184,158 @@ impl Commit {
         Ok(staged)
     }
 
-    /// Moves everything into place. `stripped` is written last.
+    /// Moves everything into place, in the order that leaves the least to
+    /// chance: first everything that can be checked without changing an
+    /// output (each volume update is tried in full with its writes
+    /// dropped; every local output and the stripped config are written
+    /// beside their destinations), then uploads (the network can fail at
+    /// any time: before any volume changes), then the volume updates, then
+    /// the renames. A failure after something was committed says what was
+    /// and what was not.
     pub fn run(
         &mut self,
         log: &mut super::log::Log,
         stripped: Option<(&str, &[u8])>,
     ) -> Result<()> {
-        for job in std::mem::take(&mut self.jobs) {
-            match job {
-                Job::Volume {
-                    at,
-                    target,
-                    source,
-                    deletes,
-                    timestamp,
-                } => {
-                    super::formats::populate_volume(&target, source, &deletes, timestamp)
-                        .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
-                    log.line(&format!("{at} populated {}", target.display()))?;
-                    self.committed.push(target);
-                }
-                Job::Dir {
-                    at,
-                    target,
-                    mut source,
-                } => {
-                    let into = self
-                        .dir_destination(&target)
-                        .and_then(|into| fs::create_dir_all(&into).map(|_| into))
-                        .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
-                    let mut x = crate::hostdir::Extractor::new(&into)
-                        .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
-                    let mut budget = Budget::for_target(&into, &mut x)
-                        .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
-                    source
-                        .emit(&mut crate::progress::MeteredSink {
-                            inner: &mut budget,
-                            meter: crate::progress::Meter::new(format!(
-                                "expanding into {}",
-                                target.display()
-                            )),
-                        })
-                        .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
-                    let warnings = x
-                        .finish()
-                        .map_err(|e| Failure::run(format!("{at}: {}: {e}", target.display())))?;
-                    for w in warnings {
-                        eprintln!("warning: {at}: {w}");
-                    }
-                    log.line(&format!("{at} populated {}", target.display()))?;
-                    if into == target {
-                        self.committed.push(target);
+        self.try_volumes()?;
+        let mut beside: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let mut remote: Vec<(PathBuf, Uri)> = Vec::new();
+        let placed = self.bring_beside(log, stripped, &mut beside, &mut remote);
+        let forget = |beside: &[(PathBuf, PathBuf)]| {
+            for (tmp, _) in beside {
+                let _ = fs::remove_file(tmp);
+            }
+        };
+        if let Err(e) = placed {
+            forget(&beside);
+            return Err(e);
+        }
+        let mut pending: Vec<String> = remote.iter().map(|(_, u)| u.to_string()).collect();
+        pending.extend(
+            self.device_images
+                .iter()
+                .map(|(_, d)| d.display().to_string()),
+        );
+        pending.extend(self.jobs.iter().map(|j| j.target().display().to_string()));
+        pending.extend(beside.iter().map(|(_, d)| d.display().to_string()));
+        pending.extend(self.images.iter().map(|(_, d)| d.display().to_string()));
+        pending.extend(self.dirs.iter().map(|(d, _)| d.display().to_string()));
+        let mut done: Vec<String> = Vec::new();
+        let result = (|| -> Result<()> {
+            if !remote.is_empty() {
+                let pairs: Vec<(&Path, &Uri)> =
+                    remote.iter().map(|(p, u)| (p.as_path(), u)).collect();
+                let published = transport::publish_many(&pairs, &FetchOptions::default())
+                    .map_err(|e| Failure::run(e.to_string()))?;
+                for ((staged, u), p) in remote.iter().zip(&published) {
+                    log.line(&format!("commit {u}"))?;
+                    done.push(u.to_string());
+                    if let Some(v) = read_back(staged, u, p) {
+                        self.remotes.push((u.resource_key(), p.sha256.to_hex(), v));
                     }
                 }
             }
+            self.run_jobs(log, &mut done)
+        })();
+        if let Err(e) = result {
+            forget(&beside);
+            if done.is_empty() {
+                return Err(e);
+            }
+            self.partial = true;
+            let not: Vec<&String> = pending.iter().filter(|p| !done.contains(p)).collect();
+            let not = not
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = log.line(&format!(
+                "committed: {}; not committed: {not}",
+                done.join(", ")
+            ));
+            return Err(Failure::run(format!(
+                "{}; committed: {}; not committed: {}",
+                e.message.trim_start_matches("error: "),
+                done.join(", "),
+                if not.is_empty() { "nothing else" } else { &not }
+            )));
         }
-        let opts = FetchOptions::default();
-        // 1. every local output is brought beside its destination under a
-        //    temporary name (a rename away from done); uploads are
-        //    published, all to temporary names first, then renamed
-        let mut renames: Vec<(PathBuf, PathBuf)> = Vec::new();
-        let mut remote: Vec<(PathBuf, Uri)> = Vec::new();
+        let mut renames = beside;
+        renames.append(&mut self.images);
+        renames.extend(self.dirs.drain(..).map(|(target, staged)| (staged, target)));
+        self.rename_all(log, &renames)?;
+        for (payload, to) in std::mem::take(&mut self.streams) {
+            let bytes = match payload {
+                Payload::Bytes(b) => b,
+                Payload::File(p) => {
+                    fs::read(&p).map_err(|e| Failure::run(format!("{}: {e}", p.display())))?
+                }
+            };
+            super::output::stream(&to, &bytes)
+                .map_err(|e| Failure::run(format!("{}: {e}", to.display())))?;
+            log.line(&format!("wrote {}", to.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Tries every volume update with its writes dropped: a volume that
+    /// would run out of blocks, inodes or journal fails the run here,
+    /// before any volume is changed. Each update is tried alone against
+    /// the volume as it is.
+    fn try_volumes(&mut self) -> Result<()> {
+        for job in &mut self.jobs {
+            let Job::Volume {
+                at,
+                target,
+                source,
+                deletes,
+                timestamp,
+            } = job
+            else {
+                continue;
+            };
+            let fail = |e: &dyn std::fmt::Display| {
+                Failure::run(format!("{at}: {}: {e}", target.display()))
+            };
+            let f = match self.locks.get(target.as_path()) {
+                Some(lock) => lock.file(),
+                None => fs::File::open(&*target),
+            }
+            .map_err(|e| fail(&e))?;
+            let vol = crate::ext::Volume::open(f).map_err(|e| fail(&e))?;
+            let mut trial = crate::ext::Populator::new(&vol, *timestamp)
+                .map_err(|e| fail(&e))?
+                .trial();
+            source.emit(&mut trial).map_err(|e| fail(&e))?;
+            for p in deletes.iter() {
+                trial.delete(p).map_err(|e| fail(&e))?;
+            }
+            trial.finish().map_err(|e| fail(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Brings every local output beside its destination under a temporary
+    /// name (a rename away from done) and lists the uploads.
+    fn bring_beside(
+        &mut self,
+        log: &mut super::log::Log,
+        stripped: Option<(&str, &[u8])>,
+        beside: &mut Vec<(PathBuf, PathBuf)>,
+        remote: &mut Vec<(PathBuf, Uri)>,
+    ) -> Result<()> {
         let io = |p: &Path, e: std::io::Error| Failure::run(format!("{}: {e}", p.display()));
         for (uri, staged) in self.staged.drain(..) {
-            let Some(dest) = uri.local_path().map(Path::to_path_buf) else {
+            let Some(named) = uri.local_path().map(Path::to_path_buf) else {
                 remote.push((staged, uri));
                 continue;
+            };
+            let dest = match super::output::dest(&named).map_err(|e| io(&named, e))? {
+                super::output::Dest::Atomic(p) => p,
+                super::output::Dest::Stream(p) => {
+                    self.streams.push((Payload::File(staged), p));
+                    continue;
+                }
             };
             if let Some(parent) = dest.parent() {
                 fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
@@ -223,62 +348,172 @@ impl Commit {
                 log.line(&format!("kept {} (unchanged)", dest.display()))?;
                 continue;
             }
-            let beside = super::output::temp_beside(&dest);
-            if fs::rename(&staged, &beside).is_err() {
+            let tmp = super::output::temp_beside(&dest);
+            if fs::rename(&staged, &tmp).is_err() {
                 // staging is on another file system: copy, then sync
-                fs::copy(&staged, &beside).map_err(|e| io(&beside, e))?;
-                fs::File::open(&beside)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| io(&beside, e))?;
+                fs::copy(&staged, &tmp)
+                    .and_then(|_| fs::File::open(&tmp)?.sync_all())
+                    .map_err(|e| {
+                        let _ = fs::remove_file(&tmp);
+                        io(&dest, e)
+                    })?;
             }
-            renames.push((beside, dest));
+            beside.push((tmp, dest));
         }
-        renames.append(&mut self.images);
-        renames.extend(self.dirs.drain(..).map(|(target, staged)| (staged, target)));
         if let Some((out, bytes)) = stripped {
             if out == "-" {
                 super::output::write_text(out, bytes, true)?;
             } else {
-                let dest = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
-                let beside = super::output::temp_beside(&dest);
-                fs::write(&beside, bytes)
-                    .and_then(|_| fs::File::open(&beside)?.sync_all())
-                    .map_err(|e| io(&beside, e))?;
-                renames.push((beside, dest));
+                let named = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
+                let cannot = |e: std::io::Error| {
+                    Failure::run(format!("--stripped {out}: cannot write: {e}"))
+                };
+                let dest = match super::output::dest(&named).map_err(cannot)? {
+                    super::output::Dest::Atomic(p) => p,
+                    super::output::Dest::Stream(p) => {
+                        self.streams.push((Payload::Bytes(bytes.to_vec()), p));
+                        return Ok(());
+                    }
+                };
+                let tmp = super::output::temp_beside(&dest);
+                fs::write(&tmp, bytes)
+                    .and_then(|_| fs::File::open(&tmp)?.sync_all())
+                    .map_err(|e| {
+                        let _ = fs::remove_file(&tmp);
+                        Failure::run(format!("--stripped {out}: cannot write: {e}"))
+                    })?;
+                beside.push((tmp, dest));
             }
         }
-        if !remote.is_empty() {
-            let pairs: Vec<(&Path, &Uri)> = remote.iter().map(|(p, u)| (p.as_path(), u)).collect();
-            transport::publish_many(&pairs, &opts).map_err(|e| Failure::run(e.to_string()))?;
-            for (_, u) in &remote {
-                log.line(&format!("commit {u}"))?;
+        Ok(())
+    }
+
+    /// Runs the updates of existing volumes and directories.
+    fn run_jobs(&mut self, log: &mut super::log::Log, done: &mut Vec<String>) -> Result<()> {
+        for (staged, dest) in std::mem::take(&mut self.device_images) {
+            let fail = |e: std::io::Error| Failure::run(format!("{}: {e}", dest.display()));
+            let dev = self
+                .locks
+                .get(&dest)
+                .ok_or_else(|| fail(std::io::Error::other("not locked")))?
+                .file()
+                .map_err(fail)?;
+            copy_onto(&staged, &dev).map_err(fail)?;
+            let _ = fs::remove_file(&staged);
+            self.created.insert(dest.clone());
+            log.line(&format!("commit {} (formatted)", dest.display()))?;
+            done.push(dest.display().to_string());
+            self.committed.push(dest);
+        }
+        for job in std::mem::take(&mut self.jobs) {
+            match job {
+                Job::Volume {
+                    at,
+                    target,
+                    source,
+                    deletes,
+                    timestamp,
+                } => {
+                    let fail = |e: std::io::Error| {
+                        Failure::run(format!("{at}: {}: {e}", target.display()))
+                    };
+                    match self.locks.get(&target) {
+                        Some(lock) => {
+                            // an image file attached or mounted since the
+                            // run began (a device is held exclusively)
+                            if fs::metadata(&target).is_ok_and(|m| m.is_file()) {
+                                if let Some(why) = super::holders::holder(&target).map_err(fail)? {
+                                    return Err(Failure::run(format!(
+                                        "{at}: {why}; refusing to write it (--force does not change this)"
+                                    )));
+                                }
+                            }
+                            let f = lock.file().map_err(fail)?;
+                            super::formats::populate_open_volume(f, &target, source, &deletes, timestamp)
+                        }
+                        None => super::formats::populate_volume(&target, source, &deletes, timestamp),
+                    }
+                    .map_err(|e| {
+                        if is_after_commit(&e) {
+                            // made, though not finished: it counts as committed
+                            done.push(target.display().to_string());
+                        }
+                        fail(e)
+                    })?;
+                    log.line(&format!("{at} populated {}", target.display()))?;
+                    done.push(target.display().to_string());
+                    self.committed.push(target);
+                }
+                Job::Dir {
+                    at,
+                    target,
+                    mut source,
+                } => {
+                    let fail = |e: &dyn std::fmt::Display| {
+                        Failure::run(format!("{at}: {}: {e}", target.display()))
+                    };
+                    let into = self
+                        .dir_destination(&target)
+                        .and_then(|into| fs::create_dir_all(&into).map(|_| into))
+                        .map_err(|e| fail(&e))?;
+                    let mut x = crate::hostdir::Extractor::new(&into).map_err(|e| fail(&e))?;
+                    let mut budget = Budget::for_target(&into, &mut x).map_err(|e| fail(&e))?;
+                    source
+                        .emit(&mut crate::progress::MeteredSink {
+                            inner: &mut budget,
+                            meter: crate::progress::Meter::new(format!(
+                                "expanding into {}",
+                                target.display()
+                            )),
+                        })
+                        .map_err(|e| fail(&e))?;
+                    let warnings = x.finish().map_err(|e| fail(&e))?;
+                    for w in warnings {
+                        eprintln!("warning: {at}: {w}");
+                    }
+                    log.line(&format!("{at} populated {}", target.display()))?;
+                    if into == target {
+                        done.push(target.display().to_string());
+                        self.committed.push(target);
+                    }
+                }
             }
         }
-        // 2. the decision: the list of renames is written down first, so a
-        //    run killed in the middle is completed by the next one
+        Ok(())
+    }
+
+    /// The renames, made safe against a kill: the record of created
+    /// outputs is written (and synced) with the new paths first, then the
+    /// list of renames; the next run completes a list it finds.
+    fn rename_all(
+        &mut self,
+        log: &mut super::log::Log,
+        renames: &[(PathBuf, PathBuf)],
+    ) -> Result<()> {
+        let io = |p: &Path, e: std::io::Error| Failure::run(format!("{}: {e}", p.display()));
+        self.created
+            .extend(renames.iter().map(|(_, to)| to.clone()));
+        self.save_state()
+            .map_err(|e| io(self.state_file.as_deref().unwrap_or(Path::new("state")), e))?;
         let intent = self.intent_file();
         if let Some(f) = &intent {
             let text: String = renames
                 .iter()
                 .map(|(a, b)| format!("{}\t{}\n", a.display(), b.display()))
                 .collect();
-            let tmp = super::output::temp_beside(f);
-            fs::write(&tmp, text)
-                .and_then(|_| fs::File::open(&tmp)?.sync_all())
-                .and_then(|_| fs::rename(&tmp, f))
-                .map_err(|e| io(f, e))?;
+            write_synced(f, text.as_bytes()).map_err(|e| io(f, e))?;
         }
-        // 3. the renames
-        for (from, to) in &renames {
+        for (k, (from, to)) in renames.iter().enumerate() {
+            fault_point("rename", k);
             fs::rename(from, to).map_err(|e| io(to, e))?;
-            self.created.insert(to.clone());
             self.committed.push(to.clone());
             log.line(&format!("commit {}", to.display()))?;
         }
+        fault_point("rename", renames.len());
         if let Some(f) = &intent {
+            let _ = sync_dir_of(renames.first().map(|(_, to)| to.as_path()));
             let _ = fs::remove_file(f);
         }
-        self.save_state();
         Ok(())
     }
 
@@ -288,17 +523,122 @@ impl Commit {
         Some(state.join(format!("commit-{}", std::process::id())))
     }
 
-    fn save_state(&self) {
+    /// Writes the record of created outputs, synced with its directory.
+    fn save_state(&self) -> std::io::Result<()> {
         let Some(f) = &self.state_file else {
-            return;
+            return Ok(());
         };
         let mut text = String::new();
         for p in &self.created {
             text.push_str(&p.to_string_lossy());
             text.push('\n');
         }
-        let _ = super::output::write_text(&f.to_string_lossy(), text.as_bytes(), true);
+        write_synced(f, text.as_bytes())
     }
+}
+
+/// Replaces `path` with `bytes` atomically and durably: a synced temporary
+/// beside it, renamed over it, and the directory synced.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = super::output::temp_beside(path);
+    let r = fs::write(&tmp, bytes)
+        .and_then(|_| fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| fs::rename(&tmp, path))
+        .and_then(|_| sync_dir_of(Some(path)));
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Syncs the directory holding `path`, so a rename in it survives a crash.
+fn sync_dir_of(path: Option<&Path>) -> std::io::Result<()> {
+    match path.and_then(Path::parent) {
+        Some(d) => fs::File::open(if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        })?
+        .sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// Fault injection for tests (debug builds only): `VMC_FAULT=rename:N`
+/// kills the process just before the commit's rename number N (counted
+/// from 0; N = the number of renames is just after the last one), as a
+/// power cut would.
+fn fault_point(what: &str, k: usize) {
+    #[cfg(debug_assertions)]
+    if std::env::var("VMC_FAULT").ok().as_deref() == Some(&format!("{what}:{k}")) {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+    let _ = (what, k);
+}
+
+/// True when a volume update failed after its journal commit: the update
+/// is made, and a journal replay finishes it.
+fn is_after_commit(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|i| i.downcast_ref::<crate::ext::Error>())
+        .is_some_and(|x| matches!(x, crate::ext::Error::AfterCommit(_)))
+}
+
+/// Reads an upload back once: it proves the server holds what was sent,
+/// and gives the validators with which later runs check, cheaply, that it
+/// is still there and unchanged. `None` when the server gives none.
+fn read_back(staged: &Path, uri: &Uri, published: &transport::Published) -> Option<String> {
+    let mut tmp = staged.as_os_str().to_owned();
+    tmp.push(".check");
+    let tmp = PathBuf::from(tmp);
+    let got = transport::fetch(uri, None, &tmp, &FetchOptions::default());
+    let _ = fs::remove_file(&tmp);
+    match got {
+        Ok(transport::Fetched::Downloaded {
+            sha256,
+            validators: Some(v),
+            ..
+        }) if sha256 == published.sha256 && v.is_usable() => {
+            Some(super::state::encode_validators(&v))
+        }
+        _ => None,
+    }
+}
+
+/// True when the upload recorded as `(sha256, validators)` is still on the
+/// server as it was left: revalidated with the recorded validators (HTTP
+/// conditional request, FTP `SIZE` and `MDTM`), or downloaded and
+/// compared when the server says it changed.
+pub fn remote_intact(uri: &Uri, sha256: &str, validators: &str, scratch: &Path) -> bool {
+    let Some(v) = super::state::decode_validators(validators) else {
+        return false;
+    };
+    let got = transport::fetch(uri, Some(&v), scratch, &FetchOptions::default());
+    let _ = fs::remove_file(scratch);
+    match got {
+        Ok(transport::Fetched::NotModified) => true,
+        Ok(transport::Fetched::Downloaded { sha256: d, .. }) => d.to_hex() == sha256,
+        Err(_) => false,
+    }
+}
+
+/// Writes a staged image over the start of a device, zeros included
+/// (the device's old blocks are not holes), then syncs it.
+fn copy_onto(staged: &Path, dev: &fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let src = fs::File::open(staged)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        let n = src.read_at(&mut buf, at)?;
+        if n == 0 {
+            break;
+        }
+        dev.write_all_at(&buf[..n], at)?;
+        at += n as u64;
+    }
+    dev.sync_all()
 }
 
 /// True when two files hold the same bytes (sizes first, then digests).
@@ -336,16 +676,26 @@ pub fn recover(state: &Path) {
         if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        if let Ok(text) = fs::read_to_string(e.path()) {
-            for line in text.lines() {
-                if let Some((from, to)) = line.split_once('\t') {
-                    if Path::new(from).exists() {
-                        let _ = fs::rename(from, to);
-                    }
+        let Ok(text) = fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let mut done = Vec::new();
+        for line in text.lines() {
+            if let Some((from, to)) = line.split_once('\t') {
+                if Path::new(from).exists() && fs::rename(from, to).is_err() {
+                    continue;
                 }
+                done.push(PathBuf::from(to));
             }
         }
-        let _ = fs::remove_file(e.path());
+        // what it completed is vm-container's: written down (and synced)
+        // before the list goes, so no later run mistakes it for a file
+        // someone else made
+        let mut record = Commit::load(state.join("created"));
+        record.created.extend(done);
+        if record.save_state().is_ok() {
+            let _ = fs::remove_file(e.path());
+        }
     }
 }
 

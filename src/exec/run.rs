@@ -40,6 +40,9 @@ struct NewImage {
     digest: super::state::Fingerprint,
     /// A patch of this run targets it: never kept.
     patched: bool,
+    /// The destination is a block device: the image is built in staging
+    /// and written onto the device at commit.
+    device: bool,
 }
 
 /// What a new image holds.
@@ -254,7 +257,49 @@ impl<'a> Runner<'a> {
         Ok(f.finish())
     }
 
+    /// True when every upload of the plan is on its server as the last
+    /// run left it (`recorded`: key, digest, validators); one missing,
+    /// changed or unreachable means rebuild and publish again. Offline,
+    /// uploads are not looked at.
+    pub fn remotes_intact(&mut self, plan: &Plan, recorded: &[(String, String, String)]) -> bool {
+        if self.opts.offline {
+            return true;
+        }
+        let mut uploads: Vec<crate::transport::Uri> = Vec::new();
+        for step in &plan.steps {
+            let writes: Vec<&UriRef> = match &step.action {
+                Action::Create { dest, .. } => vec![dest],
+                Action::Replace { edit, .. } | Action::Copy { edit, .. } => {
+                    edit.patch.iter().chain(edit.fork.iter()).collect()
+                }
+                Action::Patch { fork, .. } => fork.iter().collect(),
+                _ => Vec::new(),
+            };
+            for w in writes.into_iter().filter(|w| w.uri.local_path().is_none()) {
+                if self.sign_key.is_some() {
+                    uploads.push(w.uri.with_suffix(".sig"));
+                }
+                uploads.push(w.uri.clone());
+            }
+        }
+        let scratch = self.stage_path("revalidate");
+        uploads.iter().all(|u| {
+            let key = u.resource_key();
+            let Some((_, sha, v)) = recorded.iter().find(|(k, _, _)| *k == key) else {
+                return false;
+            };
+            let intact = super::outputs::remote_intact(u, sha, v, &scratch);
+            if !intact {
+                let _ = self
+                    .log
+                    .line(&format!("{u} is not as the last run left it"));
+            }
+            intact
+        })
+    }
+
     pub fn run_plan(&mut self, plan: &Plan) -> Result<()> {
+        self.lock_volumes(plan)?;
         for step in &plan.steps {
             let at = format!("{}:{}", self.name, step.span);
             if self.opts.verbosity != super::Verbosity::Quiet {
@@ -265,6 +310,95 @@ impl<'a> Runner<'a> {
         }
         self.build_images()?;
         Ok(())
+    }
+
+    /// Takes every existing image and device the plan writes, in path
+    /// order (two runs waiting for each other's volumes would otherwise
+    /// deadlock), before anything reads them: a volume mounted, attached
+    /// to a loop device or held by device-mapper is refused, and a volume
+    /// another run is writing is waited for.
+    fn lock_volumes(&mut self, plan: &Plan) -> Result<()> {
+        let mut new: BTreeSet<&Path> = BTreeSet::new();
+        let mut wanted: BTreeMap<PathBuf, String> = BTreeMap::new();
+        for step in &plan.steps {
+            let at = format!("{}:{}", self.name, step.span);
+            let target = match &step.action {
+                Action::Image { path, .. } => {
+                    let device = fs::metadata(path).is_ok_and(|m| {
+                        std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type())
+                    });
+                    if device {
+                        // formatted in place at commit: held like any volume
+                        wanted.entry(path.clone()).or_insert(at);
+                    } else if path.exists() {
+                        // replaced at commit: refuse now what is in use
+                        if let Some(why) = super::holders::holder(path)
+                            .map_err(|e| io_fail(&at, path.display(), e))?
+                        {
+                            return Err(Failure::run(format!(
+                                "{at}: {why}; refusing to replace it (--force does not change this)"
+                            )));
+                        }
+                    }
+                    new.insert(path);
+                    continue;
+                }
+                Action::Populate {
+                    kind: TargetKind::Image | TargetKind::Device,
+                    target,
+                    ..
+                } => target,
+                Action::Patch {
+                    target: PatchTarget::Image(p),
+                    ..
+                } => p,
+                _ => continue,
+            };
+            if !new.contains(target.as_path()) && target.exists() {
+                wanted.entry(target.clone()).or_insert(at);
+            }
+        }
+        for (path, at) in wanted {
+            let lock = super::holders::VolumeLock::take(&path, || {
+                eprintln!(
+                    "{at}: waiting for another vm-container run that is writing {}",
+                    path.display()
+                )
+            })
+            .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+            self.commit.locks.insert(path, lock);
+        }
+        Ok(())
+    }
+
+    /// `[image]` naming an existing block device: formatting destroys
+    /// what it holds, so a device vm-container did not format is written
+    /// only with `--force`, and the refusal says what would be lost. The
+    /// image is staged under the run's staging directory.
+    fn device_image(&mut self, at: &str, path: &Path, size: u64) -> Result<PathBuf> {
+        if !self.opts.force && !self.commit.created.contains(path) {
+            return Err(Failure::run(format!(
+                "{at}: {} is a block device vm-container did not format and {}; use --force to format it",
+                path.display(),
+                super::holders::contents(path)
+            )));
+        }
+        let lock = self
+            .commit
+            .locks
+            .get(path)
+            .ok_or_else(|| Failure::run(format!("{at}: {}: not locked", path.display())))?;
+        let have = lock
+            .file()
+            .and_then(|f| super::holders::size_of(&f))
+            .map_err(|e| io_fail(at, path.display(), e))?;
+        if have < size {
+            return Err(Failure::run(format!(
+                "{at}: {} holds {have} bytes; the image needs {size}",
+                path.display()
+            )));
+        }
+        Ok(self.stage_path("device-image"))
     }
 
     fn step(&mut self, step: &Step, at: &str) -> Result<()> {
@@ -296,12 +430,30 @@ impl<'a> Runner<'a> {
                         timestamp: self.now,
                     }),
                 };
-                let staged = super::output::temp_beside(path);
-                self.commit.check_local(path, self.opts.force, at)?;
-                // an interrupted run may have left its staged image here
-                if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
-                    super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
-                }
+                let device = fs::metadata(path)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+                let (staged, dest) = if device {
+                    (self.device_image(at, path, *size)?, path.clone())
+                } else {
+                    // a symlink is written through; a character device or
+                    // FIFO cannot hold an image
+                    let dest = match super::output::dest(path) {
+                        Ok(super::output::Dest::Atomic(p)) => p,
+                        Ok(super::output::Dest::Stream(_)) => {
+                            return Err(Failure::run(format!(
+                                "{at}: {} is a character device or FIFO; an image needs a regular file or a block device",
+                                path.display()
+                            )))
+                        }
+                        Err(e) => return Err(io_fail(at, path.display(), e)),
+                    };
+                    self.commit.check_local(&dest, self.opts.force, at)?;
+                    // an interrupted run may have left its staged image here
+                    if let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) {
+                        super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
+                    }
+                    (super::output::temp_beside(&dest), dest)
+                };
                 // what the image is made of: kept when the next run finds
                 // the same (see `build_image`)
                 let mut digest = super::state::Fingerprint::default();
@@ -314,11 +466,12 @@ impl<'a> Runner<'a> {
                     NewImage {
                         format,
                         staged,
-                        dest: path.clone(),
+                        dest,
                         sources: Vec::new(),
                         built: false,
                         digest,
                         patched: false,
+                        device,
                     },
                 );
                 Ok(())
@@ -420,9 +573,13 @@ impl<'a> Runner<'a> {
             return Ok(Box::new(wt.source()));
         }
         let input = self.inputs.get(uri, at, &mut self.log)?;
-        let src =
-            archive_source(&input.path, &uri.uri.to_string()).map_err(|e| io_fail(at, uri, e))?;
-        Ok(Box::new(src))
+        // opened now, so that a missing or unreadable archive fails here
+        archive_source(&input.path, &uri.uri.to_string()).map_err(|e| io_fail(at, uri, e))?;
+        // a source that can be read twice: the commit tries a volume
+        // update before making it
+        Ok(Box::new(
+            WorkTree::new(uri.uri.to_string(), Some(input.path), self.now).source(),
+        ))
     }
 
     fn populate(
@@ -587,7 +744,11 @@ impl<'a> Runner<'a> {
         img.built = true;
         img.sources.clear();
         let (staged, dest) = (img.staged.clone(), img.dest.clone());
-        self.commit.stage_image(staged, dest);
+        if img.device {
+            self.commit.stage_device_image(staged, dest);
+        } else {
+            self.commit.stage_image(staged, dest);
+        }
         Ok(())
     }
 

@@ -11,8 +11,10 @@ use crate::tree::{Entry, Kind, Sink, Source, SparseRead, TreePath};
 use crate::uri::Uri;
 use crate::{ext, hostdir};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 fn fail(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
@@ -38,14 +40,21 @@ pub fn pack(dir: &Path, dest: &str) -> Result<()> {
     }
     let mut walker = hostdir::Walker::new(dir).clamp_mtime(source_date_epoch());
     match uri.local_path() {
-        Some(p) => {
-            let tmp = super::output::temp_beside(p);
-            let r = write_archive(&mut walker, &tmp, dest).and_then(|()| std::fs::rename(&tmp, p));
-            if let Err(e) = r {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(fail(dest, e));
+        Some(p) => match super::output::dest(p).map_err(|e| fail(dest, e))? {
+            super::output::Dest::Atomic(p) => {
+                let tmp = super::output::temp_beside(&p);
+                let r =
+                    write_archive(&mut walker, &tmp, dest).and_then(|()| std::fs::rename(&tmp, &p));
+                if let Err(e) = r {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(fail(dest, e));
+                }
             }
-        }
+            super::output::Dest::Stream(p) => {
+                // a device or FIFO: packed straight into it
+                write_archive(&mut walker, &p, dest).map_err(|e| fail(dest, e))?;
+            }
+        },
         None => {
             let tmp = tempfile::NamedTempFile::new().map_err(|e| fail("temporary file", e))?;
             write_archive(&mut walker, tmp.path(), dest).map_err(|e| fail(dest, e))?;
@@ -186,14 +195,18 @@ fn image(path: &Path) -> Result<ext::Volume> {
     ext::Volume::open(f).map_err(|e| fail(path.display(), e))
 }
 
-fn tree_path(p: &str) -> Result<TreePath> {
-    TreePath::from_absolute(p.as_bytes()).map_err(|e| Failure::usage(format!("{p}: {e}")))
+/// A path inside an image, as bytes: names in an image need not be UTF-8,
+/// and the command line passes them through unchanged.
+fn tree_path(p: &OsStr) -> Result<TreePath> {
+    TreePath::from_absolute(p.as_bytes())
+        .map_err(|e| Failure::usage(format!("{}: {e}", p.to_string_lossy())))
 }
 
-/// `ls IMAGE [PATH]`: like `ls -l`, without mounting.
-pub fn ls(img: &Path, path: Option<&str>) -> Result<()> {
+/// `ls IMAGE [PATH]`: like `ls -l`, without mounting. Names and symlink
+/// targets are written as the bytes they are.
+pub fn ls(img: &Path, path: Option<&OsStr>) -> Result<()> {
     let vol = image(img)?;
-    let p = tree_path(path.unwrap_or("/"))?;
+    let p = tree_path(path.unwrap_or(OsStr::new("/")))?;
     let st = vol
         .stat(&p)
         .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?;
@@ -204,7 +217,16 @@ pub fn ls(img: &Path, path: Option<&str>) -> Result<()> {
     } else {
         vec![st]
     };
-    let mut out = io::stdout().lock();
+    super::output::to_stdout(|out| ls_lines(out, &vol, &p, is_dir, entries))
+}
+
+fn ls_lines(
+    out: &mut impl Write,
+    vol: &ext::Volume,
+    p: &TreePath,
+    is_dir: bool,
+    entries: Vec<ext::DirEntryInfo>,
+) -> io::Result<()> {
     for e in entries {
         let t = match e.file_type {
             ext::FileType::File => '-',
@@ -215,23 +237,26 @@ pub fn ls(img: &Path, path: Option<&str>) -> Result<()> {
             ext::FileType::Fifo => 'p',
             ext::FileType::Socket => 's',
         };
-        let name = String::from_utf8_lossy(&e.name);
         let mut line = format!(
-            "{t}{} {:>3} {:>5} {:>5} {:>10} {} {name}",
+            "{t}{} {:>3} {:>5} {:>5} {:>10} {} ",
             perm_string(e.meta.perm),
             e.links,
             e.meta.uid,
             e.meta.gid,
             e.size,
             super::log::rfc3339(e.meta.mtime)
-        );
+        )
+        .into_bytes();
+        line.extend_from_slice(&e.name);
         if e.file_type == ext::FileType::Symlink {
             let child = if is_dir { p.join(&e.name) } else { p.clone() };
             if let Ok(target) = vol.readlink(&child) {
-                line.push_str(&format!(" -> {}", String::from_utf8_lossy(&target)));
+                line.extend_from_slice(b" -> ");
+                line.extend_from_slice(&target);
             }
         }
-        writeln!(out, "{line}").map_err(|e| fail("<stdout>", e))?;
+        line.push(b'\n');
+        out.write_all(&line)?;
     }
     Ok(())
 }
@@ -254,16 +279,37 @@ fn perm_string(perm: u32) -> String {
 }
 
 /// `cat IMAGE PATH`.
-pub fn cat(img: &Path, path: &str) -> Result<()> {
+pub fn cat(img: &Path, path: &OsStr) -> Result<()> {
     let vol = image(img)?;
     let p = tree_path(path)?;
     let mut r = vol
         .read_file(&p)
         .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?;
-    let mut out = io::stdout().lock();
-    io::copy(&mut r, &mut out)
-        .map_err(|e| fail(format!("{}:{}", img.display(), p.display_abs()), e))?;
-    Ok(())
+    // a read error is the image's; a write error is the pipe's
+    let mut read_error = None;
+    let mut reader = ReadErrors {
+        inner: &mut r,
+        seen: &mut read_error,
+    };
+    let r = super::output::to_stdout(|out| io::copy(&mut reader, out).map(|_| ()));
+    if let Some(e) = read_error {
+        return Err(fail(format!("{}:{}", img.display(), p.display_abs()), e));
+    }
+    r
+}
+
+/// Keeps a reader's error aside, so that it is told from a writer's.
+struct ReadErrors<'a, R> {
+    inner: R,
+    seen: &'a mut Option<io::Error>,
+}
+
+impl<R: io::Read> io::Read for ReadErrors<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            *self.seen = Some(io::Error::new(e.kind(), e.to_string()));
+        })
+    }
 }
 
 /// Reads a passphrase from a file, or from the terminal.

@@ -44,6 +44,10 @@ pub struct Inode {
     pub i_atime_extra: u32,
     pub i_crtime: u32,
     pub i_crtime_extra: u32,
+    /// The in-inode extended-attribute area (after `i_extra_isize`), kept
+    /// by the reader for inline-data inodes only, whose content continues
+    /// in the `system.data` attribute there; empty otherwise.
+    pub ibody_xattrs: Vec<u8>,
 }
 
 impl Inode {
@@ -86,6 +90,7 @@ impl Inode {
             i_atime_extra: ext(0x8C),
             i_crtime: ext(0x90),
             i_crtime_extra: ext(0x94),
+            ibody_xattrs: Vec::new(),
         }
     }
 

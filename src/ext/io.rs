@@ -13,6 +13,9 @@ pub struct Disk<'f> {
     block_size: u64,
     pending_block: u64,
     pending: Vec<u8>,
+    /// Writes are dropped: a trial run that finds out whether an update
+    /// fits without changing a byte.
+    pub discard: bool,
 }
 
 impl<'f> Disk<'f> {
@@ -22,6 +25,7 @@ impl<'f> Disk<'f> {
             block_size: u64::from(block_size),
             pending_block: 0,
             pending: Vec::new(),
+            discard: false,
         }
     }
 
@@ -64,6 +68,9 @@ impl<'f> Disk<'f> {
     /// Writes bytes at an arbitrary offset (superblocks).
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Error> {
         self.flush()?;
+        if self.discard {
+            return Ok(());
+        }
         self.file
             .write_all_at(data, offset)
             .map_err(|e| Error::Io { offset, source: e })
@@ -71,6 +78,10 @@ impl<'f> Disk<'f> {
 
     pub fn flush(&mut self) -> Result<(), Error> {
         if self.pending.is_empty() {
+            return Ok(());
+        }
+        if self.discard {
+            self.pending.clear();
             return Ok(());
         }
         let offset = self.pending_block * self.block_size;

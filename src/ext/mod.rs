@@ -13,6 +13,7 @@
 
 mod bitmap;
 mod bytes;
+mod check;
 mod dir_entry;
 mod group_desc;
 mod inode;
@@ -24,6 +25,7 @@ mod superblock;
 mod update;
 mod writer;
 
+pub use check::block_owners;
 pub use inode::Inode;
 pub use layout::Geometry;
 pub use reader::{DirEntryInfo, FileReader, FileType, Volume};
@@ -162,8 +164,16 @@ pub enum Error {
     UnsupportedForWrite(String),
     #[error("the change needs {needed} journal blocks but the journal has {available}")]
     JournalTooSmall { needed: u64, available: u64 },
+    #[error(
+        "refusing to write to this volume: {0}; check it with e2fsck -f while it is not in use"
+    )]
+    Unsound(String),
     #[error("{path}: not a symbolic link")]
     NotASymlink { path: String },
+    /// The journal's commit block was written, then something failed:
+    /// the update is made and a journal replay completes it.
+    #[error("{0}; the update is committed in the journal and will be applied when the volume is recovered (e2fsck, or the next mount)")]
+    AfterCommit(Box<Error>),
 }
 
 impl From<Error> for std::io::Error {

@@ -1,7 +1,9 @@
 //! Reading ext2/ext3/ext4 volumes without mounting them.
 //!
 //! Checksums are not verified; htree directories are read as the linear
-//! directories they also are; inline-data inodes are refused.
+//! directories they also are; inline data (files, directories and
+//! symlinks kept in the inode and its `system.data` attribute), bigalloc
+//! clusters and shared blocks are read.
 
 use super::bytes::le32;
 use super::dir_entry;
@@ -33,6 +35,16 @@ pub const MAX_DEPTH: usize = 1024;
 const EXT4_EXT_MAGIC: u16 = 0xF30A;
 const MAX_EXTENT_DEPTH: u16 = 5;
 const CACHE_BLOCKS: usize = 16;
+const RO_COMPAT_BIGALLOC: u32 = 0x0200;
+const RO_COMPAT_SHARED_BLOCKS: u32 = 0x4000;
+/// In-inode extended attributes start with this magic number.
+const EXT4_XATTR_MAGIC: u32 = 0xEA02_0000;
+/// `system.` attributes; inline data is `system.data`.
+const EXT4_XATTR_INDEX_SYSTEM: u8 = 7;
+/// Bytes of inline data held in `i_block` itself.
+const INLINE_IBLOCK: usize = 60;
+/// An inline directory's `i_block` starts with its parent's inode number.
+const INLINE_DOTDOT: usize = 4;
 
 /// The type of a directory entry or inode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +92,7 @@ pub struct Volume {
     pub(super) blocks_count: u64,
     pub(super) groups: Vec<GroupDesc>,
     /// Length of the image file (`u64::MAX` when unknown).
-    file_len: u64,
+    pub(super) file_len: u64,
     /// Recently read metadata blocks (indirect blocks, extent nodes).
     cache: RefCell<Vec<(u64, Vec<u8>)>>,
 }
@@ -105,7 +117,22 @@ impl Volume {
             .filter(|&b| b <= 65536)
             .ok_or_else(|| corrupt("block size out of range"))?;
         let bits = u64::from(block_size) * 8;
-        if sb.s_blocks_per_group == 0 || u64::from(sb.s_blocks_per_group) > bits {
+        if sb.s_feature_ro_compat & RO_COMPAT_BIGALLOC != 0 {
+            // a bitmap bit stands for a cluster: a group spans
+            // s_clusters_per_group clusters of 2^(cluster - block) blocks
+            let shift = sb.s_log_cluster_size.wrapping_sub(sb.s_log_block_size);
+            if sb.s_clusters_per_group == 0
+                || u64::from(sb.s_clusters_per_group) > bits
+                || shift > 16
+            {
+                return Err(corrupt("s_clusters_per_group or cluster size out of range"));
+            }
+            if u64::from(sb.s_blocks_per_group) != u64::from(sb.s_clusters_per_group) << shift {
+                return Err(corrupt(
+                    "s_blocks_per_group is not s_clusters_per_group clusters",
+                ));
+            }
+        } else if sb.s_blocks_per_group == 0 || u64::from(sb.s_blocks_per_group) > bits {
             return Err(corrupt("s_blocks_per_group out of range"));
         }
         if sb.s_inodes_per_group == 0 || u64::from(sb.s_inodes_per_group) > bits {
@@ -141,7 +168,11 @@ impl Volume {
             return Err(corrupt("group descriptors larger than the volume"));
         }
         let mut gdt = vec![0u8; gdt_len];
-        read_at(&file, (first + 1) * u64::from(block_size), &mut gdt)?;
+        read_at(
+            &file,
+            gdt_block(&sb, block_size) * u64::from(block_size),
+            &mut gdt,
+        )?;
         let groups = gdt
             .chunks(desc_size)
             .map(|c| GroupDesc::decode(c, desc_size))
@@ -235,7 +266,21 @@ impl Volume {
         }
         let mut raw = vec![0u8; isz.min(256) as usize];
         read_at(&self.file, offset, &mut raw)?;
-        Ok(Inode::decode(&raw))
+        let mut i = Inode::decode(&raw);
+        if i.i_flags & inode::EXT4_INLINE_DATA_FL != 0 && isz > 128 {
+            // the content continues in the in-inode attributes
+            let mut whole = vec![0u8; isz as usize];
+            read_at(&self.file, offset, &mut whole)?;
+            let from = (128 + usize::from(i.i_extra_isize)).min(whole.len());
+            i.ibody_xattrs = whole.split_off(from);
+        }
+        Ok(i)
+    }
+
+    /// Whether files may share blocks (the shared_blocks feature, set by
+    /// deduplicating tools): then a walk's read budget is per file.
+    fn shared_blocks(&self) -> bool {
+        self.sb.s_feature_ro_compat & RO_COMPAT_SHARED_BLOCKS != 0
     }
 
     /// The physical block of logical block `l`, `None` for a hole or an
@@ -402,13 +447,23 @@ impl Volume {
         dir: &Inode,
         path: &TreePath,
     ) -> Result<Vec<dir_entry::DirEntry>, Error> {
+        let filetype = self.sb.s_feature_incompat & INCOMPAT_FILETYPE != 0;
         if dir.i_flags & inode::EXT4_INLINE_DATA_FL != 0 {
-            return Err(Error::InlineData {
-                path: path.display_abs(),
-            });
+            // the parent's number, then entries filling the rest of
+            // i_block, then entries filling the system.data value
+            let data = inline_data(dir, path)?;
+            let bad =
+                |m: String| Error::Corrupt(format!("inline directory {}: {m}", path.display_abs()));
+            let (head, tail) = data.split_at(INLINE_IBLOCK.min(data.len()));
+            let mut out =
+                dir_entry::parse_block(head.get(INLINE_DOTDOT..).unwrap_or(&[]), filetype)
+                    .map_err(bad)?;
+            if !tail.is_empty() {
+                out.extend(dir_entry::parse_block(tail, filetype).map_err(bad)?);
+            }
+            return Ok(out);
         }
         let bs = u64::from(self.block_size);
-        let filetype = self.sb.s_feature_incompat & INCOMPAT_FILETYPE != 0;
         let mut out = Vec::new();
         let mut buf = vec![0u8; bs as usize];
         // Every block of a directory holds entries, so it was written and
@@ -514,11 +569,20 @@ impl Volume {
                 i.size()
             )));
         }
-        if i.i_flags & inode::EXT4_INLINE_DATA_FL != 0 {
-            return Err(Error::InlineData {
-                path: path.display_abs(),
-            });
-        }
+        let inline = if i.i_flags & inode::EXT4_INLINE_DATA_FL != 0 {
+            let data = inline_data(&i, path)?;
+            if i.size() > data.len() as u64 {
+                return Err(Error::Corrupt(format!(
+                    "{}: size {} exceeds its {} bytes of inline data",
+                    path.display_abs(),
+                    i.size(),
+                    data.len()
+                )));
+            }
+            Some(data)
+        } else {
+            None
+        };
         Ok(FileReader {
             vol: self,
             path: path.display_abs(),
@@ -526,7 +590,7 @@ impl Volume {
             size: i.size(),
             inode: i,
             pos: 0,
-            buf: vec![0; self.block_size as usize],
+            buf: inline.unwrap_or_else(|| vec![0; self.block_size as usize]),
             buf_block: None,
         })
     }
@@ -562,11 +626,6 @@ impl Volume {
         if fast {
             return Ok(i.i_block_bytes()[..size as usize].to_vec());
         }
-        if i.i_flags & inode::EXT4_INLINE_DATA_FL != 0 {
-            return Err(Error::InlineData {
-                path: path.display_abs(),
-            });
-        }
         let mut out = Vec::with_capacity(size as usize);
         self.file_reader(i.clone(), path)?
             .read_to_end(&mut out)
@@ -598,8 +657,13 @@ impl Volume {
         let dir = self.inode(ino)?;
         // All directories together fit in the volume too: without this,
         // many directories each claiming the whole volume in holes would
-        // multiply the work.
-        budget.dir_bytes = budget.dir_bytes.checked_sub(dir.size()).ok_or_else(|| {
+        // multiply the work. (With shared blocks each one fits alone.)
+        let dir_budget = if self.shared_blocks() {
+            self.dir_limit()
+        } else {
+            budget.dir_bytes
+        };
+        budget.dir_bytes = dir_budget.checked_sub(dir.size()).ok_or_else(|| {
             Error::Corrupt(format!(
                 "directory {}: the directories claim more bytes than the volume holds",
                 path.display_abs()
@@ -654,9 +718,15 @@ impl Volume {
             };
             if ft == FileType::File {
                 let mut r = self.file_reader(i, &child)?;
-                r.blocks_left = budget.data_blocks;
+                // blocks shared between files are read once per file
+                let shared = self.shared_blocks();
+                if !shared {
+                    r.blocks_left = budget.data_blocks;
+                }
                 sink.put_sparse(&entry, &mut r)?;
-                budget.data_blocks = r.blocks_left;
+                if !shared {
+                    budget.data_blocks = r.blocks_left;
+                }
             } else {
                 sink.put(&entry, &mut std::io::empty())?;
             }
@@ -730,6 +800,7 @@ pub struct FileReader<'v> {
     inode: Inode,
     size: u64,
     pos: u64,
+    /// One block of content, or the whole content of an inline file.
     buf: Vec<u8>,
     buf_block: Option<u64>,
 }
@@ -737,6 +808,10 @@ pub struct FileReader<'v> {
 impl FileReader<'_> {
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    fn is_inline(&self) -> bool {
+        self.inode.i_flags & inode::EXT4_INLINE_DATA_FL != 0
     }
 
     /// Where a hole of `run` blocks starting at the current position's
@@ -752,7 +827,7 @@ impl FileReader<'_> {
     /// Bytes of hole from the current position on (0 at data), up to the
     /// end of the file.
     fn hole_len(&self) -> std::io::Result<u64> {
-        if self.pos >= self.size {
+        if self.pos >= self.size || self.is_inline() {
             return Ok(0);
         }
         let bs = u64::from(self.vol.block_size);
@@ -775,6 +850,14 @@ impl Read for FileReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         if self.pos >= self.size || out.is_empty() {
             return Ok(0);
+        }
+        if self.is_inline() {
+            // the size was checked against the inline data
+            let from = self.pos as usize;
+            let n = (self.size - self.pos).min(out.len() as u64) as usize;
+            out[..n].copy_from_slice(&self.buf[from..from + n]);
+            self.pos += n as u64;
+            return Ok(n);
         }
         let bs = u64::from(self.vol.block_size);
         let l = self.pos / bs;
@@ -808,4 +891,58 @@ impl Read for FileReader<'_> {
         self.pos += n as u64;
         Ok(n)
     }
+}
+
+/// Where the group descriptors start: the block after the superblock's.
+/// That is `s_first_data_block + 1`, except with 1 KiB blocks and bigalloc,
+/// where the data starts at block 0 but the superblock still lies in
+/// block 1.
+pub(super) fn gdt_block(sb: &Superblock, block_size: u32) -> u64 {
+    let sb_block = u64::from(sb.s_first_data_block).max(u64::from(block_size == 1024));
+    sb_block + 1
+}
+
+/// An inline-data inode's content: `i_block`'s 60 bytes, then the value
+/// of its in-inode `system.data` attribute (absent when everything fits in
+/// `i_block`).
+fn inline_data(i: &Inode, path: &TreePath) -> Result<Vec<u8>, Error> {
+    let mut out = i.i_block_bytes().to_vec();
+    out.extend_from_slice(system_data(&i.ibody_xattrs).map_err(|m| {
+        Error::Corrupt(format!(
+            "{}: inline data attribute: {m}",
+            path.display_abs()
+        ))
+    })?);
+    Ok(out)
+}
+
+/// The value of `system.data` among in-inode attributes: a magic number,
+/// then entries (name length, name index, value offset from the first
+/// entry, value inode, value size, hash, name) up to four zero bytes.
+fn system_data(area: &[u8]) -> Result<&[u8], String> {
+    if area.len() < 4 || le32(area, 0) != EXT4_XATTR_MAGIC {
+        return Ok(&[]);
+    }
+    let entries = &area[4..];
+    let mut off = 0usize;
+    while off + 16 <= entries.len() && le32(entries, off) != 0 {
+        let name_len = usize::from(entries[off]);
+        let index = entries[off + 1];
+        let value_offs = usize::from(super::bytes::le16(entries, off + 2));
+        let value_inum = le32(entries, off + 4);
+        let value_size = le32(entries, off + 8) as usize;
+        let name = entries
+            .get(off + 16..off + 16 + name_len)
+            .ok_or("entry name beyond the inode")?;
+        if index == EXT4_XATTR_INDEX_SYSTEM && name == b"data" {
+            if value_inum != 0 {
+                return Err("value kept in another inode".into());
+            }
+            return entries
+                .get(value_offs..value_offs + value_size)
+                .ok_or_else(|| "value beyond the inode".into());
+        }
+        off += (16 + name_len + 3) & !3;
+    }
+    Ok(&[])
 }

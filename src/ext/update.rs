@@ -82,6 +82,8 @@ struct State<'v> {
     /// Changed inodes, written to their table blocks at commit.
     inodes: BTreeMap<u32, Inode>,
     what: String,
+    /// Metadata by position, never handed out whatever the bitmap says.
+    layout: super::check::Layout,
 }
 
 impl State<'_> {
@@ -193,7 +195,7 @@ impl State<'_> {
                     i += 8;
                     continue;
                 }
-                if byte & (1 << (i % 8)) == 0 {
+                if byte & (1 << (i % 8)) == 0 && !self.layout.is_metadata(gstart + i) {
                     if let Some(b) = self.block(bm)?.get_mut((i / 8) as usize) {
                         *b |= 1 << (i % 8);
                     }
@@ -320,6 +322,7 @@ enum Stop {
     Never,
     BeforeCommitBlock,
     BeforeCheckpoint,
+    FailAfterCommitBlock,
 }
 
 impl<'v> Populator<'v> {
@@ -344,6 +347,7 @@ impl<'v> Populator<'v> {
                 "read-only-compatible features {bad_ro:#x} (checksums, bigalloc, quota)"
             )));
         }
+        let layout = super::check::check_for_write(vol)?;
         if vol.has_journal() {
             let (jsb, _) = journal_superblock(vol)?;
             if be32(&jsb, 0) != JBD2_MAGIC {
@@ -383,11 +387,21 @@ impl<'v> Populator<'v> {
                 dirs: BTreeMap::new(),
                 inodes: BTreeMap::new(),
                 what: String::new(),
+                layout,
             },
             disk: Disk::new(&vol.file, vol.block_size),
             timestamp,
             stop: Stop::Never,
         })
+    }
+
+    /// A trial: the update runs in full (allocation, directories, the
+    /// journal's size) but nothing is written, so [`Populator::finish`]
+    /// says whether the real update would fit. Data written is never read
+    /// back, so the trial takes the same path as the real update.
+    pub fn trial(mut self) -> Self {
+        self.disk.discard = true;
+        self
     }
 
     fn lookup_in(&mut self, dir: u32, name: &[u8], path: &TreePath) -> Result<Option<u32>, Error> {
@@ -881,6 +895,9 @@ impl<'v> Populator<'v> {
         let first = u64::from(self.st.vol.sb.s_first_data_block);
         let bpg = u64::from(self.st.vol.sb.s_blocks_per_group);
         for b in std::mem::take(&mut self.st.freed_blocks) {
+            if self.st.layout.is_metadata(b) {
+                continue;
+            }
             let g = ((b - first) / bpg) as usize;
             let i = (b - first) % bpg;
             let bm = self.st.vol.groups[g].bg_block_bitmap;
@@ -1047,7 +1064,27 @@ impl<'v> Populator<'v> {
         if self.stop == Stop::BeforeCheckpoint {
             return Ok(());
         }
+        // the journal now holds the transaction and the volume says it
+        // needs recovery: the update is made, whatever fails next
+        self.checkpoint(dirty, sb_block, sb_off, jsb, jsb_phys, seq)
+            .map_err(|e| Error::AfterCommit(Box::new(e)))
+    }
 
+    /// Copies the transaction's blocks to their places and empties the
+    /// journal again.
+    fn checkpoint(
+        &mut self,
+        dirty: &[(u64, Vec<u8>)],
+        sb_block: u64,
+        sb_off: usize,
+        mut jsb: Vec<u8>,
+        jsb_phys: u64,
+        seq: u32,
+    ) -> Result<(), Error> {
+        let vol = self.st.vol;
+        if self.stop == Stop::FailAfterCommitBlock {
+            return Err(Error::Corrupt("a write failed (injected)".into()));
+        }
         // checkpoint; the superblock keeps needs_recovery until the
         // journal is empty again
         for (b, d) in dirty {
@@ -1229,9 +1266,9 @@ mod tests {
     /// tree, and one of two hard links.
     const DELETED: [&str; 4] = ["gone", "sparse", "dir/sub/f", "link-a"];
 
-    fn interrupted(stop: Stop) -> (Manifest, Manifest, std::path::PathBuf, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("img");
+    /// A new file `img` in `dir`, open for reading and writing.
+    fn image_file(dir: &Path) -> (std::path::PathBuf, File) {
+        let img = dir.join("img");
         let f = File::options()
             .read(true)
             .write(true)
@@ -1239,6 +1276,12 @@ mod tests {
             .truncate(false)
             .open(&img)
             .unwrap();
+        (img, f)
+    }
+
+    fn interrupted(stop: Stop) -> (Manifest, Manifest, std::path::PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (img, f) = image_file(dir.path());
         let mut o = Options::new(8 << 20);
         o.block_size = Some(1024);
         let mut b = Builder::new(o, &f).unwrap();
@@ -1374,6 +1417,31 @@ mod tests {
         };
         assert_eq!(counts(&img), counts(&whole));
         drop(d);
+    }
+
+    #[test]
+    fn a_failure_after_the_commit_block_says_the_update_is_committed() {
+        let d = tempfile::tempdir().unwrap();
+        let (img, f) = image_file(d.path());
+        let b = Builder::new(Options::new(8 << 20), &f).unwrap();
+        b.finish().unwrap();
+        let v = Volume::open_rw(f).unwrap();
+        let mut p = Populator::new(&v, 2_000_000).unwrap();
+        p.stop = Stop::FailAfterCommitBlock;
+        Files(vec![("added", b"new".to_vec())])
+            .emit(&mut p)
+            .unwrap();
+        let e = p.finish().unwrap_err();
+        assert!(matches!(e, Error::AfterCommit(_)), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("injected") && msg.contains("update is committed"),
+            "{msg}"
+        );
+        // and it is: a replay completes it
+        assert!(matches!(e2fsck(&img, "-fy"), 0 | 1));
+        let p = |s: &str| TreePath::from_member(s.as_bytes()).unwrap();
+        assert_eq!(read(&img)[&p("added")].size, 3);
     }
 
     #[test]

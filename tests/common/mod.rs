@@ -168,3 +168,66 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// A loop device attached to a file, detached when dropped.
+pub struct Loop(pub String);
+
+impl Loop {
+    pub fn attach(file: &Path) -> Loop {
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+/// Asserts that the ext image `img` is labelled `label` and holds
+/// `examples/trees/base` (its `/etc/passwd`).
+pub fn assert_base_image(img: &Path, label: &str) {
+    let cat = bin()
+        .arg("cat")
+        .arg(img)
+        .arg("/etc/passwd")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&cat.stdout).starts_with("root:x:0:0:"));
+    let out = Command::new("e2label").arg(img).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), label);
+}
+
+/// `examples/trees/base` packed into `DIR/base.cpio.gz`.
+pub fn pack_base(dir: &Path) -> PathBuf {
+    let a = dir.join("base.cpio.gz");
+    ok(&bin()
+        .arg("pack")
+        .arg(root().join("examples/trees/base"))
+        .arg(&a)
+        .output()
+        .unwrap());
+    a
+}
+
+/// An ext3 file system of `size` (`16M`) labelled `label` on `img`,
+/// made by mke2fs.
+pub fn mke2fs(img: &Path, label: &str, size: &str) {
+    let mk = Command::new("mke2fs")
+        .args(["-q", "-t", "ext3", "-L", label])
+        .arg(img)
+        .arg(size)
+        .status()
+        .unwrap();
+    assert!(mk.success());
+}

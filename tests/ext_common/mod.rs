@@ -357,3 +357,18 @@ pub fn opts(size: u64, bs: u32, journal: bool) -> Options {
         timestamp: 1_700_000_000,
     }
 }
+
+/// Runs a debugfs request that writes; debugfs reports a failed request
+/// on standard error but exits 0, so any complaint there fails.
+pub fn debugfs_w(img: &Path, request: &str) {
+    let out = Command::new(tool("debugfs"))
+        .args(["-w", "-R", request])
+        .arg(img)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.lines().all(|l| l.starts_with("debugfs ")),
+        "debugfs -w -R '{request}': {err}"
+    );
+}

@@ -75,6 +75,7 @@ impl Analyzer<'_> {
             }
         }
         let (mut fs, mut block_size, mut inodes, mut uuid) = (FsType::Ext3, None, None, None);
+        let mut inodes_at = None;
         let opts = self.options(e, rest, &IMAGE_OPTIONS, USAGE)?;
         // options that only a file system has, for a swap area's error
         let mut fs_only: Vec<(&str, Span)> = Vec::new();
@@ -83,6 +84,9 @@ impl Analyzer<'_> {
                 // point at the option's name, not its value
                 let at = rest.iter().find(|(kw, ks)| !kw.quoted && ks == key);
                 fs_only.push((key, at.map_or(w.span, |(kw, _)| kw.span)));
+            }
+            if key == "inodes" {
+                inodes_at = Some(w.span);
             }
             match key {
                 "fs" => match v.as_str() {
@@ -164,6 +168,18 @@ impl Analyzer<'_> {
                 ),
             );
             return None;
+        }
+        if let (Some(n), Some(at)) = (inodes, inodes_at) {
+            if let Some(max) = too_many_inodes(size, bs, fs == FsType::Ext3, n) {
+                self.err(
+                    at,
+                    format!(
+                        "inodes `{n}`: too many for a {} volume with {bs}-byte blocks (about {max} fit)",
+                        words[1].1
+                    ),
+                );
+                return None;
+            }
         }
         self.images.insert(path.clone());
         Some(Action::Image {
@@ -526,4 +542,24 @@ fn looks_like_archive(p: &Path) -> bool {
     [".cpio.gz", ".cpio", ".cgz", ".gz"]
         .iter()
         .any(|ext| s.ends_with(ext))
+}
+
+/// `Some(about how many fit)` when `n` inodes cannot be laid out on an
+/// ext2/ext3 volume of `size` bytes with `bs`-byte blocks: each block
+/// group's inode bitmap is one block (8 × `bs` inodes at most), and the
+/// inode tables (256 bytes an inode) with the journal must leave room for
+/// the rest of the file system. The writer decides the exact layout; this
+/// catches what could never fit when the file is checked, not mid-run.
+fn too_many_inodes(size: u64, bs: u64, journal: bool, n: u32) -> Option<u64> {
+    const INODE: u64 = 256;
+    let first = u64::from(bs == 1024);
+    let groups = (size / bs).saturating_sub(first).div_ceil(8 * bs).max(1);
+    let unit = (bs / INODE).max(8);
+    let per_group = u64::from(n).div_ceil(groups).max(16).div_ceil(unit) * unit;
+    let journal = if journal { 1 << 20 } else { 0 };
+    // at most 3/4 of what is left after the journal goes to inode tables
+    let room = (size.saturating_sub(journal) / 4 * 3) / INODE;
+    let max =
+        (groups * 8 * bs).min(room).min(u64::from(u32::MAX)) / (groups * unit) * (groups * unit);
+    (per_group > 8 * bs || per_group * groups > max.max(groups * unit)).then_some(max)
 }
