@@ -1,12 +1,70 @@
 //! An expression's words: templates substituted, then read as paths,
 //! URIs, `key value` options, sizes, modes, owners and UUIDs.
 
-use super::super::ast::{Expr, Word};
+use super::super::ast::{Expr, Span, Word};
 use super::super::plan::UriRef;
 use super::super::template::substitute;
 use super::Analyzer;
 use crate::uri::Uri;
 use std::path::{Path, PathBuf};
+
+/// One word of an expression's header: as written, and its text with
+/// templates substituted.
+#[derive(Clone, Debug)]
+pub(super) struct Arg {
+    /// The word as written: where it is and whether it was quoted.
+    pub word: Word,
+    /// The text after substitution.
+    pub text: String,
+}
+
+impl Arg {
+    pub fn span(&self) -> Span {
+        self.word.span
+    }
+
+    /// The option this word names: unquoted and spelled as one of `K`'s
+    /// names.
+    pub fn key<K: OptionKey>(&self) -> Option<K> {
+        if self.word.quoted {
+            return None;
+        }
+        K::ALL.iter().copied().find(|k| k.name() == self.text)
+    }
+}
+
+/// The keys of an expression's `key value` options.
+pub(super) trait OptionKey: Copy + PartialEq + 'static {
+    const ALL: &'static [Self];
+    fn name(self) -> &'static str;
+}
+
+/// Declares an enum of option keys, each with the name it is written as.
+macro_rules! option_keys {
+    ($(#[$doc:meta])* enum $name:ident { $($key:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq)]
+        enum $name {
+            $($key,)+
+        }
+
+        impl OptionKey for $name {
+            const ALL: &'static [Self] = &[$(Self::$key,)+];
+            fn name(self) -> &'static str {
+                match self {
+                    $(Self::$key => $text,)+
+                }
+            }
+        }
+    };
+}
+
+/// One `key value` option: its key, the word naming it and its value.
+pub(super) struct Opt<'w, K> {
+    pub key: K,
+    pub name: &'w Arg,
+    pub value: &'w Arg,
+}
 
 impl Analyzer<'_> {
     /// A word with templates substituted; `None` after reporting an error.
@@ -24,9 +82,10 @@ impl Analyzer<'_> {
         }
     }
 
-    pub(super) fn path(&mut self, w: &Word, s: &str) -> PathBuf {
-        let p = Path::new(s);
-        let _ = w;
+    /// A local path: relative ones are resolved against the container
+    /// file's directory.
+    pub(super) fn path(&self, a: &Arg) -> PathBuf {
+        let p = Path::new(&a.text);
         let full = if p.is_absolute() {
             p.to_path_buf()
         } else {
@@ -35,65 +94,67 @@ impl Analyzer<'_> {
         crate::uri::normalize(&full)
     }
 
-    pub(super) fn uri(&mut self, w: &Word, s: &str) -> Option<UriRef> {
-        match Uri::parse(s, &self.opts.base_dir) {
+    pub(super) fn uri(&mut self, a: &Arg) -> Option<UriRef> {
+        match Uri::parse(&a.text, &self.opts.base_dir) {
             Ok(uri) => Some(UriRef {
                 uri,
-                text: s.to_string(),
-                span: w.span,
+                text: a.text.clone(),
+                span: a.span(),
             }),
             Err(e) => {
-                self.err(w.span, e.to_string());
+                self.err(a.span(), e.to_string());
                 None
             }
         }
     }
 
     /// Reports a missing argument at the end of the header.
-    pub(super) fn missing(&mut self, e: &Expr, words: &[(Word, String)], what: &str, usage: &str) {
-        let span = words.last().map(|(w, _)| w.span).unwrap_or(e.keyword_span);
+    pub(super) fn missing(&mut self, e: &Expr, words: &[Arg], what: &str, usage: &str) {
+        let span = words.last().map(Arg::span).unwrap_or(e.keyword_span);
         self.err(
             span,
             format!("`[{}` is missing {what}; usage: {usage}", e.keyword),
         );
     }
 
-    pub(super) fn extra(&mut self, e: &Expr, w: &Word, usage: &str) {
+    pub(super) fn extra(&mut self, e: &Expr, a: &Arg, usage: &str) {
         self.err(
-            w.span,
+            a.span(),
             format!(
                 "unexpected argument `{}` to `[{}`; usage: {usage}",
-                w.text, e.keyword
+                a.word.text, e.keyword
             ),
         );
     }
 
     /// Reads `key value` pairs; reports unknown words, missing values and
     /// repeated keys.
-    pub(super) fn options<'w>(
+    pub(super) fn options<'w, K: OptionKey>(
         &mut self,
         e: &Expr,
-        words: &'w [(Word, String)],
-        allowed: &[&'static str],
+        words: &'w [Arg],
         usage: &str,
-    ) -> Option<Vec<(&'static str, &'w Word, String)>> {
-        let mut out: Vec<(&'static str, &'w Word, String)> = Vec::new();
+    ) -> Option<Vec<Opt<'w, K>>> {
+        let mut out: Vec<Opt<'w, K>> = Vec::new();
         let mut i = 0;
         while i < words.len() {
-            let (w, s) = &words[i];
-            let Some(key) = allowed.iter().find(|k| **k == s.as_str() && !w.quoted) else {
-                self.extra(e, w, usage);
+            let name = &words[i];
+            let Some(key) = name.key::<K>() else {
+                self.extra(e, name, usage);
                 return None;
             };
-            let Some((vw, v)) = words.get(i + 1) else {
-                self.err(w.span, format!("option `{key}` needs a value"));
+            let Some(value) = words.get(i + 1) else {
+                self.err(
+                    name.span(),
+                    format!("option `{}` needs a value", key.name()),
+                );
                 return None;
             };
-            if out.iter().any(|(k, _, _)| k == key) {
-                self.err(w.span, format!("option `{key}` given twice"));
+            if out.iter().any(|o| o.key == key) {
+                self.err(name.span(), format!("option `{}` given twice", key.name()));
                 return None;
             }
-            out.push((key, vw, v.clone()));
+            out.push(Opt { key, name, value });
             i += 2;
         }
         Some(out)

@@ -7,13 +7,16 @@
 //! statements and builds the stripped config, [`args`] reads and checks an
 //! expression's words, [`plans`] turns each expression into a plan step.
 
+#[macro_use]
 mod args;
 mod config;
 mod plans;
 
 pub use args::parse_size;
 
-use super::ast::{Container, Expr, Item, Keyword, LineIndex, Span, Word};
+use args::Arg;
+
+use super::ast::{Container, Expr, Item, Keyword, LineIndex, Span};
 use super::diagnostic::Diagnostic;
 use super::plan::{Plan, Step};
 use super::template::Vars;
@@ -141,10 +144,13 @@ impl Analyzer<'_> {
 
     fn expr(&mut self, e: &Expr) {
         // substitute every word first; stop at the first undefined variable
-        let mut words: Vec<(Word, String)> = Vec::new();
+        let mut words: Vec<Arg> = Vec::new();
         for w in &e.words {
             match self.word(w) {
-                Some(s) => words.push((w.clone(), s)),
+                Some(text) => words.push(Arg {
+                    word: w.clone(),
+                    text,
+                }),
                 None => return,
             }
         }

@@ -1,19 +1,37 @@
 //! Each expression checked against what came before it and turned into
 //! a plan step.
 
-use super::super::ast::{Expr, Span, Word};
+use super::super::ast::{Expr, Span};
 use super::super::plan::{Action, Edit, FsType, PatchTarget, TargetKind, UriRef};
 use super::super::template::substitute;
-use super::args::{parse_mode, parse_owner, parse_size, parse_uuid};
+use super::args::{parse_mode, parse_owner, parse_size, parse_uuid, Arg, OptionKey};
 use super::Analyzer;
 use crate::tree::TreePath;
 use std::path::{Path, PathBuf};
 
-const EDIT_OPTIONS: [&str; 5] = ["archive", "patch", "fork", "mode", "owner"];
-const IMAGE_OPTIONS: [&str; 4] = ["fs", "blocksize", "inodes", "uuid"];
+option_keys! {
+    /// The options of `[image]`.
+    enum ImageKey {
+        Fs = "fs",
+        BlockSize = "blocksize",
+        Inodes = "inodes",
+        Uuid = "uuid",
+    }
+}
+
+option_keys! {
+    /// The options of `[replace]` and `[copy]`.
+    enum EditKey {
+        Archive = "archive",
+        Patch = "patch",
+        Fork = "fork",
+        Mode = "mode",
+        Owner = "owner",
+    }
+}
 
 impl Analyzer<'_> {
-    pub(super) fn create(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+    pub(super) fn create(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         const USAGE: &str = "[create SRC-DIR DEST-URI][end]";
         if words.len() < 2 {
             let what = if words.is_empty() {
@@ -24,19 +42,19 @@ impl Analyzer<'_> {
             self.missing(e, words, what, USAGE);
             return None;
         }
-        if let Some((w, _)) = words.get(2) {
+        if let Some(w) = words.get(2) {
             self.extra(e, w, USAGE);
             return None;
         }
-        let src = self.path(&words[0].0, &words[0].1);
-        let dest = self.uri(&words[1].0, &words[1].1)?;
+        let src = self.path(&words[0]);
+        let dest = self.uri(&words[1])?;
         if let Some(p) = dest.uri.local_path() {
             self.produced.insert(p.to_path_buf());
         }
         Some(Action::Create { src, dest })
     }
 
-    pub(super) fn image(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+    pub(super) fn image(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         const USAGE: &str =
             "[image PATH SIZE [LABEL] [fs ext2|ext3|swap] [blocksize N] [inodes N] [uuid U]][end]";
         if words.len() < 2 {
@@ -48,21 +66,22 @@ impl Analyzer<'_> {
             self.missing(e, words, what, USAGE);
             return None;
         }
-        let path = self.path(&words[0].0, &words[0].1);
-        let size = match parse_size(&words[1].1) {
+        let path = self.path(&words[0]);
+        let size = match parse_size(&words[1].text) {
             Ok(s) => s,
             Err(m) => {
-                self.err(words[1].0.span, m);
+                self.err(words[1].span(), m);
                 return None;
             }
         };
         let mut rest = &words[2..];
         let mut label = Vec::new();
-        if let Some((w, s)) = rest.first() {
-            if w.quoted || !IMAGE_OPTIONS.contains(&s.as_str()) {
+        if let Some(w) = rest.first() {
+            if w.key::<ImageKey>().is_none() {
+                let s = &w.text;
                 if s.len() > 16 {
                     self.err(
-                        w.span,
+                        w.span(),
                         format!(
                             "label `{s}` is {} bytes; an ext2/ext3 or swap label holds at most 16",
                             s.len()
@@ -76,53 +95,53 @@ impl Analyzer<'_> {
         }
         let (mut fs, mut block_size, mut inodes, mut uuid) = (FsType::Ext3, None, None, None);
         let mut inodes_at = None;
-        let opts = self.options(e, rest, &IMAGE_OPTIONS, USAGE)?;
+        let opts = self.options::<ImageKey>(e, rest, USAGE)?;
         // options that only a file system has, for a swap area's error
         let mut fs_only: Vec<(&str, Span)> = Vec::new();
-        for (key, w, v) in opts {
-            if matches!(key, "blocksize" | "inodes") {
+        for opt in opts {
+            let (w, v) = (opt.value, &opt.value.text);
+            if matches!(opt.key, ImageKey::BlockSize | ImageKey::Inodes) {
                 // point at the option's name, not its value
-                let at = rest.iter().find(|(kw, ks)| !kw.quoted && ks == key);
-                fs_only.push((key, at.map_or(w.span, |(kw, _)| kw.span)));
+                fs_only.push((opt.key.name(), opt.name.span()));
             }
-            if key == "inodes" {
-                inodes_at = Some(w.span);
-            }
-            match key {
-                "fs" => match v.as_str() {
+            match opt.key {
+                ImageKey::Fs => match v.as_str() {
                     "ext2" => fs = FsType::Ext2,
                     "ext3" => fs = FsType::Ext3,
                     "swap" => fs = FsType::Swap,
                     other => {
                         self.err(
-                            w.span,
+                            w.span(),
                             format!("fs `{other}`: vm-container writes ext2, ext3 or swap"),
                         );
                         return None;
                     }
                 },
-                "blocksize" => match v.parse::<u32>() {
+                ImageKey::BlockSize => match v.parse::<u32>() {
                     Ok(n @ (1024 | 2048 | 4096)) => block_size = Some(n),
                     _ => {
-                        self.err(w.span, format!("blocksize `{v}`: use 1024, 2048 or 4096"));
+                        self.err(w.span(), format!("blocksize `{v}`: use 1024, 2048 or 4096"));
                         return None;
                     }
                 },
-                "inodes" => match v.parse::<u32>() {
-                    Ok(n) if n >= 16 => inodes = Some(n),
+                ImageKey::Inodes => match v.parse::<u32>() {
+                    Ok(n) if n >= 16 => {
+                        inodes = Some(n);
+                        inodes_at = Some(w.span());
+                    }
                     _ => {
                         self.err(
-                            w.span,
+                            w.span(),
                             format!("inodes `{v}`: a whole number of at least 16"),
                         );
                         return None;
                     }
                 },
-                _ => match parse_uuid(&v) {
+                ImageKey::Uuid => match parse_uuid(v) {
                     Some(u) => uuid = Some(u),
                     None => {
                         self.err(
-                            w.span,
+                            w.span(),
                             format!("uuid `{v}`: expected 8-4-4-4-12 hex digits"),
                         );
                         return None;
@@ -140,10 +159,10 @@ impl Analyzer<'_> {
         let bs = block_size.unwrap_or(if size >= 512 << 20 { 4096 } else { 1024 }) as u64;
         if size / bs > u32::MAX as u64 {
             self.err(
-                words[1].0.span,
+                words[1].span(),
                 format!(
                     "{} is too large for ext2/ext3 with {bs}-byte blocks",
-                    words[1].1
+                    words[1].text
                 ),
             );
             return None;
@@ -155,10 +174,10 @@ impl Analyzer<'_> {
         };
         if size < min {
             self.err(
-                words[1].0.span,
+                words[1].span(),
                 format!(
                     "{} is too small for {}: at least {} KiB",
-                    words[1].1,
+                    words[1].text,
                     if fs == FsType::Ext3 {
                         "ext3 (its journal needs 1 MiB)"
                     } else {
@@ -175,7 +194,7 @@ impl Analyzer<'_> {
                     at,
                     format!(
                         "inodes `{n}`: too many for a {} volume with {bs}-byte blocks (about {max} fit)",
-                        words[1].1
+                        words[1].text
                     ),
                 );
                 return None;
@@ -200,7 +219,7 @@ impl Analyzer<'_> {
         size: u64,
         label: Vec<u8>,
         uuid: Option<[u8; 16]>,
-        size_word: &(Word, String),
+        size_word: &Arg,
         fs_only: &[(&str, Span)],
     ) -> Option<Action> {
         if let Some((key, span)) = fs_only.first() {
@@ -215,20 +234,20 @@ impl Analyzer<'_> {
         let pages = size / 4096;
         if pages < 10 {
             self.err(
-                size_word.0.span,
+                size_word.span(),
                 format!(
                     "{} is too small for a swap area: at least 40 KiB",
-                    size_word.1
+                    size_word.text
                 ),
             );
             return None;
         }
         if pages - 1 > u32::MAX as u64 {
             self.err(
-                size_word.0.span,
+                size_word.span(),
                 format!(
                     "{} is too large for a swap area: at most 16 TiB",
-                    size_word.1
+                    size_word.text
                 ),
             );
             return None;
@@ -259,37 +278,37 @@ impl Analyzer<'_> {
         false
     }
 
-    pub(super) fn populate(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+    pub(super) fn populate(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         const USAGE: &str = "[populate image|device|dir TARGET MOUNT SOURCE-URI][end]";
         if words.len() < 4 {
             let names = ["KIND", "TARGET", "MOUNT", "SOURCE-URI"];
             self.missing(e, words, &names[words.len()..].join(" and "), USAGE);
             return None;
         }
-        if let Some((w, _)) = words.get(4) {
+        if let Some(w) = words.get(4) {
             self.extra(e, w, USAGE);
             return None;
         }
-        let kind = match words[0].1.as_str() {
+        let kind = match words[0].text.as_str() {
             "image" => TargetKind::Image,
             "device" => TargetKind::Device,
             "dir" => TargetKind::Dir,
             other => {
                 self.err(
-                    words[0].0.span,
+                    words[0].span(),
                     format!("populate kind `{other}`: expected image, device or dir"),
                 );
                 return None;
             }
         };
-        let target = self.path(&words[1].0, &words[1].1);
-        if !self.not_swap(words[1].0.span, &target, "populate names") {
+        let target = self.path(&words[1]);
+        if !self.not_swap(words[1].span(), &target, "populate names") {
             return None;
         }
         match kind {
             TargetKind::Image if !self.images.contains(&target) && !self.world.exists(&target) => {
                 self.err(
-                    words[1].0.span,
+                    words[1].span(),
                     format!(
                         "populate names the image {}, which neither exists nor is created by an earlier `[image]`",
                         target.display()
@@ -299,19 +318,19 @@ impl Analyzer<'_> {
             }
             TargetKind::Device if !self.world.exists(&target) => {
                 self.err(
-                    words[1].0.span,
+                    words[1].span(),
                     format!("device {} does not exist", target.display()),
                 );
                 return None;
             }
             _ => {}
         }
-        let source = self.uri(&words[3].0, &words[3].1)?;
+        let source = self.uri(&words[3])?;
         self.check_local_input(&source);
         Some(Action::Populate {
             kind,
             target,
-            mount: words[2].1.clone(),
+            mount: words[2].text.clone(),
             source,
         })
     }
@@ -336,63 +355,64 @@ impl Analyzer<'_> {
     pub(super) fn edit(
         &mut self,
         e: &Expr,
-        words: &[(Word, String)],
+        words: &[Arg],
         usage: &str,
-        positional: &mut Vec<(Word, String)>,
+        positional: &mut Vec<Arg>,
     ) -> Option<(TreePath, Edit)> {
-        let Some((pw, ps)) = words.first() else {
+        let Some(pw) = words.first() else {
             self.missing(e, words, "PATH", usage);
             return None;
         };
+        let ps = &pw.text;
         let path = match TreePath::from_absolute(ps.as_bytes()) {
             Ok(p) if !p.is_root() => p,
             Ok(_) => {
-                self.err(pw.span, "the path names the root directory, not a file");
+                self.err(pw.span(), "the path names the root directory, not a file");
                 return None;
             }
             Err(err) => {
-                self.err(pw.span, format!("path `{ps}`: {err}"));
+                self.err(pw.span(), format!("path `{ps}`: {err}"));
                 return None;
             }
         };
         // split options from positional words
-        let mut opt_words: Vec<(Word, String)> = Vec::new();
+        let mut opt_words: Vec<Arg> = Vec::new();
         let mut i = 1;
         while i < words.len() {
-            let (w, s) = &words[i];
-            if !w.quoted && EDIT_OPTIONS.contains(&s.as_str()) {
-                opt_words.push(words[i].clone());
-                if let Some(v) = words.get(i + 1) {
-                    opt_words.push(v.clone());
-                }
+            if words[i].key::<EditKey>().is_some() {
+                opt_words.extend(words[i..].iter().take(2).cloned());
                 i += 2;
             } else {
                 positional.push(words[i].clone());
                 i += 1;
             }
         }
-        let opts = self.options(e, &opt_words, &EDIT_OPTIONS, usage)?;
+        let opts = self.options::<EditKey>(e, &opt_words, usage)?;
         let (mut archive, mut patch, mut fork, mut mode, mut owner) =
             (None, None, None, None, None);
-        for (key, w, v) in opts {
-            match key {
-                "archive" => archive = Some(self.uri(w, &v)?),
-                "patch" => patch = Some(self.uri(w, &v)?),
-                "fork" => fork = Some(self.uri(w, &v)?),
-                "mode" => match parse_mode(&v) {
+        for opt in opts {
+            let (w, v) = (opt.value, &opt.value.text);
+            match opt.key {
+                EditKey::Archive => archive = Some(self.uri(w)?),
+                EditKey::Patch => patch = Some(self.uri(w)?),
+                EditKey::Fork => fork = Some(self.uri(w)?),
+                EditKey::Mode => match parse_mode(v) {
                     Some(m) => mode = Some(m),
                     None => {
                         self.err(
-                            w.span,
+                            w.span(),
                             format!("mode `{v}`: expected octal digits up to 7777"),
                         );
                         return None;
                     }
                 },
-                _ => match parse_owner(&v) {
+                EditKey::Owner => match parse_owner(v) {
                     Some(o) => owner = Some(o),
                     None => {
-                        self.err(w.span, format!("owner `{v}`: expected UID:GID in numbers"));
+                        self.err(
+                            w.span(),
+                            format!("owner `{v}`: expected UID:GID in numbers"),
+                        );
                         return None;
                     }
                 },
@@ -428,11 +448,11 @@ impl Analyzer<'_> {
         ))
     }
 
-    pub(super) fn replace(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+    pub(super) fn replace(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         const USAGE: &str = "[replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID]\\n\\nTEXT\\n] [end]";
         let mut positional = Vec::new();
         let (path, edit) = self.edit(e, words, USAGE, &mut positional)?;
-        if let Some((w, _)) = positional.first() {
+        if let Some(w) = positional.first() {
             self.extra(e, w, USAGE);
             return None;
         }
@@ -460,24 +480,24 @@ impl Analyzer<'_> {
         })
     }
 
-    pub(super) fn copy(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+    pub(super) fn copy(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         const USAGE: &str = "[copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] SOURCE-URI][end]";
         let mut positional = Vec::new();
         let (path, edit) = self.edit(e, words, USAGE, &mut positional)?;
-        let Some((sw, ss)) = positional.first().cloned() else {
+        let Some(sw) = positional.first() else {
             self.missing(e, words, "SOURCE-URI", USAGE);
             return None;
         };
-        if let Some((w, _)) = positional.get(1) {
+        if let Some(w) = positional.get(1) {
             self.extra(e, w, USAGE);
             return None;
         }
-        let source = self.uri(&sw, &ss)?;
+        let source = self.uri(sw)?;
         self.check_local_input(&source);
         Some(Action::Copy { path, edit, source })
     }
 
-    pub(super) fn patch(&mut self, e: &Expr, words: &[(Word, String)]) -> Option<Action> {
+    pub(super) fn patch(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         const USAGE: &str = "[patch TARGET PATCH-URI [FORK-URI]][end]";
         if words.len() < 2 {
             let what = if words.is_empty() {
@@ -488,13 +508,13 @@ impl Analyzer<'_> {
             self.missing(e, words, what, USAGE);
             return None;
         }
-        if let Some((w, _)) = words.get(3) {
+        if let Some(w) = words.get(3) {
             self.extra(e, w, USAGE);
             return None;
         }
-        let target_ref = self.uri(&words[0].0, &words[0].1)?;
+        let target_ref = self.uri(&words[0])?;
         if let Some(p) = target_ref.uri.local_path().map(Path::to_path_buf) {
-            if !self.not_swap(words[0].0.span, &p, "patch names") {
+            if !self.not_swap(words[0].span(), &p, "patch names") {
                 return None;
             }
         }
@@ -510,7 +530,7 @@ impl Analyzer<'_> {
             }
             Some(p) => {
                 self.err(
-                    words[0].0.span,
+                    words[0].span(),
                     format!(
                         "patch names {}, which neither exists nor is created by an earlier expression",
                         p.display()
@@ -520,10 +540,10 @@ impl Analyzer<'_> {
             }
             None => PatchTarget::Archive(target_ref),
         };
-        let patch = self.uri(&words[1].0, &words[1].1)?;
+        let patch = self.uri(&words[1])?;
         self.check_local_input(&patch);
         let fork = match words.get(2) {
-            Some((w, s)) => Some(self.uri(w, s)?),
+            Some(w) => Some(self.uri(w)?),
             None => None,
         };
         if let Some(p) = fork.as_ref().and_then(|f| f.uri.local_path()) {
