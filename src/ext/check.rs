@@ -529,7 +529,7 @@ fn disjoint(mut ranges: Vec<(u64, u64, What)>) -> Result<Layout, Error> {
                 )));
             }
         }
-        if widest.map_or(true, |w| r.1 > w.1) {
+        if widest.is_none_or(|w| r.1 > w.1) {
             widest = Some(r);
         }
     }

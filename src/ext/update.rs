@@ -191,7 +191,7 @@ impl State<'_> {
                     .get((i / 8) as usize)
                     .copied()
                     .unwrap_or(0xff);
-                if byte == 0xff && i % 8 == 0 {
+                if byte == 0xff && i.is_multiple_of(8) {
                     i += 8;
                     continue;
                 }
