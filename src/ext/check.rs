@@ -682,7 +682,7 @@ fn check_inodes(vol: &Volume, geo: &Geo, layout: &Layout) -> Result<(), Error> {
         }
         for tb in 0..geo.itable_blocks {
             vol.read_block(gd.bg_inode_table + tb, &mut table)?;
-            if table.iter().all(|&b| b == 0) {
+            if crate::bytes::all_zero(&table) {
                 continue;
             }
             for (k, rec) in table.chunks(isz).enumerate() {

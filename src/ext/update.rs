@@ -764,7 +764,7 @@ impl<'v> Populator<'v> {
                         }
                     }
                     buf[want..].fill(0);
-                    if buf.iter().any(|&b| b != 0) {
+                    if !crate::bytes::all_zero(&buf) {
                         m.map(&mut self.st, &mut self.disk, l, Some(&buf))?;
                     }
                     done += want as u64;

@@ -710,7 +710,7 @@ impl<'f> Builder<'f> {
                 }
             }
             buf[want..].fill(0);
-            if buf.iter().any(|&b| b != 0) {
+            if !crate::bytes::all_zero(&buf) {
                 m.map(&mut self.space, &mut self.disk, l, Some(&buf))?;
             }
             done += want as u64;
