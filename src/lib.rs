@@ -7,6 +7,7 @@
 //!   `xen` (Xen config syntax), `uri`, `tree` (the file-system tree model).
 
 pub mod boot;
+pub mod bytes;
 pub mod cache;
 pub mod cpio;
 pub mod date;
