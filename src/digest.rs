@@ -1,5 +1,6 @@
 //! SHA-256 digests as they appear in pins, cache addresses and error messages.
 
+use crate::bytes::all_zero;
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -191,9 +192,6 @@ impl ContentDigest {
         (Digest(self.hasher.finalize().into()), self.size)
     }
 }
-
-/// Also reachable here, beside the digest that skips zero chunks.
-pub use crate::bytes::all_zero;
 
 #[cfg(test)]
 mod tests {
