@@ -354,6 +354,8 @@ fn non_utf8_is_located() {
 /// Containers whose options are wrong, each with every error it reports
 /// as `line:col: message`.
 const OPTION_ERRORS: &[(&str, &str)] = &[
+    ("[image /x 2 GB][end]\n", "1:11: size `2 GB`: write `2GB`, without a space"),
+    ("[image /x 2 lbl][end]\n", "1:11: size `2` has no unit: write `2M` (K, M, G or T, powers of 1024)"),
     ("[image /x 50M fs ext4][end]\n", "1:18: fs `ext4`: vm-container writes ext2, ext3 or swap"),
     ("[image /x 50M blocksize 512][end]\n", "1:25: blocksize `512`: use 1024, 2048 or 4096"),
     ("[image /x 50M inodes 15][end]\n", "1:22: inodes `15`: a whole number of at least 16"),
@@ -372,7 +374,7 @@ const OPTION_ERRORS: &[(&str, &str)] = &[
     ("[replace /etc/x archive a.cpio owner root:0][end]\n", "1:38: owner `root:0`: expected UID:GID in numbers"),
     ("[replace /etc/x archive a.cpio owner][end]\n", "1:32: option `owner` needs a value"),
     ("[replace /etc/x archive a.cpio archive b.cpio][end]\n", "1:32: option `archive` given twice"),
-    ("[replace /etc/x archive a.cpio extra][end]\n", "1:25: /base/a.cpio does not exist and no earlier expression creates it\n1:32: unexpected argument `extra` to `[replace`; usage: [replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID]\\n\\nTEXT\\n] [end]"),
+    ("[replace /etc/x archive a.cpio extra][end]\n", "1:25: /base/a.cpio does not exist and no earlier expression creates it\n1:32: unexpected argument `extra` to `[replace`; usage: [replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID], a blank line, TEXT, then `] [end]`"),
     ("[copy /etc/x archive a.cpio][end]\n", "1:22: /base/a.cpio does not exist and no earlier expression creates it\n1:22: `[copy` is missing SOURCE-URI; usage: [copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] SOURCE-URI][end]"),
     ("[copy /etc/x archive a.cpio \"mode\" 0644 src][end]\n", "1:22: /base/a.cpio does not exist and no earlier expression creates it\n1:36: unexpected argument `0644` to `[copy`; usage: [copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] SOURCE-URI][end]"),
     ("[copy / archive a.cpio src][end]\n", "1:7: the path names the root directory, not a file"),

@@ -70,7 +70,22 @@ impl Analyzer<'_> {
         let size = match parse_size(&words[1].text) {
             Ok(s) => s,
             Err(m) => {
-                self.err(words[1].span(), m);
+                // `2 GB`: the unit was meant, a space split it off
+                let split_unit = words.get(2).filter(|u| {
+                    words[1].text.bytes().all(|b| b.is_ascii_digit())
+                        && parse_size(&format!("1{}", u.text)).is_ok()
+                });
+                match split_unit {
+                    Some(u) => self.err(
+                        words[1].span(),
+                        format!(
+                            "size `{n} {u}`: write `{n}{u}`, without a space",
+                            n = words[1].text,
+                            u = u.text
+                        ),
+                    ),
+                    None => self.err(words[1].span(), m),
+                }
                 return None;
             }
         };
@@ -449,7 +464,8 @@ impl Analyzer<'_> {
     }
 
     pub(super) fn replace(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
-        const USAGE: &str = "[replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID]\\n\\nTEXT\\n] [end]";
+        // the text follows a blank line inside the brackets
+        const USAGE: &str = "[replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID], a blank line, TEXT, then `] [end]`";
         let mut positional = Vec::new();
         let (path, edit) = self.edit(e, words, USAGE, &mut positional)?;
         if let Some(w) = positional.first() {
