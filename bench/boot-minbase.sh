@@ -21,10 +21,14 @@ ACCEL=${ACCEL:-auto}
 TIMEOUT=${TIMEOUT:-300}
 # the archive apt already uses here (deb822 sources or the one-line form)
 apt_mirror() {
-  { sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null
-    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }' \
-      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
-  } | grep -v -- '-security' | head -n 1
+  local f
+  for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    case "$f" in
+      *.sources) sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' "$f" ;;
+      *) awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }' "$f" ;;
+    esac
+  done | grep -v -- '-security' | head -n 1 || true
 }
 MIRROR=${MIRROR:-$(apt_mirror)}
 [ -n "$MIRROR" ] || { echo "no Debian archive in the apt sources: set MIRROR" >&2; exit 1; }

@@ -14,10 +14,12 @@ demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
 # the tests also compare against GNU cpio/tar/diff/patch (tar sources
 # compressed by xz, zstd and bzip2 too), signify and
 # minisign, serve FTP with vsftpd, mount images (util-linux) and measure
-# memory (time), boot a debootstrapped minbase (debootstrap); the
-# benchmarks use hyperfine
+# memory (time), boot a debootstrapped minbase (debootstrap), run
+# `make install` into a scratch root and render its man pages (make,
+# man-db); the benchmarks use hyperfine
 test_packages=(cpio tar xz-utils zstd bzip2 patch diffutils pigz signify-openbsd minisign vsftpd
-               python3 git hyperfine util-linux mount time debootstrap)
+               python3 git hyperfine util-linux mount time debootstrap
+               make man-db)
 
 case "${1:-}" in
   --demo) packages=("${demo_packages[@]}") ;;
@@ -25,10 +27,22 @@ case "${1:-}" in
   *) echo "usage: scripts/setup.sh [--demo]" >&2; exit 2 ;;
 esac
 
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo is not on PATH: vm-container needs Rust 1.88 or later (rustup installs it)" >&2
+# the oldest Rust that builds vm-container is Cargo.toml's rust-version;
+# Debian's own rustc is older (1.63 in Debian 12), rustup installs a
+# current one
+need=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
+rustup_hint="install it with rustup: curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y, then . \"\$HOME/.cargo/env\" (see README.md, Prerequisites)"
+if ! command -v cargo >/dev/null 2>&1 || ! command -v rustc >/dev/null 2>&1; then
+  echo "setup: cargo or rustc is not on PATH: vm-container needs Rust $need or later; $rustup_hint" >&2
   exit 1
 fi
+for tool in rustc cargo; do
+  have=$("$tool" --version | awk '{ print $2 }')
+  if [ "$(printf '%s\n%s\n' "$need" "${have%%-*}" | sort -V | sed -n 1p)" != "$need" ]; then
+    echo "setup: $(command -v "$tool") is $have, older than the Rust $need vm-container needs (Debian's packaged Rust is too old); $rustup_hint" >&2
+    exit 1
+  fi
+done
 
 missing=()
 for p in "${packages[@]}"; do

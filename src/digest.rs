@@ -1,5 +1,6 @@
 //! SHA-256 digests as they appear in pins, cache addresses and error messages.
 
+use crate::bytes::all_zero;
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -190,13 +191,6 @@ impl ContentDigest {
         self.hasher.update(self.size.to_le_bytes());
         (Digest(self.hasher.finalize().into()), self.size)
     }
-}
-
-/// True when every byte is zero (sixteen at a time).
-pub fn all_zero(bytes: &[u8]) -> bool {
-    let mut words = bytes.chunks_exact(16);
-    words.all(|w| u128::from_ne_bytes(w.try_into().unwrap_or([1; 16])) == 0)
-        && words.remainder().iter().all(|&b| b == 0)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod boot;
+pub mod bytes;
 pub mod cache;
 pub mod cpio;
 pub mod date;

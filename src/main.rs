@@ -1,7 +1,7 @@
 //! The `vm-container` command: argument parsing and dispatch only; every
 //! error is rendered once, here.
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +15,10 @@ use vm_container::exec::{self, tools, Failure, RunOptions, Verbosity};
     long_about = "Compile a Xen domain container file into a ready domain: fetch cpio.gz trees, \
 build sparse ext3 images, customise files, verify signatures, publish forks and patches, \
 and write the stripped Xen config that `xl create` takes.\n\n\
-Legacy form:  vm-container --container my-domain --stripped my-config --log /var/log/domain --dir /var/images",
+Build a domain (the three forms are the same run):\n  \
+vm-container run my-domain.vmc --stripped my-config\n  \
+vm-container my-domain.vmc --stripped my-config\n  \
+vm-container --container my-domain.vmc --stripped my-config",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -27,28 +30,53 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// The run without a subcommand: `FILE` or `--container FILE`, and the
+/// options of `run`.
 #[derive(Args, Debug)]
+#[group(id = "input", required = true, multiple = false, args = ["file", "container"])]
 struct RunArgs {
-    /// The container file (`-` = standard input)
-    #[arg(long, value_name = "FILE", required = true)]
+    /// The container file (`-` = standard input); the same as `run FILE`.
+    /// A file named like a subcommand is given as `./NAME`
+    #[arg(value_name = "FILE")]
+    file: Option<String>,
+    /// The container file, as the paper spells it; the same as `FILE`
+    #[arg(long, value_name = "FILE")]
     container: Option<String>,
+    #[command(flatten)]
+    opts: RunOnly,
+}
+
+/// What a run takes beside the container and `boot` does not.
+#[derive(Args, Debug)]
+struct RunOnly {
     /// Write the stripped Xen config there (`-` = standard output)
+    /// [default: none: no config is written]
     #[arg(long, value_name = "OUT")]
     stripped: Option<String>,
-    /// Limit of one whole transfer, headers and body (default 1800)
+    /// Limit of one whole transfer, headers and body [default: 1800]
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     timeout: Option<std::time::Duration>,
     #[command(flatten)]
     flags: RunFlags,
 }
 
-/// The options of a run, shared by the legacy form and `boot`.
+impl RunOnly {
+    fn options(self, container: String) -> RunOptions {
+        let mut opts = self.flags.options(container, self.stripped);
+        opts.timeout = self.timeout;
+        opts
+    }
+}
+
+/// The options of a run, shared by `run` (and `--container`) and `boot`.
 #[derive(Args, Debug)]
 struct RunFlags {
-    /// Append a plain-text log of every action
+    /// Append a plain-text log of every action [default: none]
     #[arg(long, value_name = "FILE")]
     log: Option<std::path::PathBuf>,
     /// Working directory: download cache, expanded trees, staging, state
+    /// [default: /var/lib/vm-container as root, else
+    /// $XDG_CACHE_HOME/vm-container or ~/.cache/vm-container]
     #[arg(long, value_name = "DIR")]
     dir: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -65,10 +93,12 @@ struct RunFlags {
     /// Allow replacing output files that vm-container did not create
     #[arg(long)]
     force: bool,
-    /// Largest download accepted (e.g. 2G); without it only the free space of --dir bounds one
+    /// Largest download accepted (e.g. 2G) [default: none: only the free
+    /// space of --dir bounds one]
     #[arg(long, value_name = "SIZE", value_parser = vm_container::parser::analyze::parse_size)]
     max_download: Option<u64>,
-    /// Trusted public key (repeatable)
+    /// Trusted public key (repeatable). With any trusted key (here or in
+    /// --trust-dir) every fetched file must carry a valid signature
     #[arg(long = "trust", value_name = "PUBKEY")]
     trust: Vec<PathBuf>,
     /// Every *.pub in this directory is trusted too
@@ -78,10 +108,13 @@ struct RunFlags {
         default_value = "/etc/vm-container/trusted.d"
     )]
     trust_dir: PathBuf,
-    /// Every fetched artifact and the container file must carry a valid signature
+    /// Local input files and the container file itself must carry a valid
+    /// signature too (fetched files need one whenever a key is trusted);
+    /// with no trusted key, fail
     #[arg(long)]
     require_signatures: bool,
-    /// Sign everything this run publishes: URI.sig beside each
+    /// Sign everything this run publishes: URI.sig beside each [default:
+    /// none: nothing is signed]
     #[arg(long, value_name = "SECKEY")]
     sign_key: Option<PathBuf>,
     /// The passphrase of an encrypted --sign-key, in a file
@@ -90,10 +123,10 @@ struct RunFlags {
     /// Progress bars on stderr for long transfers and image writes
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
     progress: String,
-    /// Quieter
+    /// Quieter: errors and warnings only
     #[arg(short, long, action = ArgAction::SetTrue)]
     quiet: bool,
-    /// Chattier
+    /// Chattier: every action as it runs
     #[arg(short, long, action = ArgAction::SetTrue)]
     verbose: bool,
 }
@@ -124,14 +157,24 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Build the domain FILE describes: run its expressions, write the
+    /// stripped config (the same as `--container FILE`)
+    Run {
+        /// The container file (`-` = standard input)
+        file: String,
+        #[command(flatten)]
+        opts: Box<RunOnly>,
+    },
     /// Parse and validate; print every error with file:line:col; no side effects
     Check {
+        /// The container file (`-` = standard input)
         file: String,
         #[command(flatten)]
         vars: SetArgs,
     },
     /// Print (or write) the stripped config only; runs no expression
     Strip {
+        /// The container file (`-` = standard input)
         file: String,
         #[command(flatten)]
         vars: SetArgs,
@@ -140,10 +183,20 @@ enum Command {
         out: Option<String>,
     },
     /// Pack a directory into a newc cpio.gz archive at URI (what [create] does)
-    Pack { dir: PathBuf, uri: String },
+    Pack {
+        /// The directory to pack
+        dir: PathBuf,
+        /// Where the archive goes: a path or a file://, ftp:// URI
+        uri: String,
+    },
     /// Unified diff between two trees (directory, cpio.gz archive or ext2/3/4 image)
+    ///
+    /// Exit status as diff(1) has it: 0 the trees are the same, 1 they
+    /// differ, 2 trouble (a tree unreadable, the patch not written).
     Diff {
+        /// The old tree
         old: PathBuf,
+        /// The new tree
         new: PathBuf,
         /// Where to write the patch (`-` = standard output)
         #[arg(short = 'o', value_name = "PATCH", default_value = "-")]
@@ -151,18 +204,28 @@ enum Command {
     },
     /// List a directory of an ext2/3/4 image without mounting it
     Ls {
+        /// The image
         image: PathBuf,
-        /// A path inside the image (any bytes, not only UTF-8)
+        /// The directory inside the image, any bytes, not only UTF-8
+        /// [default: /]
         path: Option<OsString>,
     },
     /// Print a file of an ext2/3/4 image without mounting it
-    Cat { image: PathBuf, path: OsString },
+    Cat {
+        /// The image
+        image: PathBuf,
+        /// The file inside the image, any bytes, not only UTF-8
+        path: OsString,
+    },
     /// Make a key pair (signify format, also read by minisign)
     Keygen {
+        /// Write the public key there
         #[arg(short = 'p', value_name = "KEY.pub")]
         public: PathBuf,
+        /// Write the secret key there
         #[arg(short = 's', value_name = "KEY.sec")]
         secret: PathBuf,
+        /// The comment line of both keys
         #[arg(short = 'c', value_name = "COMMENT", default_value = "vm-container")]
         comment: String,
         /// Encrypt the secret key with the passphrase in this file
@@ -171,10 +234,13 @@ enum Command {
     },
     /// Sign files: writes FILE.sig beside each
     Sign {
+        /// The secret key
         #[arg(short = 's', value_name = "KEY.sec")]
         secret: PathBuf,
+        /// The passphrase of an encrypted secret key, in a file
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
+        /// The files to sign
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -200,14 +266,80 @@ enum Command {
     },
     /// Verify FILE.sig for each file with a public key
     Verify {
+        /// A public key (repeatable)
         #[arg(short = 'p', value_name = "KEY.pub")]
         public: Vec<PathBuf>,
         /// Trusted public key (repeatable)
         #[arg(long = "trust", value_name = "KEY.pub")]
         trust: Vec<PathBuf>,
+        /// The files to verify
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+// `vm-container generate man|completions ...`, what `make install`
+// installs: parsed apart from `Cli` so that neither the man pages nor the
+// completions offer it.
+#[derive(Parser, Debug)]
+#[command(
+    name = "vm-container-generate",
+    bin_name = "vm-container generate",
+    about = "Write the man pages or a shell's completions, generated from this command line"
+)]
+struct GenerateCli {
+    #[command(subcommand)]
+    what: Generate,
+}
+
+#[derive(Subcommand, Debug)]
+enum Generate {
+    /// DIR/vm-container.1 and DIR/vm-container-SUBCOMMAND.1 for each subcommand
+    Man {
+        /// Where to write it
+        dir: PathBuf,
+    },
+    /// The completion script of SHELL, under the name SHELL loads it by
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+        /// Where to write it
+        dir: PathBuf,
+    },
+}
+
+/// Writes what `generate` asks for; the file names are the ones each
+/// consumer looks up (man's section 1 with one page per subcommand as the
+/// main page's SUBCOMMANDS section names them, bash-completion's command
+/// name, zsh's `_command`, fish's `command.fish`).
+fn generate(what: Generate) -> Result<(), Failure> {
+    let mut cmd = Cli::command();
+    let dir = match &what {
+        Generate::Man { dir } | Generate::Completions { dir, .. } => dir,
+    };
+    let io = |e: std::io::Error| Failure::run(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let shell = match what {
+        Generate::Man { .. } => return clap_mangen::generate_to(cmd, dir).map_err(io),
+        Generate::Completions { shell, .. } => shell,
+    };
+    let name = match shell {
+        clap_complete::Shell::Zsh => "_vm-container",
+        clap_complete::Shell::Fish => "vm-container.fish",
+        _ => "vm-container",
+    };
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "vm-container", &mut buf);
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete's bash script spells a hyphenated command name two
+        // ways: its dispatch loop says `vm__container__…`, its case labels
+        // `vm__subcmd__container__…`, so nothing after a subcommand would
+        // complete. One spelling for both.
+        buf = String::from_utf8_lossy(&buf)
+            .replace("vm__subcmd__container", "vm__container")
+            .into_bytes();
+    }
+    std::fs::write(dir.join(name), buf).map_err(io)
 }
 
 impl RunFlags {
@@ -253,10 +385,22 @@ fn parse_timeout(s: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "generate") {
+        let g = GenerateCli::parse_from(&args[1..]);
+        return match generate(g.what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => {
+                eprintln!("{f}");
+                ExitCode::from(f.code)
+            }
+        };
+    }
+    let cli = Cli::parse_from(args);
     let flags = match &cli.command {
         Some(Command::Boot { flags, .. }) => flags,
-        _ => &cli.run.flags,
+        Some(Command::Run { opts, .. }) => &opts.flags,
+        _ => &cli.run.opts.flags,
     };
     // `-q` silences the automatic bars; `--progress always` still shows them
     vm_container::progress::set(match (flags.quiet, flags.progress.as_str()) {
@@ -264,6 +408,8 @@ fn main() -> ExitCode {
         (true, _) | (_, "never") => vm_container::progress::When::Never,
         _ => vm_container::progress::When::Auto,
     });
+    // what a success exits with: only `diff` says more than 0
+    let mut status = 0u8;
     let result = match cli.command {
         Some(Command::Check { file, vars }) => exec::check(&file, &vars.set).map(|plan| {
             println!(
@@ -276,7 +422,9 @@ fn main() -> ExitCode {
         }),
         Some(Command::Strip { file, vars, out }) => exec::strip(&file, &vars.set, out.as_deref()),
         Some(Command::Pack { dir, uri }) => tools::pack(&dir, &uri),
-        Some(Command::Diff { old, new, out }) => tools::diff_trees(&old, &new, &out).map(|_| ()),
+        Some(Command::Diff { old, new, out }) => tools::diff_trees(&old, &new, &out)
+            .map(|changed| status = u8::from(changed))
+            .map_err(|f| Failure { code: 2, ..f }),
         Some(Command::Ls { image, path }) => tools::ls(&image, path.as_deref()),
         Some(Command::Cat { image, path }) => tools::cat(&image, &path),
         Some(Command::Keygen {
@@ -323,18 +471,49 @@ fn main() -> ExitCode {
                 _ => exec::boot::AccelChoice::Auto,
             },
         }),
+        Some(Command::Run { file, opts }) => exec::run(&opts.options(file)),
         None => {
             let r = cli.run;
-            let mut opts = r.flags.options(r.container.unwrap_or_default(), r.stripped);
-            opts.timeout = r.timeout;
-            exec::run(&opts)
+            exec::run(&r.opts.options(r.file.or(r.container).unwrap_or_default()))
         }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(status),
         Err(Failure { code, message }) => {
             eprintln!("{message}");
             ExitCode::from(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of every subcommand explains itself in `--help`
+    /// and in the man page.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "vm-container", &mut missing);
+        walk(
+            &GenerateCli::command(),
+            "vm-container generate",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        Cli::command().debug_assert();
+        GenerateCli::command().debug_assert();
     }
 }

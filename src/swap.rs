@@ -128,13 +128,13 @@ mod tests {
     fn header_fields_sit_where_the_kernel_reads_them() {
         let page = header(&opts(1 << 20, b"swap0")).unwrap();
         assert_eq!(page.len(), 4096);
-        assert!(page[..1024].iter().all(|&b| b == 0));
+        assert!(crate::bytes::all_zero(&page[..1024]));
         assert_eq!(page[1024..1028], 1u32.to_le_bytes());
         assert_eq!(page[1028..1032], 255u32.to_le_bytes());
         assert_eq!(page[1032..1036], [0; 4]);
         assert_eq!(&page[1036..1052], b"0123456789abcdef");
         assert_eq!(&page[1052..1068], b"swap0\0\0\0\0\0\0\0\0\0\0\0");
-        assert!(page[1068..4086].iter().all(|&b| b == 0));
+        assert!(crate::bytes::all_zero(&page[1068..4086]));
         assert_eq!(&page[4086..], b"SWAPSPACE2");
     }
 
@@ -178,6 +178,6 @@ mod tests {
         assert!(md.blocks() * 512 >= 1 << 20, "{} blocks", md.blocks());
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(bytes[..4096], header(&o).unwrap()[..]);
-        assert!(bytes[4096..].iter().all(|&b| b == 0));
+        assert!(crate::bytes::all_zero(&bytes[4096..]));
     }
 }

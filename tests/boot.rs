@@ -335,6 +335,8 @@ fn the_example_boots() {
     let cfg = t.path().join("boot-test.vmc");
     std::fs::write(&cfg, text).unwrap();
     let mut cmd = boot_cmd(&cfg, t.path());
+    cmd.arg("--set")
+        .arg(format!("dir={}", t.path().join("build").display()));
     if std::env::var_os("VMC_BOOT_KERNEL").is_some() {
         // the example's defaults name the kernel scripts/setup.sh unpacks
         let (vmlinuz, modules) = kernel();
@@ -393,6 +395,38 @@ fn a_patched_domain_has_its_user() {
         "{console}"
     );
     eprintln!("patched domain: {:.1} s", seconds_seen(&err));
+}
+
+#[test]
+#[ignore = "root tier: boots QEMU with the kernel scripts/setup.sh fetches"]
+fn the_guest_turns_on_a_swap_image() {
+    let t = tempdir();
+    let cfg = domain(
+        t.path(),
+        r#"root = "LABEL=fido_root ro""#,
+        "[image build/fido-swap 16MB fido_swap fs swap][end]\n",
+    );
+    // the swap image is the domain's second disk
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "disk = [ 'file:build/fido-root,xvda1,w' ]",
+        "disk = [ 'file:build/fido-root,xvda1,w', 'file:build/fido-swap,xvdb,w' ]",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let _g = one_guest();
+    let out = boot_cmd(&cfg, t.path())
+        .args(["--expect", "guest: swaps /dev/vdb"])
+        .args(["--expect", "guest: hostname FCDOBBS", "--timeout", "90"])
+        .output()
+        .unwrap();
+    let err = ok(&out);
+    assert!(
+        err.contains("xvdb"),
+        "the mapping names the swap disk: {err}"
+    );
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(console.contains("initramfs: swap /dev/vdb on"), "{console}");
+    // 16 MiB less the header page, in KiB, as the kernel counts it
+    assert!(console.contains("16380"), "{console}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{bin, root, tempdir};
+use common::{bin, ok, root, tempdir};
 use std::fs;
 
 fn example(name: &str) -> String {
@@ -67,7 +67,7 @@ fn c_path(t: &tempfile::TempDir) -> std::path::PathBuf {
 }
 
 #[test]
-fn legacy_form_writes_the_stripped_config_atomically_and_logs() {
+fn container_option_writes_the_stripped_config_atomically_and_logs() {
     let t = tempdir();
     fs::write(c_path(&t), "name = \"fido\"\nmemory = 256\n").unwrap();
     let cfg = t.path().join("my-config");
@@ -254,4 +254,137 @@ fn the_examples_check_without_warnings() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn run_subcommand_is_the_container_form() {
+    let t = tempdir();
+    let plan = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .args(["--dry-run", "--dir"])
+            .arg(t.path())
+            .output()
+            .unwrap();
+        ok(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let fido = example("fido.vmc");
+    let a = plan(&["run", &fido, "--stripped", "-"]);
+    let b = plan(&["--container", &fido, "--stripped", "-"]);
+    let c = plan(&[&fido, "--stripped", "-"]);
+    assert!(a.contains("fido.vmc:16:1: create "), "{a}");
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+    // a subcommand's name is never taken for a container file
+    let out = bin().args(["check", &fido]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok ("));
+    // `run` wants its file, and the two forms do not mix
+    let out = bin().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    for mixed in [
+        ["run", &fido, "--container", &fido],
+        [&fido, "--container", &fido, "--dry-run"],
+    ] {
+        let out = bin().args(mixed).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{mixed:?}");
+    }
+    // with neither, nothing runs
+    let out = bin().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<FILE|--container <FILE>>"));
+}
+
+/// `diff`'s exit status is diff(1)'s: GNU `diff -r` on the same two
+/// directories says the same (0 the same, 1 different, 2 trouble), and a
+/// tree given as an archive answers as its directory does.
+#[test]
+fn diff_exits_like_gnu_diff() {
+    let t = tempdir();
+    let w = t.path();
+    let tree = |name: &str, text: &str| {
+        let d = w.join(name);
+        fs::create_dir_all(d.join("etc")).unwrap();
+        fs::write(d.join("etc/hostname"), text).unwrap();
+        d
+    };
+    let (a, same, other) = (
+        tree("a", "fido\n"),
+        tree("same", "fido\n"),
+        tree("b", "rex\n"),
+    );
+    let missing = w.join("missing");
+    let archive = w.join("a.cpio.gz");
+    let out = bin().arg("pack").arg(&a).arg(&archive).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for (old, new, want) in [
+        (&a, &same, 0),
+        (&a, &other, 1),
+        (&a, &missing, 2),
+        (&missing, &a, 2),
+    ] {
+        let gnu = std::process::Command::new("diff")
+            .arg("-r")
+            .args([old, new])
+            .output()
+            .expect("diff (diffutils)");
+        assert_eq!(gnu.status.code(), Some(want), "GNU diff {old:?} {new:?}");
+        let ours = bin().arg("diff").args([old, new]).output().unwrap();
+        assert_eq!(ours.status.code(), Some(want), "{old:?} {new:?}: {ours:?}");
+        // standard output carries the patch only when there is one
+        assert_eq!(ours.stdout.is_empty(), want != 1, "{ours:?}");
+        assert_eq!(ours.stderr.is_empty(), want != 2, "{ours:?}");
+    }
+    for (new, want) in [(&same, 0), (&other, 1)] {
+        let ours = bin().arg("diff").arg(&archive).arg(new).output().unwrap();
+        assert_eq!(ours.status.code(), Some(want), "{ours:?}");
+    }
+    // a patch that cannot be written is trouble too, whatever the trees
+    let out = bin()
+        .arg("diff")
+        .args([&a, &other])
+        .arg("-o")
+        .arg(w.join("no/such/dir/p.patch"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // a usage error is clap's 2
+    let out = bin().args(["diff", "only-one"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[test]
+fn help_shows_the_run_form_and_every_default() {
+    let out = bin().arg("--help").output().unwrap();
+    let h = String::from_utf8_lossy(&out.stdout);
+    assert!(!h.to_lowercase().contains("legacy"), "{h}");
+    assert!(h.contains("vm-container run my-domain.vmc"), "{h}");
+    assert!(h.contains("  run "), "{h}");
+    for default in [
+        "[default: /var/lib/vm-container as root, else $XDG_CACHE_HOME/vm-container",
+        "[default: 1800]",
+        "[default: /etc/vm-container/trusted.d]",
+        "[default: auto]",
+    ] {
+        assert!(h.contains(default), "{default} not in {h}");
+    }
+    // what signatures each option demands
+    assert!(
+        h.contains("every fetched file must carry a valid signature"),
+        "{h}"
+    );
+    assert!(
+        h.contains("Local input files and the container file itself must carry a valid signature"),
+        "{h}"
+    );
+    let out = bin().args(["run", "--help"]).output().unwrap();
+    let h = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        h.contains("Usage: vm-container run [OPTIONS] <FILE>"),
+        "{h}"
+    );
+    assert!(
+        h.contains("--stripped <OUT>") && h.contains("--timeout"),
+        "{h}"
+    );
 }

@@ -302,7 +302,7 @@ fn assert_all_zero(path: &Path, size: u64) {
             break;
         }
         assert!(
-            vm_container::digest::all_zero(&buf[..n]),
+            vm_container::bytes::all_zero(&buf[..n]),
             "non-zero byte in the MiB at {total}"
         );
         total += n as u64;
@@ -337,7 +337,7 @@ impl ZeroMembers {
     }
 
     fn flush_member(&mut self) {
-        if self.pending.len() == MEMBER && vm_container::digest::all_zero(&self.pending) {
+        if self.pending.len() == MEMBER && vm_container::bytes::all_zero(&self.pending) {
             self.out.extend_from_slice(&self.zero_member);
         } else if !self.pending.is_empty() {
             let m = gz_member(&self.pending);

@@ -370,7 +370,7 @@ fn deep_nesting() {
             .arg(s.outside())
             .output()
             .unwrap();
-        let e = failed(&out, &[1]);
+        let e = failed(&out, &[2]);
         assert!(e.contains("nesting deeper"), "{e}");
         let out = bin()
             .arg("ls")
@@ -599,7 +599,7 @@ fn inode_numbers_out_of_range() {
             .arg(s.outside())
             .output()
             .unwrap();
-        let e = failed(&out, &[1]);
+        let e = failed(&out, &[2]);
         assert!(e.contains("out of range"), "{ino}: {e}");
     }
 }
@@ -616,7 +616,7 @@ fn regression_ext_name_with_slash() {
     let empty = t.path().join("empty");
     fs::create_dir(&empty).unwrap();
     let out = bin().arg("diff").arg(&empty).arg(&img).output().unwrap();
-    let e = failed(&out, &[1]);
+    let e = failed(&out, &[2]);
     assert!(e.contains("illegal name"), "{e}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(".."));
 }
@@ -903,7 +903,7 @@ fn many_directories_claiming_the_whole_volume() {
     let empty = s.p("target");
     fs::create_dir(&empty).unwrap();
     let out = bin().arg("diff").arg(&img).arg(&empty).output().unwrap();
-    let e = failed(&out, &[1]);
+    let e = failed(&out, &[2]);
     assert!(e.contains("claim more bytes than the volume"), "{e}");
 }
 
@@ -1106,7 +1106,7 @@ fn directory_loop_in_an_image() {
         .arg(&patch)
         .output()
         .unwrap();
-    let e = failed(&out, &[1]);
+    let e = failed(&out, &[2]);
     assert!(e.contains("/a/b/up: directory loop"), "{e}");
     assert!(!patch.exists());
     // a path through the loop is only a longer name for the same directory
@@ -1222,12 +1222,14 @@ fn a_terabyte_of_hole_costs_only_its_data() {
             .args(["-o", "-"])
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{old} {new}: {out:?}");
+        assert_eq!(out.status.code(), Some(1), "{old} {new}: {out:?}");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.starts_with("diff -ruN a/small b/small\n"), "{text}");
         assert!(!text.contains("big"), "{text}");
+        // reading the zeros would take hours; the bound leaves room for a
+        // loaded machine
         assert!(
-            t0.elapsed() < Duration::from_secs(10),
+            t0.elapsed() < Duration::from_secs(60),
             "{old} {new}: {:?}",
             t0.elapsed()
         );
@@ -1280,7 +1282,7 @@ fn a_block_map_naming_one_block_a_million_times() {
         .arg(s.target().join("out.patch"))
         .output()
         .unwrap();
-    let e = failed(&out, &[1]);
+    let e = failed(&out, &[2]);
     assert!(
         e.contains("/f: its block map reads more blocks than the volume holds"),
         "{e}"

@@ -493,7 +493,7 @@ fn gnu_sparse_map<R: Read>(s: &mut Stream<R>, h: &::tar::Header) -> io::Result<S
 }
 
 fn pairs(map: &[u64], size: u64) -> Result<SparseMap, String> {
-    if map.len() % 2 != 0 {
+    if !map.len().is_multiple_of(2) {
         return Err("sparse map has an odd count of numbers".into());
     }
     Ok(SparseMap {

@@ -208,9 +208,7 @@ impl Cache {
     fn verify_blob(&self, sha256: &Digest, size: Option<u64>) -> Result<bool, CacheError> {
         let path = self.blob_path(sha256);
         match Digest::of_file(&path) {
-            Ok((actual, bytes)) if actual == *sha256 && size.map_or(true, |s| s == bytes) => {
-                Ok(true)
-            }
+            Ok((actual, bytes)) if actual == *sha256 && size.is_none_or(|s| s == bytes) => Ok(true),
             Ok(_) => {
                 fs::remove_file(&path).map_err(CacheError::io(&path))?;
                 Ok(false)
@@ -341,7 +339,7 @@ impl Cache {
         // present, intact and (if pinned) the pinned content.
         let validators = cached
             .as_ref()
-            .filter(|e| uri.pin.map_or(true, |p| p == e.sha256))
+            .filter(|e| uri.pin.is_none_or(|p| p == e.sha256))
             .and_then(|e| e.validators.as_ref());
         let tmp_dir = self.dir.join("tmp");
         let temp = tempfile::Builder::new()
@@ -385,7 +383,7 @@ impl Cache {
                 Some(e)
                     if mode == Mode::AllowStale
                         && err.is_outage()
-                        && uri.pin.map_or(true, |p| p == e.sha256) =>
+                        && uri.pin.is_none_or(|p| p == e.sha256) =>
                 {
                     Ok(self.blob(e.sha256, e.size, true, true))
                 }

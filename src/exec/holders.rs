@@ -299,7 +299,7 @@ pub fn contents(path: &Path) -> String {
             used >> 20
         );
     }
-    if head.iter().all(|&b| b == 0) {
+    if crate::bytes::all_zero(head) {
         "its first MiB is zeros, but what lies beyond is not known".to_string()
     } else {
         "it holds data vm-container does not recognise (not an ext2/3/4 file system)".to_string()

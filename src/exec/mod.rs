@@ -70,7 +70,7 @@ pub enum Verbosity {
     Verbose,
 }
 
-/// Everything the legacy form of the command line asks for.
+/// Everything a run (`run FILE`, or `--container FILE` as the paper has it) asks for.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub container: String,
@@ -150,7 +150,7 @@ pub fn clean_stale(dir: &std::path::Path, prefix: &str) {
         let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if process_gone(pid) {
             let p = e.path();
             let _ = if p.is_dir() {
                 std::fs::remove_dir_all(&p)
@@ -159,6 +159,12 @@ pub fn clean_stale(dir: &std::path::Path, prefix: &str) {
             };
         }
     }
+}
+
+/// True when no process `pid` runs (and it is not this one): what it
+/// staged or left half-done is stale.
+pub fn process_gone(pid: u32) -> bool {
+    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// `check FILE`: parse and validate, print every error, no side effects.
@@ -176,8 +182,8 @@ pub fn strip(file: &str, set: &[(String, String)], out: Option<&str>) -> Result<
     output::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes(), true)
 }
 
-/// The legacy form: run every expression in order, then commit every
-/// output and write the stripped config.
+/// A run (`run FILE`, `FILE` or `--container FILE`): every expression in
+/// order, then every output committed and the stripped config written.
 pub fn run(opts: &RunOptions) -> Result<()> {
     let keys = trusted_keys(opts)?;
     let bytes = load::read_bytes(&opts.container)?;
@@ -257,7 +263,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             let p = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
             runner.commit.check_local(&p, opts.force, &loaded.name)?;
             if let (Some(d), Some(n)) = (p.parent(), p.file_name()) {
-                clean_stale(d, &format!(".{}.vmc-tmp-", n.to_string_lossy()));
+                clean_stale(d, &output::temp_prefix(n));
             }
         }
     }

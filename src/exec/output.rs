@@ -8,6 +8,7 @@
 //! refused.
 
 use super::{Failure, Result};
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileTypeExt;
@@ -16,11 +17,14 @@ use std::path::{Path, PathBuf};
 /// A temporary name in the same directory as `target` (rename is atomic
 /// only within one file system).
 pub fn temp_beside(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".to_string());
-    target.with_file_name(format!(".{name}.vmc-tmp-{}", std::process::id()))
+    let name = target.file_name().unwrap_or(OsStr::new("out"));
+    target.with_file_name(format!("{}{}", temp_prefix(name), std::process::id()))
+}
+
+/// What every temporary name [`temp_beside`] gives a file called `name`
+/// starts with; the process id that made it follows.
+pub fn temp_prefix(name: &OsStr) -> String {
+    format!(".{}.vmc-tmp-", name.to_string_lossy())
 }
 
 /// How an output path is written.

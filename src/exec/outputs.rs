@@ -176,7 +176,7 @@ impl Commit {
         if let (Some(dir), Some(name)) = (target.parent(), target.file_name()) {
             fs::create_dir_all(dir)?;
             // an interrupted run may have left its staging directory here
-            super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
+            super::clean_stale(dir, &super::output::temp_prefix(name));
         }
         let _ = fs::remove_dir_all(&staged);
         fs::create_dir(&staged)?;
@@ -673,7 +673,7 @@ pub fn recover(state: &Path) {
         else {
             continue;
         };
-        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+        if !super::process_gone(pid) {
             continue;
         }
         let Ok(text) = fs::read_to_string(e.path()) else {

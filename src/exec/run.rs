@@ -450,7 +450,7 @@ impl<'a> Runner<'a> {
                     self.commit.check_local(&dest, self.opts.force, at)?;
                     // an interrupted run may have left its staged image here
                     if let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) {
-                        super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
+                        super::clean_stale(dir, &super::output::temp_prefix(name));
                     }
                     (super::output::temp_beside(&dest), dest)
                 };
@@ -519,7 +519,7 @@ impl<'a> Runner<'a> {
             self.commit.check_local(p, self.opts.force, at)?;
             // an interrupted run may have left its copy beside it
             if let (Some(dir), Some(name)) = (p.parent(), p.file_name()) {
-                super::clean_stale(dir, &format!(".{}.vmc-tmp-", name.to_string_lossy()));
+                super::clean_stale(dir, &super::output::temp_prefix(name));
             }
         }
         let bytes = fs::metadata(&staged).map(|m| m.len()).unwrap_or(0);

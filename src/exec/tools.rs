@@ -110,7 +110,7 @@ fn digests(src: &mut dyn Source) -> io::Result<BTreeMap<TreePath, (Digest, i64)>
                 }
                 d.update(&self.buf[..n]);
                 // zeros may be the start of a hole: step over the rest
-                if crate::digest::all_zero(&self.buf[..n]) {
+                if crate::bytes::all_zero(&self.buf[..n]) {
                     d.zeros(data.skip_hole()?);
                 }
             }

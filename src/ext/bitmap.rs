@@ -40,7 +40,7 @@ impl Bitmap {
     pub fn next_clear(&self, from: u64) -> Option<u64> {
         let mut i = from;
         while i < self.len {
-            if i % 8 == 0 && self.bits.get((i / 8) as usize) == Some(&0xff) {
+            if i.is_multiple_of(8) && self.bits.get((i / 8) as usize) == Some(&0xff) {
                 i += 8;
                 continue;
             }

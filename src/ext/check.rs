@@ -529,7 +529,7 @@ fn disjoint(mut ranges: Vec<(u64, u64, What)>) -> Result<Layout, Error> {
                 )));
             }
         }
-        if widest.map_or(true, |w| r.1 > w.1) {
+        if widest.is_none_or(|w| r.1 > w.1) {
             widest = Some(r);
         }
     }
@@ -682,7 +682,7 @@ fn check_inodes(vol: &Volume, geo: &Geo, layout: &Layout) -> Result<(), Error> {
         }
         for tb in 0..geo.itable_blocks {
             vol.read_block(gd.bg_inode_table + tb, &mut table)?;
-            if table.iter().all(|&b| b == 0) {
+            if crate::bytes::all_zero(&table) {
                 continue;
             }
             for (k, rec) in table.chunks(isz).enumerate() {

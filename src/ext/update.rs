@@ -191,7 +191,7 @@ impl State<'_> {
                     .get((i / 8) as usize)
                     .copied()
                     .unwrap_or(0xff);
-                if byte == 0xff && i % 8 == 0 {
+                if byte == 0xff && i.is_multiple_of(8) {
                     i += 8;
                     continue;
                 }
@@ -764,7 +764,7 @@ impl<'v> Populator<'v> {
                         }
                     }
                     buf[want..].fill(0);
-                    if buf.iter().any(|&b| b != 0) {
+                    if !crate::bytes::all_zero(&buf) {
                         m.map(&mut self.st, &mut self.disk, l, Some(&buf))?;
                     }
                     done += want as u64;

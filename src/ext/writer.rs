@@ -468,7 +468,7 @@ impl<'f> Builder<'f> {
                 .and_then(|d| d.get(c));
             ino = match existing {
                 Some(child) => {
-                    if self.node(child).map_or(true, |n| n.dir.is_none()) {
+                    if self.node(child).is_none_or(|n| n.dir.is_none()) {
                         return Err(Error::ParentNotDir {
                             path: path_str(&sofar),
                         });
@@ -719,7 +719,7 @@ impl<'f> Builder<'f> {
                 }
             }
             buf[want..].fill(0);
-            if buf.iter().any(|&b| b != 0) {
+            if !crate::bytes::all_zero(&buf) {
                 m.map(&mut self.space, &mut self.disk, l, Some(&buf))?;
             }
             done += want as u64;

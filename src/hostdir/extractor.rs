@@ -34,7 +34,7 @@
 //! Files are written sparse: all-zero blocks become holes.
 
 use super::{Error, Warning};
-use crate::digest;
+use crate::bytes;
 use crate::tree::{Entry, Kind, Meta, Sink, TreePath};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -117,9 +117,9 @@ fn write_sparse(file: &File, data: &mut dyn Read, buf: &mut [u8]) -> Result<(), 
         let mut at = 0;
         while at < filled {
             // a run of blocks that are all zero, or all not
-            let zero = digest::all_zero(&chunk[at..block_end(at)]);
+            let zero = bytes::all_zero(&chunk[at..block_end(at)]);
             let mut end = block_end(at);
-            while end < filled && digest::all_zero(&chunk[end..block_end(end)]) == zero {
+            while end < filled && bytes::all_zero(&chunk[end..block_end(end)]) == zero {
                 end = block_end(end);
             }
             if !zero {

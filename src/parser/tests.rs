@@ -350,3 +350,52 @@ fn non_utf8_is_located() {
     let d = decode(b"a = 1\nb = '\xff'\n").unwrap_err();
     assert_eq!((d.span.line, d.span.col), (2, 6));
 }
+
+/// Containers whose options are wrong, each with every error it reports
+/// as `line:col: message`.
+const OPTION_ERRORS: &[(&str, &str)] = &[
+    ("[image /x 2 GB][end]\n", "1:11: size `2 GB`: write `2GB`, without a space"),
+    ("[image /x 2 lbl][end]\n", "1:11: size `2` has no unit: write `2M` (K, M, G or T, powers of 1024)"),
+    ("[image /x 50M fs ext4][end]\n", "1:18: fs `ext4`: vm-container writes ext2, ext3 or swap"),
+    ("[image /x 50M blocksize 512][end]\n", "1:25: blocksize `512`: use 1024, 2048 or 4096"),
+    ("[image /x 50M inodes 15][end]\n", "1:22: inodes `15`: a whole number of at least 16"),
+    ("[image /x 50M inodes 99999999][end]\n", "1:22: inodes `99999999`: too many for a 50M volume with 1024-byte blocks (about 57344 fit)"),
+    ("[image /x 50M uuid nope][end]\n", "1:20: uuid `nope`: expected 8-4-4-4-12 hex digits"),
+    ("[image /x 50M lbl fs][end]\n", "1:19: option `fs` needs a value"),
+    ("[image /x 50M fs ext2 fs ext3][end]\n", "1:23: option `fs` given twice"),
+    ("[image /x 50M \"fs\" ext2][end]\n", "1:20: unexpected argument `ext2` to `[image`; usage: [image PATH SIZE [LABEL] [fs ext2|ext3|swap] [blocksize N] [inodes N] [uuid U]][end]"),
+    ("[image /x 50M lbl \"uuid\" x][end]\n", "1:19: unexpected argument `uuid` to `[image`; usage: [image PATH SIZE [LABEL] [fs ext2|ext3|swap] [blocksize N] [inodes N] [uuid U]][end]"),
+    ("[image /x 50M fs swap blocksize 1024][end]\n", "1:23: `blocksize` is an ext2/ext3 option; a swap area has none (its pages are 4096 bytes)"),
+    ("[image /x 50M fs swap inodes 64 blocksize 1024][end]\n", "1:23: `inodes` is an ext2/ext3 option; a swap area has none (its pages are 4096 bytes)"),
+    ("[image /x 20K fs swap][end]\n", "1:11: 20K is too small for a swap area: at least 40 KiB"),
+    ("[image /x 1M fs ext3][end]\n", "1:11: 1M is too small for ext3 (its journal needs 1 MiB): at least 2048 KiB"),
+    ("[replace /etc/x mode 0644][end]\n", "1:2: `[replace` needs `archive URI`: the tree to modify"),
+    ("[replace /etc/x archive a.cpio mode 9][end]\n", "1:37: mode `9`: expected octal digits up to 7777"),
+    ("[replace /etc/x archive a.cpio owner root:0][end]\n", "1:38: owner `root:0`: expected UID:GID in numbers"),
+    ("[replace /etc/x archive a.cpio owner][end]\n", "1:32: option `owner` needs a value"),
+    ("[replace /etc/x archive a.cpio archive b.cpio][end]\n", "1:32: option `archive` given twice"),
+    ("[replace /etc/x archive a.cpio extra][end]\n", "1:25: /base/a.cpio does not exist and no earlier expression creates it\n1:32: unexpected argument `extra` to `[replace`; usage: [replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID], a blank line, TEXT, then `] [end]`"),
+    ("[copy /etc/x archive a.cpio][end]\n", "1:22: /base/a.cpio does not exist and no earlier expression creates it\n1:22: `[copy` is missing SOURCE-URI; usage: [copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] SOURCE-URI][end]"),
+    ("[copy /etc/x archive a.cpio \"mode\" 0644 src][end]\n", "1:22: /base/a.cpio does not exist and no earlier expression creates it\n1:36: unexpected argument `0644` to `[copy`; usage: [copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] SOURCE-URI][end]"),
+    ("[copy / archive a.cpio src][end]\n", "1:7: the path names the root directory, not a file"),
+    ("[populate disk /x / a.cpio][end]\n", "1:11: populate kind `disk`: expected image, device or dir"),
+    ("[patch][end]\n", "1:2: `[patch` is missing TARGET and PATCH-URI; usage: [patch TARGET PATCH-URI [FORK-URI]][end]"),
+    ("[create /a][end]\n", "1:9: `[create` is missing DEST-URI; usage: [create SRC-DIR DEST-URI][end]"),
+    ("[create /a b c][end]\n", "1:14: unexpected argument `c` to `[create`; usage: [create SRC-DIR DEST-URI][end]"),
+];
+
+fn all_errors(text: &str) -> String {
+    let errs = run(text, &opts()).expect_err(text);
+    let lines: Vec<String> = errs
+        .iter()
+        .map(|(l, c, m)| format!("{l}:{c}: {m}"))
+        .collect();
+    lines.join("\n")
+}
+
+#[test]
+fn option_errors_keep_their_words_and_places() {
+    for (text, want) in OPTION_ERRORS {
+        assert_eq!(all_errors(text), *want, "{text}");
+    }
+}
