@@ -416,6 +416,25 @@ fn hostile_tars_are_refused_and_write_nothing_outside() {
         refused(w, &p, &w.join(format!("t8{}", char::from(ty))), what);
     }
 
+    // cut short: every decompressor says so
+    let whole = w.join("whole.tar");
+    sh_ok(
+        "mkdir noise && head -c 400000 /dev/urandom > noise/n && tar -cf whole.tar -C noise n && rm -r noise",
+        w,
+    );
+    for (ext, compress) in COMPRESSORS.iter().skip(1) {
+        let p = w.join(format!("cut.tar{ext}"));
+        sh_ok(
+            &format!(
+                "{compress} < '{}' | head -c 100000 > '{}'",
+                whole.display(),
+                p.display()
+            ),
+            w,
+        );
+        refused(w, &p, &w.join(format!("t-cut{ext}")), "ends early");
+    }
+
     // not an archive at all: named for what it looks like
     let p = write("fake.tar.gz", b"PK\x03\x04 a zip file, not a tar");
     refused(w, &p, &w.join("t10"), "looks like a zip file");

@@ -179,7 +179,15 @@ impl<R: BufRead> Read for ZstdFrames<R> {
             let Some(dec) = self.dec.as_mut() else {
                 return Ok(0);
             };
-            let n = dec.read(buf)?;
+            let n = match dec.read(buf) {
+                Ok(n) => n,
+                // the decoder does not keep the kind: an error with the
+                // input used up is the input ending early
+                Err(e) if dec.get_mut().fill_buf().is_ok_and(<[u8]>::is_empty) => {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, e));
+                }
+                Err(e) => return Err(e),
+            };
             if n > 0 || buf.is_empty() {
                 return Ok(n);
             }
@@ -218,6 +226,12 @@ impl Read for Decoded {
                     source,
                 }
             } else {
+                // the decoders say "failed to fill whole buffer"
+                let source = if kind == io::ErrorKind::UnexpectedEof {
+                    io::Error::new(kind, "the compressed data ends early (a truncated file?)")
+                } else {
+                    source
+                };
                 Error::Decompress {
                     archive: self.archive.clone(),
                     compression: self.compression,
