@@ -12,7 +12,7 @@ use vm_container::exec::{self, tools, Failure, RunOptions, Verbosity};
     name = "vm-container",
     version,
     about = "Compile a Xen domain container file into a ready domain",
-    long_about = "Compile a Xen domain container file into a ready domain: fetch cpio.gz trees, \
+    long_about = "Compile a Xen domain container file into a ready domain: fetch file-system archives (cpio or tar; raw, gzip, xz, zstd or bzip2), \
 build sparse ext3 images, customise files, verify signatures, publish forks and patches, \
 and write the stripped Xen config that `xl create` takes.\n\n\
 Build a domain (the three forms are the same run):\n  \
@@ -189,7 +189,7 @@ enum Command {
         /// Where the archive goes: a path or a file://, ftp:// URI
         uri: String,
     },
-    /// Unified diff between two trees (directory, cpio.gz archive or ext2/3/4 image)
+    /// Unified diff between two trees (directory, cpio or tar archive, or ext2/3/4 image)
     ///
     /// Exit status as diff(1) has it: 0 the trees are the same, 1 they
     /// differ, 2 trouble (a tree unreadable, the patch not written).
