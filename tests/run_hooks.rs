@@ -5,27 +5,15 @@
 mod common;
 mod net;
 
-use common::{bin, ok, root, tempdir};
+use common::{bin, ok, outputs_snapshot, root, tempdir};
 use net::{Behavior, HttpServer};
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 fn pack(dir: &Path, out: &Path) {
     ok(&bin().arg("pack").arg(dir).arg(out).output().unwrap());
-}
-
-/// Bytes and mtime of every file.
-fn snapshot(paths: &[PathBuf]) -> Vec<(Vec<u8>, i64, i64)> {
-    paths
-        .iter()
-        .map(|p| {
-            let md = fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            (fs::read(p).unwrap(), md.mtime(), md.mtime_nsec())
-        })
-        .collect()
 }
 
 struct Hook {
@@ -107,12 +95,12 @@ fn a_rerun_with_nothing_changed_changes_nothing() {
     let h = Hook::new();
     ok(&h.run(&[]));
     assert_eq!(h.hostname(), "fido\n");
-    let before = snapshot(&h.outputs);
+    let before = outputs_snapshot(&h.outputs);
     let served = h.http.body_bytes();
     let err = ok(&h.run(&[]));
     assert!(err.contains("up to date"), "{err}");
     assert!(
-        snapshot(&h.outputs) == before,
+        outputs_snapshot(&h.outputs) == before,
         "outputs or their mtimes changed"
     );
     // revalidated, not downloaded again
@@ -180,19 +168,19 @@ fn a_changed_archive_on_the_server_rebuilds() {
 fn a_dead_server_fails_unless_stale_copies_are_allowed() {
     let mut h = Hook::new();
     ok(&h.run(&[]));
-    let before = snapshot(&h.outputs);
+    let before = outputs_snapshot(&h.outputs);
     h.http.stop();
     let out = h.run(&[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("etc.cpio.gz"), "{err}");
-    assert!(snapshot(&h.outputs) == before);
+    assert!(outputs_snapshot(&h.outputs) == before);
     let err = ok(&h.run(&["--allow-stale"]));
     assert!(
         err.contains("warning") && err.contains("cached copy"),
         "{err}"
     );
-    assert!(snapshot(&h.outputs) == before);
+    assert!(outputs_snapshot(&h.outputs) == before);
     let log = fs::read_to_string(h.w.join("log")).unwrap();
     assert!(log.contains("stale cached copy"), "{log}");
     // --offline needs no server either
@@ -203,7 +191,7 @@ fn a_dead_server_fails_unless_stale_copies_are_allowed() {
 fn a_server_dying_mid_transfer_leaves_outputs_as_they_were() {
     let h = Hook::new();
     ok(&h.run(&[]));
-    let before = snapshot(&h.outputs);
+    let before = outputs_snapshot(&h.outputs);
     h.http.route(
         "/etc.cpio.gz",
         Behavior::Short {
@@ -218,14 +206,14 @@ fn a_server_dying_mid_transfer_leaves_outputs_as_they_were() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(snapshot(&h.outputs) == before);
+    assert!(outputs_snapshot(&h.outputs) == before);
 }
 
 #[test]
 fn a_killed_run_leaves_outputs_as_they_were_and_the_next_run_succeeds() {
     let h = Hook::new();
     ok(&h.run(&[]));
-    let before = snapshot(&h.outputs);
+    let before = outputs_snapshot(&h.outputs);
     // make the next run slow to download, then kill it in the middle
     let body = fs::read(h.w.join("etc.cpio.gz")).unwrap();
     h.http.route(
@@ -246,7 +234,7 @@ fn a_killed_run_leaves_outputs_as_they_were_and_the_next_run_succeeds() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
-        snapshot(&h.outputs) == before,
+        outputs_snapshot(&h.outputs) == before,
         "a killed run changed an output"
     );
     // the next clean run succeeds and removes what the killed one staged
@@ -375,7 +363,7 @@ fn a_changed_input_rebuilds_only_what_depends_on_it() {
             .unwrap()
     };
     ok(&run());
-    let before = snapshot(&[ia.clone(), fa.clone(), ib.clone(), fb.clone()]);
+    let before = outputs_snapshot(&[ia.clone(), fa.clone(), ib.clone(), fb.clone()]);
     // a later second: what the run creates is dated by the container, not
     // by the clock, so nothing is rebuilt for the time alone
     std::thread::sleep(Duration::from_millis(1100));
@@ -392,7 +380,7 @@ fn a_changed_input_rebuilds_only_what_depends_on_it() {
     fs::write(tree.join("etc/issue"), "changed\n").unwrap();
     pack(&tree, &b);
     ok(&run());
-    let after = snapshot(&[ia.clone(), fa.clone(), ib.clone(), fb.clone()]);
+    let after = outputs_snapshot(&[ia.clone(), fa.clone(), ib.clone(), fb.clone()]);
     assert!(
         after[0] == before[0],
         "image a was rebuilt although nothing it is made of changed"

@@ -272,6 +272,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let record_path = state::Record::path(&dir.join("state"), &opts.container, &opts.set);
     let fingerprint = runner.fingerprint(&loaded.plan, &loaded.text)?;
     let previous = state::Record::load(&record_path);
+    runner.date(&loaded.plan, previous.as_ref());
     if let Some(rec) = &previous {
         runner.previous_images = rec.images.iter().cloned().collect();
         runner.commit.previous = rec
@@ -334,6 +335,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             outputs,
             images: runner.image_digests.clone().into_iter().collect(),
             remotes: runner.commit.remotes.clone(),
+            dated: runner.dated.clone(),
         };
         if let Err(e) = rec.save(&record_path) {
             eprintln!("warning: {}: {e}", record_path.display());

@@ -62,8 +62,12 @@ pub struct Runner<'a> {
     pub commit: Commit,
     staging: PathBuf,
     serial: u32,
+    /// The date of what this run creates (see [`Runner::date`]).
     now: i64,
     epoch: Option<i64>,
+    /// The digest of the container's expressions and their date, for
+    /// the next run's record.
+    pub dated: Option<(String, i64)>,
     sign_key: Option<crate::sign::SecretKey>,
     /// Image digests of the last successful run (path → digest).
     pub previous_images: BTreeMap<PathBuf, String>,
@@ -103,20 +107,6 @@ impl<'a> Runner<'a> {
         let epoch = std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.trim().parse::<i64>().ok());
-        // What a run creates (replaced files, new directories, image
-        // timestamps) is dated by SOURCE_DATE_EPOCH, else by the container
-        // file: the same container and inputs then give the same bytes, so
-        // a rerun can tell that nothing changed.
-        let container_mtime = (opts.container != "-")
-            .then(|| std::fs::metadata(&opts.container).ok())
-            .flatten()
-            .map(|m| std::os::unix::fs::MetadataExt::mtime(&m));
-        let now = epoch.or(container_mtime).unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0)
-        });
         Ok(Runner {
             opts,
             name,
@@ -127,8 +117,10 @@ impl<'a> Runner<'a> {
             commit: Commit::default(),
             staging,
             serial: 0,
-            now,
+            // set by `date` once the last run's record is read
+            now: epoch.unwrap_or(0),
             epoch,
+            dated: None,
             sign_key: None,
             previous_images: BTreeMap::new(),
             image_digests: BTreeMap::new(),
@@ -255,6 +247,39 @@ impl<'a> Runner<'a> {
             }
         }
         Ok(f.finish())
+    }
+
+    /// Dates what this run creates — replaced and copied files, new
+    /// directories, the new side of diffs, image timestamps — by
+    /// something that changes only when what it is made of does:
+    /// `SOURCE_DATE_EPOCH` when set, else the date of the container's
+    /// expressions. That date is the one `previous` recorded for the same
+    /// expressions, else the container file's mtime (the clock for
+    /// standard input): an edit of Xen statements alone keeps the old
+    /// date, so every image and archive is kept and only the stripped
+    /// config is written again. Inputs do not date the run: a newer
+    /// archive would otherwise re-date, and rebuild, every image of the
+    /// run, not only those made from it.
+    pub fn date(&mut self, plan: &Plan, previous: Option<&super::state::Record>) {
+        let digest = expressions_digest(plan);
+        let recorded = previous
+            .and_then(|r| r.dated.as_ref())
+            .filter(|(d, _)| *d == digest)
+            .map(|(_, secs)| *secs);
+        let expressions = recorded.unwrap_or_else(|| {
+            let mtime = (self.opts.container != "-")
+                .then(|| fs::metadata(&self.opts.container).ok())
+                .flatten()
+                .map(|m| std::os::unix::fs::MetadataExt::mtime(&m));
+            mtime.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0)
+            })
+        });
+        self.now = self.epoch.unwrap_or(expressions);
+        self.dated = Some((digest, expressions));
     }
 
     /// True when every upload of the plan is on its server as the last
@@ -1119,6 +1144,101 @@ impl diff::FileSet for MapFileSet {
     fn read(&self, path: &TreePath) -> Option<Vec<u8>> {
         self.0.get(path).cloned()
     }
+}
+
+/// A digest of what the container's expressions ask for, in order, with
+/// templates and variables substituted: the plan without its places in
+/// the text and without the stripped config. An edit of Xen statements
+/// (or of blank lines and comments between expressions) leaves it as it
+/// was.
+pub fn expressions_digest(plan: &Plan) -> String {
+    let mut f = super::state::Fingerprint::default();
+    let uri = |f: &mut super::state::Fingerprint, label: &str, u: &UriRef| {
+        f.add(label, u.text.as_bytes());
+        f.add(label, u.uri.to_string().as_bytes());
+    };
+    let opt = |f: &mut super::state::Fingerprint, label: &str, u: &Option<UriRef>| match u {
+        Some(u) => uri(f, label, u),
+        None => f.add(label, b""),
+    };
+    let edit = |f: &mut super::state::Fingerprint, e: &Edit| {
+        let Edit {
+            archive,
+            patch,
+            fork,
+            mode,
+            owner,
+        } = e;
+        uri(f, "archive", archive);
+        opt(f, "patch", patch);
+        opt(f, "fork", fork);
+        f.add("mode", format!("{mode:?} {owner:?}").as_bytes());
+    };
+    for step in &plan.steps {
+        match &step.action {
+            Action::Create { src, dest } => {
+                f.add("create", src.as_os_str().as_encoded_bytes());
+                uri(&mut f, "dest", dest);
+            }
+            Action::Image {
+                path,
+                size,
+                label,
+                fs,
+                block_size,
+                inodes,
+                uuid,
+            } => {
+                f.add("image", path.as_os_str().as_encoded_bytes());
+                f.add("label", label);
+                f.add(
+                    "options",
+                    format!("{size} {fs:?} {block_size:?} {inodes:?} {uuid:?}").as_bytes(),
+                );
+            }
+            Action::Populate {
+                kind,
+                target,
+                mount,
+                source,
+            } => {
+                f.add("populate", format!("{kind:?} {mount}").as_bytes());
+                f.add("target", target.as_os_str().as_encoded_bytes());
+                uri(&mut f, "source", source);
+            }
+            Action::Replace {
+                path,
+                edit: e,
+                content,
+            } => {
+                f.add("replace", path.as_bytes());
+                edit(&mut f, e);
+                f.add("content", content);
+            }
+            Action::Copy {
+                path,
+                edit: e,
+                source,
+            } => {
+                f.add("copy", path.as_bytes());
+                edit(&mut f, e);
+                uri(&mut f, "source", source);
+            }
+            Action::Patch {
+                target,
+                patch,
+                fork,
+            } => {
+                match target {
+                    PatchTarget::Archive(a) => uri(&mut f, "patch archive", a),
+                    PatchTarget::Image(p) => f.add("patch image", p.as_os_str().as_encoded_bytes()),
+                }
+                uri(&mut f, "patch", patch);
+                opt(&mut f, "fork", fork);
+            }
+        }
+    }
+    f.finish()
 }
 
 /// A UUID derived from what defines the image, so that the same container

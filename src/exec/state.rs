@@ -94,6 +94,10 @@ pub struct Record {
     /// Each upload: its resource key, content digest and the validators
     /// the server gave right after it (encoded by [`encode_validators`]).
     pub remotes: Vec<(String, String, String)>,
+    /// A digest of the container's expressions and the date they were
+    /// first seen with that digest (see [`super::run::expressions_digest`]):
+    /// an edit of Xen statements alone keeps the date.
+    pub dated: Option<(String, i64)>,
 }
 
 impl Record {
@@ -124,7 +128,13 @@ impl Record {
         let mut outputs = Vec::new();
         let mut images = Vec::new();
         let mut remotes = Vec::new();
+        let mut dated = None;
         for l in lines {
+            if let Some(rest) = l.strip_prefix("dated ") {
+                let (digest, secs) = rest.split_once(' ')?;
+                dated = Some((digest.to_string(), secs.parse().ok()?));
+                continue;
+            }
             if let Some(rest) = l.strip_prefix("remote ") {
                 let mut f = rest.splitn(3, ' ');
                 let (sha, v, key) = (f.next()?, f.next()?, f.next()?);
@@ -146,6 +156,7 @@ impl Record {
             outputs,
             images,
             remotes,
+            dated,
         })
     }
 
@@ -162,6 +173,9 @@ impl Record {
         }
         for (key, sha, v) in &self.remotes {
             text.push_str(&format!("remote {sha} {v} {key}\n"));
+        }
+        if let Some((digest, secs)) = &self.dated {
+            text.push_str(&format!("dated {digest} {secs}\n"));
         }
         let seal = seal_of(&text);
         text.push_str(&format!("end {seal}\n"));
@@ -252,6 +266,7 @@ mod tests {
             outputs: vec![(out.clone(), size, mtime)],
             images: vec![(out.clone(), "d1".into())],
             remotes: vec![("ftp://h/x y".into(), "ab".into(), "ftp,-,-".into())],
+            dated: Some(("e1".into(), -5)),
         };
         let p = d.path().join("state/runs/x");
         r.save(&p).unwrap();

@@ -210,6 +210,18 @@ pub fn assert_base_image(img: &Path, label: &str) {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), label);
 }
 
+/// Bytes and mtime (seconds, nanoseconds) of every file.
+pub fn outputs_snapshot(paths: &[PathBuf]) -> Vec<(Vec<u8>, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    paths
+        .iter()
+        .map(|p| {
+            let md = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (std::fs::read(p).unwrap(), md.mtime(), md.mtime_nsec())
+        })
+        .collect()
+}
+
 /// `examples/trees/base` packed into `DIR/base.cpio.gz`.
 pub fn pack_base(dir: &Path) -> PathBuf {
     let a = dir.join("base.cpio.gz");
