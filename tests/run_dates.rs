@@ -163,13 +163,7 @@ fn a_xen_statement_edit_rewrites_only_the_stripped_config() {
         outputs_snapshot(&d.outputs()) == built,
         "an image or the fork was rewritten"
     );
-    let log = fs::read_to_string(d.w.join("log")).unwrap();
-    for img in &d.images {
-        assert!(
-            log.contains(&format!("kept {} (unchanged)", img.display())),
-            "{log}"
-        );
-    }
+    assert!(err.contains("only Xen statements changed"), "{err}");
     let cfg = fs::read_to_string(&d.cfg).unwrap();
     assert!(cfg.contains("memory = 512"), "{cfg}");
     // generous: a rebuild of both images would take far longer

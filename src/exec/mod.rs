@@ -300,7 +300,35 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             return Ok(());
         }
     }
-    let result = runner.run_plan(&loaded.plan).and_then(|()| {
+    // only Xen statements changed: every image and archive is as the
+    // last run left it and would be made again the same, so only the
+    // stripped config is written
+    let xen_only = previous.as_ref().filter(|rec| {
+        rec.plan_inputs.is_some()
+            && rec.plan_inputs == runner.plan_inputs
+            && rec.outputs_intact()
+            && runner.remotes_intact(&loaded.plan, &rec.remotes)
+    });
+    let planned = match xen_only {
+        Some(rec) => {
+            for (p, _, _) in &rec.outputs {
+                runner.commit.keep(p.clone());
+            }
+            runner.image_digests = rec.images.iter().cloned().collect();
+            runner.commit.remotes = rec.remotes.clone();
+            if opts.verbosity != Verbosity::Quiet {
+                eprintln!(
+                    "{}: only Xen statements changed; writing the stripped config",
+                    loaded.name
+                );
+            }
+            runner
+                .log
+                .line("only Xen statements changed: every other output kept")
+        }
+        None => runner.run_plan(&loaded.plan),
+    };
+    let result = planned.and_then(|()| {
         let stripped = opts
             .stripped
             .as_deref()
@@ -318,10 +346,13 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         r
     });
     if result.is_ok() || runner.commit.partial {
+        // a kept output written again (the stripped config) counts once
+        let mut seen = std::collections::BTreeSet::new();
         let outputs = runner
             .commit
             .committed
             .iter()
+            .filter(|p| seen.insert(p.to_path_buf()))
             .filter_map(|p| state::stamp(p).map(|(s, m)| (p.clone(), s, m)))
             .collect();
         let rec = state::Record {
@@ -336,6 +367,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             images: runner.image_digests.clone().into_iter().collect(),
             remotes: runner.commit.remotes.clone(),
             dated: runner.dated.clone(),
+            plan_inputs: runner.plan_inputs.clone(),
         };
         if let Err(e) = rec.save(&record_path) {
             eprintln!("warning: {}: {e}", record_path.display());

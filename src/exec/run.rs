@@ -68,6 +68,10 @@ pub struct Runner<'a> {
     /// The digest of the container's expressions and their date, for
     /// the next run's record.
     pub dated: Option<(String, i64)>,
+    /// What [`Runner::fingerprint`] digests, with the container's
+    /// expressions in place of its text: equal to the last run's, only
+    /// Xen statements changed.
+    pub plan_inputs: Option<String>,
     sign_key: Option<crate::sign::SecretKey>,
     /// Image digests of the last successful run (path → digest).
     pub previous_images: BTreeMap<PathBuf, String>,
@@ -121,6 +125,7 @@ impl<'a> Runner<'a> {
             now: epoch.unwrap_or(0),
             epoch,
             dated: None,
+            plan_inputs: None,
             sign_key: None,
             previous_images: BTreeMap::new(),
             image_digests: BTreeMap::new(),
@@ -155,9 +160,10 @@ impl<'a> Runner<'a> {
     /// A digest of everything the plan reads: remote artifacts are
     /// revalidated (and fetched only if they changed), local files are
     /// stamped by size and mtime, packed directories by their listing.
+    /// The same without the container's Xen statements is kept in
+    /// [`Runner::plan_inputs`].
     pub fn fingerprint(&mut self, plan: &Plan, text: &str) -> Result<String> {
         let mut f = super::state::Fingerprint::default();
-        f.add("container", text.as_bytes());
         for (k, v) in &self.opts.set {
             f.add("set", format!("{k}={v}").as_bytes());
         }
@@ -246,7 +252,15 @@ impl<'a> Runner<'a> {
                 produced.insert(w.uri.resource_key());
             }
         }
-        Ok(f.finish())
+        let rest = f.finish();
+        let mut of_plan = super::state::Fingerprint::default();
+        of_plan.add("expressions", expressions_digest(plan).as_bytes());
+        of_plan.add("rest", rest.as_bytes());
+        self.plan_inputs = Some(of_plan.finish());
+        let mut whole = super::state::Fingerprint::default();
+        whole.add("container", text.as_bytes());
+        whole.add("rest", rest.as_bytes());
+        Ok(whole.finish())
     }
 
     /// Dates what this run creates — replaced and copied files, new

@@ -98,6 +98,9 @@ pub struct Record {
     /// first seen with that digest (see [`super::run::expressions_digest`]):
     /// an edit of Xen statements alone keeps the date.
     pub dated: Option<(String, i64)>,
+    /// The inputs digest with the container's expressions in place of
+    /// its text (see [`super::run::Runner::plan_inputs`]).
+    pub plan_inputs: Option<String>,
 }
 
 impl Record {
@@ -129,7 +132,12 @@ impl Record {
         let mut images = Vec::new();
         let mut remotes = Vec::new();
         let mut dated = None;
+        let mut plan_inputs = None;
         for l in lines {
+            if let Some(rest) = l.strip_prefix("plan ") {
+                plan_inputs = Some(rest.to_string());
+                continue;
+            }
             if let Some(rest) = l.strip_prefix("dated ") {
                 let (digest, secs) = rest.split_once(' ')?;
                 dated = Some((digest.to_string(), secs.parse().ok()?));
@@ -157,6 +165,7 @@ impl Record {
             images,
             remotes,
             dated,
+            plan_inputs,
         })
     }
 
@@ -173,6 +182,9 @@ impl Record {
         }
         for (key, sha, v) in &self.remotes {
             text.push_str(&format!("remote {sha} {v} {key}\n"));
+        }
+        if let Some(digest) = &self.plan_inputs {
+            text.push_str(&format!("plan {digest}\n"));
         }
         if let Some((digest, secs)) = &self.dated {
             text.push_str(&format!("dated {digest} {secs}\n"));
@@ -267,6 +279,7 @@ mod tests {
             images: vec![(out.clone(), "d1".into())],
             remotes: vec![("ftp://h/x y".into(), "ab".into(), "ftp,-,-".into())],
             dated: Some(("e1".into(), -5)),
+            plan_inputs: Some("p1".into()),
         };
         let p = d.path().join("state/runs/x");
         r.save(&p).unwrap();
