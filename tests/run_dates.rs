@@ -147,7 +147,7 @@ fn a_xen_statement_edit_rewrites_only_the_stripped_config() {
     for img in &d.images {
         e2fsck(img);
         assert_eq!(cat(img, "/etc/HOSTNAME"), "fido\n");
-        // the replaced file is dated by the container (newer than the archive)
+        // the replaced file is dated by the container file, as first seen
         assert_eq!(mtime_in(img, "/etc/HOSTNAME"), FIRST);
     }
     let built = outputs_snapshot(&d.outputs());

@@ -108,9 +108,7 @@ impl<'a> Runner<'a> {
         } else {
             Mode::Online
         };
-        let epoch = std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok());
+        let epoch = super::tools::source_date_epoch();
         Ok(Runner {
             opts,
             name,
