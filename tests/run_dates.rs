@@ -173,6 +173,22 @@ fn a_xen_statement_edit_rewrites_only_the_stripped_config() {
     );
     assert!(d.run("dir", None).0.contains("up to date"));
 
+    // a Xen edit with an output gone: the expressions run again, with the
+    // date of the first run, so the images are kept and the fork comes
+    // back with the same bytes
+    fs::remove_file(&d.fork).unwrap();
+    d.write(384, "${name}", FIRST + 600);
+    let (err, _) = d.run("dir", None);
+    assert!(!err.contains("only Xen statements changed"), "{err}");
+    let now = outputs_snapshot(&d.outputs());
+    assert!(now[..2] == built[..2], "an image was rewritten");
+    assert!(now[2].0 == built[2].0, "the fork came back different");
+    let log = fs::read_to_string(d.w.join("log")).unwrap();
+    for img in &d.images {
+        let kept = format!("kept {} (unchanged)", img.display());
+        assert!(log.contains(&kept), "{log}");
+    }
+
     // the [replace] text changed: what it makes is rebuilt, dated anew
     let edited = FIRST + 900;
     d.write(512, "rex", edited);
