@@ -223,8 +223,8 @@ impl<'a> Runner<'a> {
                     continue;
                 }
                 if let Some(p) = u.uri.local_path() {
-                    let st = super::state::stamp(p);
-                    f.add(&key, format!("{st:?}").as_bytes());
+                    // a directory source: its listing, not its own mtime
+                    f.add(&key, super::state::input_stamp(p).as_bytes());
                     if self.inputs.trust.require_all {
                         let sig = u.uri.with_suffix(".sig");
                         let st = sig.local_path().and_then(super::state::stamp);
@@ -236,19 +236,8 @@ impl<'a> Runner<'a> {
                 }
             }
             for d in dirs {
-                let mut listing = super::state::Fingerprint::default();
-                let mut walker = hostdir::Walker::new(d);
-                let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn io::Read| {
-                    listing.add(
-                        &e.path.to_string(),
-                        format!("{:?} {:?}", e.kind, e.meta).as_bytes(),
-                    );
-                    Ok(())
-                });
-                walker
-                    .emit(&mut sink)
-                    .map_err(|e| io_fail(&at, d.display(), e))?;
-                f.add("dir", listing.finish().as_bytes());
+                let listing = super::state::listing(d).map_err(|e| io_fail(&at, d.display(), e))?;
+                f.add("dir", listing.as_bytes());
             }
             for w in writes {
                 produced.insert(w.uri.resource_key());
@@ -637,7 +626,7 @@ impl<'a> Runner<'a> {
             let (d, _) = crate::digest::Digest::of_file(&p).map_err(|e| io_fail(at, uri, e))?;
             f.add("produced", d.to_hex().as_bytes());
         } else if let Some(p) = uri.uri.local_path() {
-            f.add("local", format!("{:?}", super::state::stamp(p)).as_bytes());
+            f.add("local", super::state::input_stamp(p).as_bytes());
         } else {
             let input = self.inputs.get(uri, at, &mut self.log)?;
             f.add("remote", format!("{:?}", input.sha256).as_bytes());
