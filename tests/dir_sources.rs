@@ -1,7 +1,8 @@
 //! Local directories as tree sources (docs/SPEC.md §4), end to end
 //! through the binary: a tree with long names, hard links, symlinks (one
 //! pointing at /etc, carried and never followed), a fifo, device nodes,
-//! owners, old mtimes, an empty and a sparse file goes through
+//! owners, old mtimes, an empty and a sparse file, and a file system
+//! mounted inside (left out, as `tar --one-file-system` does) goes through
 //! `[image]`+`[populate image]` and `[populate dir]` and comes out equal
 //! to the directory; `[replace]` and `[patch]` on a directory leave it as
 //! it was and write their change into the fork only; a run record notices
@@ -17,6 +18,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
+use vm_container::tree::TreePath;
 
 /// A chroot-like tree under `$1` with what an archive has trouble with.
 /// Needs root for the device nodes and the owners.
@@ -64,7 +66,15 @@ fn a_directory_populates_an_image_and_a_directory_equal_to_itself() {
     let script = w.join("tree.sh");
     fs::write(&script, CHROOT).unwrap();
     run_ok(Command::new("sh").arg(&script).arg(&src));
-    let want = tree_of(&src);
+    // a file system mounted inside, as a chroot's /proc: its mount point
+    // is carried, empty, and what is in it is not read
+    let proc = src.join("proc");
+    fs::create_dir(&proc).unwrap();
+    let _mounted = Mounted::tmpfs(&proc);
+    fs::write(proc.join("inside"), "not part of the tree\n").unwrap();
+    let inside = TreePath::from_member(b"proc/inside").unwrap();
+    let mut want = tree_of(&src);
+    assert!(want.remove(&inside).is_some());
     assert!(want.values().any(|r| r.kind == "fifo"));
     assert!(want.values().any(|r| r.device == Some((202, 1))));
     assert!(want.values().any(|r| r.link_group.is_some()));
@@ -122,15 +132,70 @@ fn a_directory_populates_an_image_and_a_directory_equal_to_itself() {
         "directory vs populated directory",
     );
     // GNU diff tells fifos and devices apart from nothing: the manifests
-    // above compared them
+    // above compared them (and left out what is on the tmpfs)
     run_ok(
         Command::new("diff")
-            .args(["-r", "--no-dereference", "-x", "fifo", "-x", "dev"])
+            .args([
+                "-r",
+                "--no-dereference",
+                "-x",
+                "fifo",
+                "-x",
+                "dev",
+                "-x",
+                "inside",
+            ])
             .arg(&src)
             .arg(&target),
     );
     // nothing of the source changed
-    assert_same(&want, &tree_of(&src), "source before vs after");
+    let mut now = tree_of(&src);
+    now.remove(&inside);
+    assert_same(&want, &now, "source before vs after");
+
+    // what changes on the mounted file system is not the tree's: the
+    // image stays up to date
+    let image_container = format!(
+        "[image {img} 64M][end]\n[populate image {img} /mnt {src}][end]\n",
+        img = img.display(),
+        src = src.display()
+    );
+    run_ok(&mut container(w, &image_container));
+    fs::write(proc.join("inside"), "changed\n").unwrap();
+    let out = container(w, &image_container).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("up to date"), "{err}");
+    // the same file system's files are: a changed owner rebuilds it
+    run_ok(Command::new("chown").arg("7:7").arg(src.join("etc/empty")));
+    let out = container(w, &image_container).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("up to date"), "{err}");
+    assert_eq!(
+        image_tree(&img)[&TreePath::from_member(b"etc/empty").unwrap()]
+            .meta
+            .uid,
+        7
+    );
+}
+
+/// A tmpfs mounted for the length of a test, unmounted when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    fn tmpfs(at: &Path) -> Mounted {
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=1m,mode=0555", "none"])
+                .arg(at),
+        );
+        Mounted(at.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }
 
 /// A tree any user can make.

@@ -236,7 +236,8 @@ impl<'a> Runner<'a> {
                 }
             }
             for d in dirs {
-                let listing = super::state::listing(d).map_err(|e| io_fail(&at, d.display(), e))?;
+                let listing = super::state::listing(hostdir::Walker::new(d), d)
+                    .map_err(|e| io_fail(&at, d.display(), e))?;
                 f.add("dir", listing.as_bytes());
             }
             for w in writes {

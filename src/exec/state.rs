@@ -40,7 +40,7 @@ pub fn stamp(path: &Path) -> Option<(u64, i128)> {
 /// follows reports it.
 pub fn input_stamp(path: &Path) -> String {
     if path.is_dir() {
-        return match listing(path) {
+        return match listing(crate::hostdir::Walker::new(path).one_file_system(), path) {
             Ok(d) => format!("dir {d}"),
             Err(e) => format!("dir unreadable: {e}"),
         };
@@ -48,18 +48,17 @@ pub fn input_stamp(path: &Path) -> String {
     format!("{:?}", stamp(path))
 }
 
-/// A digest of a host directory as a tree source: every name, its kind
+/// A digest of the host directory `dir` as `walker` reads it: every name, its kind
 /// (with a file's size, a link's target, a device's numbers), mode,
 /// owners and mtime as [`crate::hostdir::Walker`] reports them, plus the
 /// mtime and ctime in nanoseconds from `lstat`, so that a file rewritten
 /// within the same second, or rewritten and its mtime put back, changes
 /// it. Nothing is read but the metadata: the walk costs one `lstat` per
 /// entry, not the content of the tree.
-pub fn listing(dir: &Path) -> std::io::Result<String> {
+pub fn listing(mut walker: crate::hostdir::Walker, dir: &Path) -> std::io::Result<String> {
     use crate::tree::{Entry, Source};
     use std::os::unix::ffi::OsStrExt;
     let mut f = Fingerprint::default();
-    let mut walker = crate::hostdir::Walker::new(dir);
     let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn std::io::Read| {
         let host = dir.join(std::ffi::OsStr::from_bytes(e.path.as_bytes()));
         let times = fs::symlink_metadata(&host)

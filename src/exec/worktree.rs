@@ -95,10 +95,12 @@ pub struct WorkTree {
 
 /// Opens a tree source: an archive of any format [`crate::archive`]
 /// reads, or a host directory (a debootstrap chroot), which is read and
-/// never written.
+/// never written, on its own file system only.
 pub fn archive_source(path: &Path, name: &str) -> io::Result<Box<dyn Source>> {
     if path.is_dir() {
-        return Ok(Box::new(crate::hostdir::Walker::new(path)));
+        return Ok(Box::new(
+            crate::hostdir::Walker::new(path).one_file_system(),
+        ));
     }
     let f = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
     Ok(Box::new(crate::archive::open(f, name)?))
