@@ -334,3 +334,49 @@ fn a_pinned_directory_is_refused() {
     assert!(err.contains("a directory cannot be pinned"), "{err}");
     assert!(!w.join("target").exists());
 }
+
+#[test]
+fn nothing_is_written_inside_a_source_directory() {
+    let t = tempdir();
+    let w = t.path();
+    let src = w.join("chroot");
+    plain_tree(&src);
+    let before = tree_of(&src);
+    // named through a symlink: where the write lands is what counts
+    let named = w.join("current");
+    symlink(&src, &named).unwrap();
+    let cases = [
+        format!(
+            "[populate dir {}/export /mnt {}][end]\n",
+            named.display(),
+            src.display()
+        ),
+        format!(
+            "[populate dir {} /mnt {}][end]\n",
+            w.display(),
+            named.display()
+        ),
+        format!(
+            "[image {img} 8M][end]\n[populate image {img} /mnt {}][end]\n",
+            src.display(),
+            img = src.join("etc/root.img").display()
+        ),
+        format!(
+            "[replace /etc/x archive file://{} fork {}/new/fork.cpio.gz\n\nnew\n] [end]\n",
+            named.display(),
+            src.display()
+        ),
+    ];
+    for text in cases {
+        let mut cmd = container(w, &text);
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", show(&cmd, &out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("a directory this container reads as a tree"),
+            "{text}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_same(&before, &tree_of(&src), &text);
+    }
+}

@@ -270,6 +270,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     // a domain-start hook runs this again and again: when no input changed
     // and every output is as the last run left it, there is nothing to do
     let record_path = state::Record::path(&dir.join("state"), &opts.container, &opts.set);
+    runner.source_dirs_untouched(&loaded.plan)?;
     let fingerprint = runner.fingerprint(&loaded.plan, &loaded.text)?;
     let previous = state::Record::load(&record_path);
     if let Some(rec) = &previous {
