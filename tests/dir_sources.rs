@@ -18,6 +18,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
+use vm_container::tree::manifest::Manifest;
 use vm_container::tree::TreePath;
 
 /// A chroot-like tree under `$1` with what an archive has trouble with.
@@ -176,6 +177,35 @@ fn a_directory_populates_an_image_and_a_directory_equal_to_itself() {
             .uid,
         7
     );
+
+    // a write landing on the file system mounted inside is not one into
+    // the tree: the walk does not go there
+    let before = tree_of(&src);
+    let export = proc.join("export");
+    run_ok(&mut container(
+        w,
+        &format!(
+            "[populate dir {} /mnt {}][end]\n",
+            export.display(),
+            src.display()
+        ),
+    ));
+    // the mount point's own times move with what is written on it
+    let proc_path = TreePath::from_member(b"proc").unwrap();
+    let off_tmpfs = |mut m: Manifest| {
+        m.retain(|p, _| !p.starts_with(&proc_path));
+        m
+    };
+    assert_same(
+        &off_tmpfs(without_root(before.clone())),
+        &off_tmpfs(without_root(tree_of(&export))),
+        "directory vs directory populated on the tmpfs",
+    );
+    assert_same(
+        &off_tmpfs(before),
+        &off_tmpfs(tree_of(&src)),
+        "source before vs after, off the tmpfs",
+    );
 }
 
 /// A tmpfs mounted for the length of a test, unmounted when dropped.
@@ -185,7 +215,7 @@ impl Mounted {
     fn tmpfs(at: &Path) -> Mounted {
         run_ok(
             Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "size=1m,mode=0555", "none"])
+                .args(["-t", "tmpfs", "-o", "size=64m,mode=0555", "none"])
                 .arg(at),
         );
         Mounted(at.to_path_buf())
@@ -369,14 +399,34 @@ fn nothing_is_written_inside_a_source_directory() {
     ];
     for text in cases {
         let mut cmd = container(w, &text);
-        let out = cmd.output().unwrap();
-        assert_eq!(out.status.code(), Some(1), "{}", show(&cmd, &out));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("a directory this container reads as a tree"),
-            "{text}: {err}"
-        );
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert_same(&before, &tree_of(&src), &text);
+        refused_inside(&mut cmd, &text, &src, &before);
     }
+    // nor is the working directory
+    let text = format!(
+        "[populate dir {}/t /mnt {}][end]\n",
+        w.display(),
+        src.display()
+    );
+    let c = w.join("c.vmc");
+    fs::write(&c, &text).unwrap();
+    let mut cmd = bin();
+    cmd.arg("--container")
+        .arg(&c)
+        .arg("--dir")
+        .arg(src.join("var/vmc"));
+    refused_inside(&mut cmd, &text, &src, &before);
+}
+
+/// Runs `cmd`, which must be refused for writing inside `src`, and checks
+/// that `src` is still as `before`.
+fn refused_inside(cmd: &mut Command, text: &str, src: &Path, before: &Manifest) {
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(cmd, &out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a directory this container reads as a tree"),
+        "{text}: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_same(before, &tree_of(src), text);
 }

@@ -234,6 +234,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     ))?;
     let dir = opts.dir.clone().unwrap_or_else(default_dir);
     let dir = std::path::absolute(&dir).unwrap_or(dir);
+    run::source_dirs_untouched(&loaded.plan, &loaded.name, &dir)?;
     for sub in ["cache", "work", "state"] {
         std::fs::create_dir_all(dir.join(sub))
             .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.display())))?;
@@ -270,7 +271,6 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     // a domain-start hook runs this again and again: when no input changed
     // and every output is as the last run left it, there is nothing to do
     let record_path = state::Record::path(&dir.join("state"), &opts.container, &opts.set);
-    runner.source_dirs_untouched(&loaded.plan)?;
     let fingerprint = runner.fingerprint(&loaded.plan, &loaded.text)?;
     let previous = state::Record::load(&record_path);
     if let Some(rec) = &previous {
