@@ -12,7 +12,9 @@
 
 mod common;
 
-use common::trees::{assert_same, image_tree, run_ok, sh_ok, show, tree_of, vmc, without_root};
+use common::trees::{
+    assert_same, blockcount, image_tree, run_ok, sh_ok, show, tree_of, vmc, without_root,
+};
 use common::{bin, tempdir};
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -257,21 +259,6 @@ fn populate_image(w: &Path, archive: &Path, img: &Path, size: &str) -> Command {
     );
     fs::write(&container, text).unwrap();
     vmc(&container, &w.join("work"))
-}
-
-/// The 512-byte sectors a file of an image takes, as debugfs counts them.
-fn blockcount(img: &Path, path: &str) -> u64 {
-    let stat = run_ok(
-        Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("stat {path}"))
-            .arg(img),
-    );
-    stat.split_whitespace()
-        .skip_while(|w| *w != "Blockcount:")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no Blockcount in {stat}"))
 }
 
 /// The run of a container, written in `w`, that populates the directory

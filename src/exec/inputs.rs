@@ -76,6 +76,9 @@ impl Inputs {
             if !p.exists() {
                 return Err(Failure::run(format!("{at}: {}: no such file", p.display())));
             }
+            if p.is_dir() {
+                return self.directory(uri, p, at, log);
+            }
             let mut input = Input {
                 path: p.to_path_buf(),
                 sha256: None,
@@ -142,6 +145,33 @@ impl Inputs {
             }
         };
         self.seen.insert(key, input.clone());
+        Ok(input)
+    }
+
+    /// A local directory read as a tree (a debootstrap chroot, a
+    /// SystemImager image): taken as it is, never copied nor written. A
+    /// pin or a signature covers the bytes of one file, which a directory
+    /// has not: both are refused rather than silently not checked.
+    fn directory(&mut self, uri: &UriRef, p: &Path, at: &str, log: &mut Log) -> Result<Input> {
+        if uri.uri.pin.is_some() {
+            return Err(Failure::run(format!(
+                "{at}: {}: a directory cannot be pinned by sha256 (a pin names the bytes of an archive)",
+                p.display()
+            )));
+        }
+        if self.trust.require_all {
+            return Err(Failure::run(format!(
+                "{at}: {}: a directory cannot carry a signature, and signatures are required: pack it into an archive and sign that",
+                p.display()
+            )));
+        }
+        log.line(&format!("{at} read directory {}", p.display()))?;
+        let input = Input {
+            path: p.to_path_buf(),
+            sha256: None,
+            bytes: 0,
+        };
+        self.seen.insert(uri.uri.resource_key(), input.clone());
         Ok(input)
     }
 

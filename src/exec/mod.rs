@@ -234,6 +234,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     ))?;
     let dir = opts.dir.clone().unwrap_or_else(default_dir);
     let dir = std::path::absolute(&dir).unwrap_or(dir);
+    run::source_dirs_untouched(&loaded.plan, &loaded.name, &dir)?;
     for sub in ["cache", "work", "state"] {
         std::fs::create_dir_all(dir.join(sub))
             .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.display())))?;

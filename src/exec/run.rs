@@ -219,8 +219,8 @@ impl<'a> Runner<'a> {
                     continue;
                 }
                 if let Some(p) = u.uri.local_path() {
-                    let st = super::state::stamp(p);
-                    f.add(&key, format!("{st:?}").as_bytes());
+                    // a directory source: its listing, not its own mtime
+                    f.add(&key, super::state::input_stamp(p).as_bytes());
                     if self.inputs.trust.require_all {
                         let sig = u.uri.with_suffix(".sig");
                         let st = sig.local_path().and_then(super::state::stamp);
@@ -232,19 +232,9 @@ impl<'a> Runner<'a> {
                 }
             }
             for d in dirs {
-                let mut listing = super::state::Fingerprint::default();
-                let mut walker = hostdir::Walker::new(d);
-                let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn io::Read| {
-                    listing.add(
-                        &e.path.to_string(),
-                        format!("{:?} {:?}", e.kind, e.meta).as_bytes(),
-                    );
-                    Ok(())
-                });
-                walker
-                    .emit(&mut sink)
+                let listing = super::state::listing(hostdir::Walker::new(d), d)
                     .map_err(|e| io_fail(&at, d.display(), e))?;
-                f.add("dir", listing.finish().as_bytes());
+                f.add("dir", listing.as_bytes());
             }
             for w in writes {
                 produced.insert(w.uri.resource_key());
@@ -674,7 +664,7 @@ impl<'a> Runner<'a> {
             let (d, _) = crate::digest::Digest::of_file(&p).map_err(|e| io_fail(at, uri, e))?;
             f.add("produced", d.to_hex().as_bytes());
         } else if let Some(p) = uri.uri.local_path() {
-            f.add("local", format!("{:?}", super::state::stamp(p)).as_bytes());
+            f.add("local", super::state::input_stamp(p).as_bytes());
         } else {
             let input = self.inputs.get(uri, at, &mut self.log)?;
             f.add("remote", format!("{:?}", input.sha256).as_bytes());
@@ -1269,4 +1259,116 @@ fn derive_uuid(path: &Path, size: u64, label: &[u8]) -> [u8; 16] {
     u[6] = (u[6] & 0x0f) | 0x50;
     u[8] = (u[8] & 0x3f) | 0x80;
     u
+}
+
+/// Refuses a plan that would write inside a directory it reads as a
+/// tree (an image, a populated directory, a fork, a patch, a `[create]`
+/// archive or the working directory `workdir` landing in a source
+/// chroot, on its file system), or populate a
+/// directory holding one: a source directory is never written, and
+/// what a run writes must not be read back as its own input.
+pub fn source_dirs_untouched(plan: &Plan, name: &str, workdir: &Path) -> Result<()> {
+    let mut sources: Vec<(PathBuf, &UriRef)> = Vec::new();
+    // --dir takes the cache, the run record, and new images and forks
+    // while the sources are read
+    let mut writes: Vec<(PathBuf, bool, String)> =
+        vec![(resolved(workdir), false, format!("{name}: --dir"))];
+    for step in &plan.steps {
+        let at = format!("{name}:{}", step.span);
+        let mut out: Vec<&UriRef> = Vec::new();
+        let read = match &step.action {
+            Action::Create { dest, .. } => {
+                out.push(dest);
+                None
+            }
+            Action::Image { path, .. } => {
+                writes.push((resolved(path), false, at.clone()));
+                None
+            }
+            Action::Populate {
+                kind,
+                target,
+                source,
+                ..
+            } => {
+                writes.push((resolved(target), *kind == TargetKind::Dir, at.clone()));
+                Some(source)
+            }
+            Action::Replace { edit, .. } | Action::Copy { edit, .. } => {
+                out.extend(edit.patch.iter().chain(edit.fork.iter()));
+                Some(&edit.archive)
+            }
+            Action::Patch { target, fork, .. } => {
+                out.extend(fork.iter());
+                match target {
+                    PatchTarget::Archive(a) => Some(a),
+                    PatchTarget::Image(p) => {
+                        writes.push((resolved(p), false, at.clone()));
+                        None
+                    }
+                }
+            }
+        };
+        for u in out {
+            if let Some(p) = u.uri.local_path() {
+                writes.push((resolved(p), false, at.clone()));
+            }
+        }
+        if let Some(u) = read {
+            if let Some(p) = u.uri.local_path().filter(|p| p.is_dir()) {
+                sources.push((resolved(p), u));
+            }
+        }
+    }
+    for (dir, uri) in &sources {
+        for (w, is_dir, at) in &writes {
+            // the walk stays on the source's file system: what lands on
+            // another one mounted below it is not read
+            if w.starts_with(dir) && same_file_system(w, dir) {
+                return Err(Failure::run(format!(
+                    "{at}: {} lies inside {uri}, a directory this container reads as a tree; a source directory is never written",
+                    w.display()
+                )));
+            }
+            if *is_dir && dir.starts_with(w) {
+                return Err(Failure::run(format!(
+                    "{at}: populating {} would write over {uri}, a directory this container reads as a tree",
+                    w.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True when `path` (or, if it does not exist yet, its nearest existing
+/// ancestor) is on the file system of `dir`.
+fn same_file_system(path: &Path, dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(d) = fs::metadata(dir) else {
+        return true;
+    };
+    path.ancestors()
+        .find_map(|p| fs::symlink_metadata(p).ok())
+        .is_none_or(|m| m.dev() == d.dev())
+}
+
+/// `path` with symlinks resolved as far as it exists, the rest appended:
+/// where a write would land, to compare with a source directory.
+fn resolved(path: &Path) -> PathBuf {
+    let mut tail: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut cur = path;
+    loop {
+        if let Ok(mut p) = fs::canonicalize(cur) {
+            p.extend(tail.iter().rev());
+            return p;
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                tail.push(name);
+                cur = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! A record holds a digest of every input — the container text and its
 //! variables, each fetched artifact's validated digest, each local file's
-//! size and mtime, each packed directory's listing — and the size and
+//! size and mtime, each source or packed directory's listing — and the size and
 //! mtime of every local output as the run left it. When the inputs digest
 //! is the same and every output is still as it was left, the run has
 //! nothing to do.
@@ -32,6 +32,46 @@ pub fn stamp(path: &Path) -> Option<(u64, i128)> {
         md.len(),
         md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
     ))
+}
+
+/// The stamp of a local input, as text for a [`Fingerprint`]: a file's
+/// (or device's) [`stamp`], or a directory's [`listing`]. A directory
+/// whose walk fails is stamped with the error, so that the run that
+/// follows reports it.
+pub fn input_stamp(path: &Path) -> String {
+    if path.is_dir() {
+        return match listing(crate::hostdir::Walker::new(path).one_file_system(), path) {
+            Ok(d) => format!("dir {d}"),
+            Err(e) => format!("dir unreadable: {e}"),
+        };
+    }
+    format!("{:?}", stamp(path))
+}
+
+/// A digest of the host directory `dir` as `walker` reads it: every name, its kind
+/// (with a file's size, a link's target, a device's numbers), mode,
+/// owners and mtime as [`crate::hostdir::Walker`] reports them, plus the
+/// mtime and ctime in nanoseconds from `lstat`, so that a file rewritten
+/// within the same second, or rewritten and its mtime put back, changes
+/// it. Nothing is read but the metadata: the walk costs one `lstat` per
+/// entry, not the content of the tree.
+pub fn listing(mut walker: crate::hostdir::Walker, dir: &Path) -> std::io::Result<String> {
+    use crate::tree::{Entry, Source};
+    use std::os::unix::ffi::OsStrExt;
+    let mut f = Fingerprint::default();
+    let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn std::io::Read| {
+        let host = dir.join(std::ffi::OsStr::from_bytes(e.path.as_bytes()));
+        let times = fs::symlink_metadata(&host)
+            .map(|m| (m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
+            .ok();
+        f.add(
+            &e.path.to_string(),
+            format!("{:?} {:?} {times:?}", e.kind, e.meta).as_bytes(),
+        );
+        Ok(())
+    });
+    walker.emit(&mut sink)?;
+    Ok(f.finish())
 }
 
 /// A digest of what every change to an ext2/3/4 volume rewrites: the

@@ -1,11 +1,12 @@
 //! Working trees: an archive as fetched plus the changes this run made.
 //!
-//! The archive itself is never expanded to disk. A working tree keeps the
-//! cached `cpio.gz` as its base and an *overlay* of changed paths (small:
-//! the files a container replaces, copies or patches). Reading the tree
-//! streams the base and substitutes the overlay on the way, so a fork, a
-//! populate or a diff costs one pass over the archive and memory in
-//! proportion to the changes, not to the archive.
+//! The archive itself is never expanded to disk, and a host directory
+//! named as a source is never written. A working tree keeps the cached
+//! archive (or the directory) as its base and an *overlay* of changed
+//! paths (small: the files a container replaces, copies or patches).
+//! Reading the tree streams the base and substitutes the overlay on the
+//! way, so a fork, a populate or a diff costs one pass over the archive
+//! and memory in proportion to the changes, not to the archive.
 
 use crate::tree::{Entry, Kind, Meta, Sink, Source, SparseRead, TreePath};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -94,10 +95,12 @@ pub struct WorkTree {
 
 /// Opens a tree source: an archive of any format [`crate::archive`]
 /// reads, or a host directory (a debootstrap chroot), which is read and
-/// never written.
+/// never written, on its own file system only.
 pub fn archive_source(path: &Path, name: &str) -> io::Result<Box<dyn Source>> {
     if path.is_dir() {
-        return Ok(Box::new(crate::hostdir::Walker::new(path)));
+        return Ok(Box::new(
+            crate::hostdir::Walker::new(path).one_file_system(),
+        ));
     }
     let f = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
     Ok(Box::new(crate::archive::open(f, name)?))

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub struct Walker {
     root: PathBuf,
     clamp_mtime: Option<i64>,
+    one_file_system: bool,
 }
 
 impl Walker {
@@ -27,7 +28,16 @@ impl Walker {
         Walker {
             root: root.into(),
             clamp_mtime: None,
+            one_file_system: false,
         }
+    }
+
+    /// Stays on the root's file system, as `tar --one-file-system` and
+    /// `rsync -x` do: a directory on which another file system is mounted
+    /// (a chroot's `/proc`, `/sys` or `/dev/pts`) is emitted, empty.
+    pub fn one_file_system(mut self) -> Walker {
+        self.one_file_system = true;
+        self
     }
 
     /// Mtimes later than `epoch` (as `SOURCE_DATE_EPOCH`) are reported as
@@ -121,6 +131,7 @@ impl crate::tree::SparseRead for Content {
 impl Source for Walker {
     fn emit(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
         let md = fs::metadata(&self.root).map_err(io_err(&self.root, "stat"))?;
+        let md_root = md.clone();
         if !md.is_dir() {
             return Err(Error::NotADirectory {
                 path: self.root.clone(),
@@ -207,7 +218,7 @@ impl Source for Walker {
             } else {
                 Kind::Socket
             };
-            let is_dir = kind == Kind::Dir;
+            let is_dir = kind == Kind::Dir && !(self.one_file_system && md.dev() != md_root.dev());
             sink.put(&Entry { path, kind, meta }, &mut io::empty())?;
             if is_dir {
                 let names = listing(&host)?;

@@ -70,3 +70,18 @@ pub fn assert_same(a: &Manifest, b: &Manifest, what: &str) {
         d.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
     );
 }
+
+/// The 512-byte sectors a file of an image takes, as debugfs counts them.
+pub fn blockcount(img: &Path, path: &str) -> u64 {
+    let stat = run_ok(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("stat {path}"))
+            .arg(img),
+    );
+    stat.split_whitespace()
+        .skip_while(|w| *w != "Blockcount:")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Blockcount in {stat}"))
+}
