@@ -12,7 +12,7 @@ use vm_container::exec::{self, tools, Failure, RunOptions, Verbosity};
     name = "vm-container",
     version,
     about = "Compile a Xen domain container file into a ready domain",
-    long_about = "Compile a Xen domain container file into a ready domain: fetch file-system archives (cpio or tar; raw, gzip, xz, zstd or bzip2), \
+    long_about = "Compile a Xen domain container file into a ready domain: fetch file-system trees (cpio or tar archives, raw, gzip, xz, zstd or bzip2, or directories), \
 build sparse ext3 images, customise files, verify signatures, publish forks and patches, \
 and write the stripped Xen config that `xl create` takes.\n\n\
 Build a domain (the three forms are the same run):\n  \
