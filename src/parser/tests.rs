@@ -114,6 +114,24 @@ fn expressions_vanish_with_their_lines() {
 }
 
 #[test]
+fn comments_go_with_their_expressions_and_blank_runs_collapse() {
+    // the comment directly above an expression goes with it; one blank
+    // line stays between what is left; none at the end
+    let text = "# fido\nname = \"fido\" # the name\n\n# the image\n[image /img/a 50MB][end]\n\n# and another\n# of two lines\n[image /img/b 10M][end]\n\nmemory = 256\n\n# last\n[image /img/c 10M][end]\n\n";
+    assert_eq!(
+        plan(text).stripped,
+        "# fido\nname = \"fido\" # the name\n\nmemory = 256\n"
+    );
+    // a comment a blank line away describes what follows, not the
+    // expression; an expression first in the file leaves no blank start
+    let text = "[image /img/a 50MB][end]\n\n# general\n\n[image /img/b 10M][end]\nmemory = 256\n";
+    assert_eq!(plan(text).stripped, "# general\n\nmemory = 256\n");
+    // an expression that does not start its line takes no comment
+    let text = "# about vcpus\nvcpus = 1; [image /img/c 10M][end]\n";
+    assert_eq!(plan(text).stripped, "# about vcpus\nvcpus = 1; \n");
+}
+
+#[test]
 fn templates_from_file_and_set() {
     let text = "name = \"fido\"\nmemory = 128\ndisk = ['file:/img/${name}-etc,sda1,w']\n[image /img/${name}-etc 50MB ${name}][end]\n";
     let p = plan(text);

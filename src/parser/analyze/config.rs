@@ -25,6 +25,43 @@ pub(super) fn removal_range(text: &str, start: usize, end: usize) -> (usize, usi
     }
 }
 
+/// What stays of the text before an expression when the expression goes:
+/// the comment lines directly above it (no blank line between) describe
+/// it and go with it. `first_line_whole` says whether `gap` starts at a
+/// line start; otherwise its first line ends a Xen statement's line (a
+/// trailing comment there belongs to the statement) and always stays.
+pub(super) fn without_own_comments(gap: &str, first_line_whole: bool) -> &str {
+    // an expression that does not start its line takes no comment lines
+    if !gap.ends_with('\n') {
+        return gap;
+    }
+    let mut end = gap.len();
+    while end > 0 {
+        let start = gap[..end - 1].rfind('\n').map_or(0, |i| i + 1);
+        if start == 0 && !first_line_whole {
+            break;
+        }
+        if !gap[start..end].trim_start().starts_with('#') {
+            break;
+        }
+        end = start;
+    }
+    &gap[..end]
+}
+
+/// `s` without its leading lines of nothing but white space: where an
+/// expression left a blank line already, the next blank lines go.
+pub(super) fn without_leading_blank_lines(s: &str) -> &str {
+    let mut rest = s;
+    while let Some(i) = rest.find('\n') {
+        if !rest[..i].trim().is_empty() {
+            break;
+        }
+        rest = &rest[i + 1..];
+    }
+    rest
+}
+
 impl Analyzer<'_> {
     /// Substitutes templates in a Xen statement's value (or applies a
     /// `--set` override), re-reads it strictly and records its value.

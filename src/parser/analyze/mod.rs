@@ -100,27 +100,55 @@ pub fn analyze(
             ));
         }
     }
+    // The stripped config is the text with every expression cut out, and
+    // with it the comment lines directly above it; the blank lines an
+    // expression leaves behind collapse into one. Text around Xen
+    // statements is kept byte for byte: a config without expressions
+    // strips to itself.
     let mut stripped = String::with_capacity(text.len());
     let mut cursor = 0;
+    // an expression was cut out since the last Xen statement
+    let mut after_cut = false;
+    let push_gap = |stripped: &mut String, gap: &str, after_cut: bool| {
+        let at_blank = stripped.is_empty() || stripped.ends_with("\n\n");
+        if after_cut && at_blank {
+            stripped.push_str(config::without_leading_blank_lines(gap));
+        } else {
+            stripped.push_str(gap);
+        }
+    };
     for item in &container.items {
         match item {
             Item::Xen(x) => {
-                stripped.push_str(&text[cursor..x.span.offset]);
+                push_gap(&mut stripped, &text[cursor..x.span.offset], after_cut);
                 match a.xen(x) {
                     Some(s) => stripped.push_str(&s),
                     None => stripped.push_str(&text[x.span.offset..x.span.end()]),
                 }
                 cursor = x.span.end();
+                after_cut = false;
             }
             Item::Expr(e) => {
                 let (from, to) = config::removal_range(text, e.span.offset, e.span.end());
-                stripped.push_str(&text[cursor..from.max(cursor)]);
+                let gap = &text[cursor..from.max(cursor)];
+                let whole = cursor == 0 || text[..cursor].ends_with('\n');
+                push_gap(
+                    &mut stripped,
+                    config::without_own_comments(gap, whole),
+                    after_cut,
+                );
                 cursor = to;
+                after_cut = true;
                 a.expr(e);
             }
         }
     }
-    stripped.push_str(&text[cursor.min(text.len())..]);
+    push_gap(&mut stripped, &text[cursor.min(text.len())..], after_cut);
+    if after_cut {
+        while stripped.ends_with("\n\n") {
+            stripped.pop();
+        }
+    }
     if a.errors.is_empty() {
         Ok(Plan {
             steps: a.steps,
