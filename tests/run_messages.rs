@@ -1,5 +1,6 @@
 //! Messages: too many inodes is a `check` error with its location, and a
-//! reader that closes the pipe early ends `ls` and `cat` quietly.
+//! reader that closes the pipe early ends `ls` and `cat` quietly, and an
+//! archive handed to them is named for what it is.
 
 mod common;
 mod ext_common;
@@ -83,5 +84,61 @@ fn a_closed_pipe_ends_ls_and_cat_quietly() {
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {:?} {e}", out.status);
         assert!(e.is_empty(), "{args:?}: {e}");
+    }
+}
+
+/// `ls` and `cat` read images; an archive handed to them is named for
+/// what it is (GNU tar and GNU cpio make them here), not reported as a
+/// bad superblock.
+#[test]
+fn ls_and_cat_say_what_an_archive_is() {
+    let t = tempdir();
+    let w = t.path();
+    let tree = w.join("tree");
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("etc/motd"), "hello\n").unwrap();
+    let tgz = w.join("root.tar.gz");
+    let st = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cpio = w.join("root.cpio");
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && find . | cpio -o -H newc --quiet > {}",
+            tree.display(),
+            cpio.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for (file, what) in [
+        (&tgz, "a tar archive (gzip)"),
+        (&cpio, "a cpio archive (uncompressed)"),
+    ] {
+        for args in [vec!["ls"], vec!["cat", "/etc/motd"]] {
+            let out = bin()
+                .arg(args[0])
+                .arg(file)
+                .args(&args[1..])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(
+                err.contains(&format!(
+                    "{}: {what}, not an ext2/3/4 image",
+                    file.display()
+                )),
+                "{err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
     }
 }

@@ -178,7 +178,26 @@ pub fn diff_trees(old: &Path, new: &Path, out: &str) -> Result<bool> {
 
 fn image(path: &Path) -> Result<ext::Volume> {
     let f = File::open(path).map_err(|e| fail(path.display(), e))?;
-    ext::Volume::open(f).map_err(|e| fail(path.display(), e))
+    ext::Volume::open(f).map_err(|e| {
+        // an archive handed to ls or cat: say what it is and what reads it
+        let what = File::open(path)
+            .ok()
+            .and_then(|f| crate::archive::open(f, &path.display().to_string()).ok());
+        match what {
+            Some(a) => {
+                let format = match a.format() {
+                    crate::archive::Format::Cpio => "cpio",
+                    crate::archive::Format::Tar => "tar",
+                };
+                Failure::run(format!(
+                    "{}: a {format} archive ({}), not an ext2/3/4 image: ls and cat read images; diff and [populate] read archives",
+                    path.display(),
+                    a.compression()
+                ))
+            }
+            None => fail(path.display(), e),
+        }
+    })
 }
 
 /// A path inside an image, as bytes: names in an image need not be UTF-8,
