@@ -120,7 +120,9 @@ struct RunFlags {
     /// The passphrase of an encrypted --sign-key, in a file
     #[arg(long, value_name = "FILE")]
     sign_passphrase_file: Option<PathBuf>,
-    /// Progress bars on stderr for long transfers and image writes
+    /// Progress bars on stderr for transfers, archive passes and image
+    /// writes, with the total and time left where the size is known; never
+    /// when stderr is not a terminal (auto: unless -q; always: even with -q)
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
     progress: String,
     /// Quieter: errors and warnings only
@@ -403,6 +405,7 @@ fn main() -> ExitCode {
         _ => &cli.run.opts.flags,
     };
     // `-q` silences the automatic bars; `--progress always` still shows them
+    // (on a terminal only: a pipe or a log never gets control sequences)
     vm_container::progress::set(match (flags.quiet, flags.progress.as_str()) {
         (_, "always") => vm_container::progress::When::Always,
         (true, _) | (_, "never") => vm_container::progress::When::Never,

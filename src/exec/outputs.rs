@@ -458,15 +458,12 @@ impl Commit {
                         .map_err(|e| fail(&e))?;
                     let mut x = crate::hostdir::Extractor::new(&into).map_err(|e| fail(&e))?;
                     let mut budget = Budget::for_target(&into, &mut x).map_err(|e| fail(&e))?;
-                    source
-                        .emit(&mut crate::progress::MeteredSink {
-                            inner: &mut budget,
-                            meter: crate::progress::Meter::new(format!(
-                                "expanding into {}",
-                                target.display()
-                            )),
-                        })
-                        .map_err(|e| fail(&e))?;
+                    crate::progress::emit(
+                        &mut *source,
+                        &mut budget,
+                        format!("expanding into {}", target.display()),
+                    )
+                    .map_err(|e| fail(&e))?;
                     let warnings = x.finish().map_err(|e| fail(&e))?;
                     for w in warnings {
                         eprintln!("warning: {at}: {w}");

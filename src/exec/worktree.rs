@@ -102,7 +102,9 @@ pub fn archive_source(path: &Path, name: &str) -> io::Result<Box<dyn Source>> {
             crate::hostdir::Walker::new(path).one_file_system(),
         ));
     }
-    let f = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
+    let f = File::open(path)
+        .and_then(crate::progress::Reading::file)
+        .map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
     Ok(Box::new(crate::archive::open(f, name)?))
 }
 
@@ -157,7 +159,7 @@ impl WorkTree {
                 }
                 Ok(())
             });
-            src.emit(&mut sink)?;
+            crate::progress::emit(&mut *src, &mut sink, format!("looking in {}", self.name))?;
             self.scans += 1;
         }
         for p in wanted {
@@ -403,7 +405,7 @@ pub fn read_tree_files(
         }
         Ok(())
     });
-    src.emit(&mut sink)?;
+    crate::progress::emit(&mut *src, &mut sink, "reading files".to_string())?;
     let targets: BTreeSet<TreePath> = links
         .iter()
         .filter(|(_, t)| !out.contains_key(t))

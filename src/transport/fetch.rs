@@ -171,7 +171,7 @@ fn receive_body(
         inner: &mut out,
         left: limit,
     };
-    let copied = copy_until(reader, &mut capped, deadline);
+    let copied = copy_until(reader, &mut capped, deadline, expected);
     match copied {
         Ok(n) => Ok((out, n)),
         Err(CopyError::Write(cause)) if cause.get_ref().is_some_and(|e| e.is::<LimitReached>()) => {
