@@ -10,7 +10,9 @@
 mod common;
 mod net;
 
-use common::trees::{assert_same, image_tree, run_ok, sh_ok, show, tree_of, vmc, without_root};
+use common::trees::{
+    assert_same, image_tree, run_ok, sh_ok, show, stat_field, tree_of, vmc, without_root,
+};
 use common::{bin, tempdir};
 use net::HttpServer;
 use std::collections::BTreeMap;
@@ -456,14 +458,7 @@ fn copy_over_http_with_mode_and_owner() {
             .arg("stat /etc/motd")
             .arg(&img),
     );
-    let words: Vec<&str> = stat.split_whitespace().collect();
-    let after = |key: &str| -> &str {
-        let i = words
-            .iter()
-            .position(|w| *w == key)
-            .unwrap_or_else(|| panic!("no {key} in {stat}"));
-        words[i + 1]
-    };
+    let after = |key: &str| stat_field(&stat, key);
     assert_eq!(after("Type:"), "regular", "{stat}");
     assert_eq!(after("Mode:"), "0600", "{stat}");
     assert_eq!(after("User:"), "0", "{stat}");

@@ -15,7 +15,9 @@ use super::worktree::{archive_source, Change, Content, Overlay, WorkTree};
 use super::{Failure, Result, RunOptions};
 use crate::cache::{Cache, Mode};
 use crate::diff;
-use crate::parser::plan::{Action, Edit, FsType, PatchTarget, Plan, Step, TargetKind, UriRef};
+use crate::parser::plan::{
+    Action, DirMeta, Edit, FsType, PatchTarget, Plan, Step, TargetKind, UriRef,
+};
 use crate::tree::{Entry, Kind, Source, TreePath};
 use crate::{ext, hostdir, swap};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -784,9 +786,10 @@ impl<'a> Runner<'a> {
         change: impl FnOnce(&mut WorkTree) -> std::result::Result<(), String>,
     ) -> Result<()> {
         let wt = self.tree(at, &edit.archive)?;
-        let before: BTreeSet<TreePath> = wt.overlay.keys().cloned().collect();
-        change(wt).map_err(|e| Failure::run(format!("{at}: {e}")))?;
-        let _ = before;
+        wt.new_dirs = edit.dirs;
+        let changed = change(wt);
+        wt.new_dirs = DirMeta::default();
+        changed.map_err(|e| Failure::run(format!("{at}: {e}")))?;
         if let Some(p) = &edit.patch {
             let text = self.diff_of(at, &edit.archive)?;
             let staged = self.stage_path(&p.uri.file_name_hint());
@@ -891,13 +894,16 @@ impl<'a> Runner<'a> {
             walker
                 .emit(&mut sink)
                 .map_err(|e| io_fail(at, dir.display(), e))?;
-            let (mode, owner) = (edit.mode, edit.owner);
+            let (mode, owner, dirs) = (edit.mode, edit.owner, edit.dirs);
             return self.edit(at, edit, move |wt| {
                 wt.expect_lookups(entries.iter().map(|(e, _)| e.path.clone()));
                 for (mut e, c) in entries {
-                    if let (Kind::File { .. }, Some(m)) = (&e.kind, mode) {
+                    let is_dir = e.kind == Kind::Dir;
+                    let perm = if is_dir { dirs.mode } else { mode };
+                    if let (Kind::File { .. } | Kind::Dir, Some(m)) = (&e.kind, perm) {
                         e.meta.perm = m;
                     }
+                    let owner = if is_dir { dirs.owner.or(owner) } else { owner };
                     if let (false, Some((u, g))) = (matches!(e.kind, Kind::HardLink { .. }), owner)
                     {
                         e.meta.uid = u;
@@ -1166,11 +1172,19 @@ pub fn expressions_digest(plan: &Plan) -> String {
             fork,
             mode,
             owner,
+            dirs,
         } = e;
         uri(f, "archive", archive);
         opt(f, "patch", patch);
         opt(f, "fork", fork);
         f.add("mode", format!("{mode:?} {owner:?}").as_bytes());
+        // only when given: an edit without them keeps its old fingerprint
+        if *dirs != DirMeta::default() {
+            f.add(
+                "dirs",
+                format!("{:?} {:?}", dirs.mode, dirs.owner).as_bytes(),
+            );
+        }
     };
     for step in &plan.steps {
         match &step.action {
