@@ -81,7 +81,10 @@ struct RunFlags {
     dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     vars: SetArgs,
-    /// Print the plan (every action with its source line); change nothing
+    /// Print the plan (every action with its source line), revalidate the
+    /// inputs (unless --offline) and say per output what a run would
+    /// rebuild and why; write nothing. Exits 0 when nothing would change,
+    /// 3 when something would
     #[arg(long)]
     dry_run: bool,
     /// Touch no network; use the verified copies in the cache
@@ -474,10 +477,13 @@ fn main() -> ExitCode {
                 _ => exec::boot::AccelChoice::Auto,
             },
         }),
-        Some(Command::Run { file, opts }) => exec::run(&opts.options(file)),
+        Some(Command::Run { file, opts }) => exec::run_status(&opts.options(file)).map(|s| {
+            status = s;
+        }),
         None => {
             let r = cli.run;
-            exec::run(&r.opts.options(r.file.or(r.container).unwrap_or_default()))
+            exec::run_status(&r.opts.options(r.file.or(r.container).unwrap_or_default()))
+                .map(|s| status = s)
         }
     };
     match result {

@@ -1165,7 +1165,9 @@ fn dry_run_changes_nothing_and_fetches_nothing() {
         .arg("--stripped")
         .arg(w.join("out/fido.cfg"));
     let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&cmd, &out));
+    // no earlier run: everything is pending (3); nothing is cached, so
+    // there is nothing to revalidate
+    assert_eq!(out.status.code(), Some(3), "{}", show(&cmd, &out));
     assert_eq!(http.requests().len(), 0, "{:?}", http.requests());
     assert_eq!(http.body_bytes(), 0);
     assert_eq!(snapshot(w), before, "--dry-run changed files");
@@ -1199,8 +1201,11 @@ fn dry_run_changes_nothing_and_fetches_nothing() {
     );
     assert!(!http.requests().is_empty());
     assert!(w.join("out/fido.img").exists() && w.join("out/fido.cfg").exists());
-    // with outputs in place and the cache filled: still no request, no change
+    // with outputs in place and the cache filled: the inputs are
+    // revalidated (conditional requests, answered 304, no body), nothing
+    // changes, nothing is pending (0)
     let served = http.requests().len();
+    let bodies = http.body_bytes();
     let before = snapshot(w);
     let mut cmd = vmc(&container, &w.join("work"));
     cmd.arg("--dry-run")
@@ -1208,7 +1213,14 @@ fn dry_run_changes_nothing_and_fetches_nothing() {
         .arg(w.join("out/fido.cfg"));
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&cmd, &out));
-    assert_eq!(http.requests().len(), served, "{:?}", http.requests());
+    let asked = http.requests()[served..].to_vec();
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.headers.contains_key("if-none-match")),
+        "{asked:?}"
+    );
+    assert_eq!(http.body_bytes(), bodies);
     assert_eq!(snapshot(w), before, "--dry-run changed files");
 }
 
@@ -1223,7 +1235,7 @@ fn dry_run_does_not_write_the_log() {
     let mut cmd = vmc(&container, &w.join("work"));
     cmd.arg("--dry-run").arg("--log").arg(&log);
     let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&cmd, &out));
+    assert_eq!(out.status.code(), Some(3), "{}", show(&cmd, &out));
     assert_eq!(http.requests().len(), 0, "{:?}", http.requests());
     assert!(
         !log.exists(),

@@ -176,6 +176,14 @@ impl Cache {
         self.dir.join("index").join(Self::key(uri))
     }
 
+    /// The index record of `uri` in the cache at `dir`, read without
+    /// opening the cache (which creates its directories): for looking
+    /// only, as `--dry-run` does.
+    pub fn entry_in(dir: &Path, uri: &Uri) -> Option<IndexEntry> {
+        let text = fs::read_to_string(dir.join("index").join(Self::key(uri))).ok()?;
+        IndexEntry::from_text(&text)
+    }
+
     /// The index record of `uri`, if one is readable.
     pub fn entry(&self, uri: &Uri) -> Result<Option<IndexEntry>, CacheError> {
         let path = self.index_path(uri);
