@@ -387,6 +387,12 @@ pub fn run_status(opts: &RunOptions) -> Result<u8> {
         });
     } else {
         runner.log.line("done")?;
+        // one line per output: what happened to it
+        if opts.verbosity != Verbosity::Quiet {
+            for line in runner.commit.said_once() {
+                eprintln!("{line}");
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&staging);
     result.map(|()| 0)

@@ -72,6 +72,9 @@ pub struct Commit {
     device_images: Vec<(PathBuf, PathBuf)>,
     /// Existing images and devices this run writes, held until it ends.
     pub locks: std::collections::BTreeMap<PathBuf, super::holders::VolumeLock>,
+    /// What happened to each output, one line each, for the screen:
+    /// `built`, `kept … (unchanged)`, `updated in place`, `published`.
+    pub said: Vec<String>,
 }
 
 impl Commit {
@@ -119,7 +122,44 @@ impl Commit {
     }
 
     /// An output kept as it is (nothing it depends on changed).
+    /// [`Commit::said`] with one line per output, the last said of it,
+    /// in the order outputs were first named.
+    pub fn said_once(&self) -> Vec<String> {
+        let subject = |l: &str| {
+            let l = l
+                .strip_suffix(" (unchanged)")
+                .or_else(|| l.strip_suffix(" (formatted)"))
+                .unwrap_or(l);
+            [
+                "kept ",
+                "built ",
+                "updated in place ",
+                "published ",
+                "wrote ",
+            ]
+            .iter()
+            .find_map(|v| l.strip_prefix(v))
+            .unwrap_or(l)
+            .to_string()
+        };
+        let mut order: Vec<String> = Vec::new();
+        let mut last: std::collections::HashMap<String, &String> = Default::default();
+        for l in &self.said {
+            let s = subject(l);
+            if !last.contains_key(&s) {
+                order.push(s.clone());
+            }
+            last.insert(s, l);
+        }
+        order
+            .iter()
+            .filter_map(|s| last.get(s).map(|l| (*l).clone()))
+            .collect()
+    }
+
     pub fn keep(&mut self, path: PathBuf) {
+        self.said
+            .push(format!("kept {} (unchanged)", path.display()));
         self.committed.push(path);
     }
 
@@ -229,6 +269,7 @@ impl Commit {
                     .map_err(|e| Failure::run(e.to_string()))?;
                 for ((staged, u), p) in remote.iter().zip(&published) {
                     log.line(&format!("commit {u}"))?;
+                    self.said.push(format!("published {u}"));
                     done.push(u.to_string());
                     if let Some(v) = read_back(staged, u, p) {
                         self.remotes.push((u.resource_key(), p.sha256.to_hex(), v));
@@ -274,6 +315,7 @@ impl Commit {
             super::output::stream(&to, &bytes)
                 .map_err(|e| Failure::run(format!("{}: {e}", to.display())))?;
             log.line(&format!("wrote {}", to.display()))?;
+            self.said.push(format!("wrote {}", to.display()));
         }
         Ok(())
     }
@@ -344,8 +386,10 @@ impl Commit {
                 // rebuilt to the same bytes: keep the file and its mtime, so
                 // what depends on it sees no change
                 let _ = fs::remove_file(&staged);
-                self.committed.push(dest.clone());
                 log.line(&format!("kept {} (unchanged)", dest.display()))?;
+                self.said
+                    .push(format!("kept {} (unchanged)", dest.display()));
+                self.committed.push(dest);
                 continue;
             }
             let tmp = super::output::temp_beside(&dest);
@@ -375,6 +419,13 @@ impl Commit {
                         return Ok(());
                     }
                 };
+                if fs::read(&dest).is_ok_and(|old| old == bytes) {
+                    // the same config: kept with its mtime, as other outputs
+                    self.said
+                        .push(format!("kept {} (unchanged)", dest.display()));
+                    self.committed.push(dest);
+                    return Ok(());
+                }
                 let tmp = super::output::temp_beside(&dest);
                 fs::write(&tmp, bytes)
                     .and_then(|_| fs::File::open(&tmp)?.sync_all())
@@ -402,6 +453,8 @@ impl Commit {
             let _ = fs::remove_file(&staged);
             self.created.insert(dest.clone());
             log.line(&format!("commit {} (formatted)", dest.display()))?;
+            self.said
+                .push(format!("built {} (formatted)", dest.display()));
             done.push(dest.display().to_string());
             self.committed.push(dest);
         }
@@ -441,6 +494,8 @@ impl Commit {
                         fail(e)
                     })?;
                     log.line(&format!("{at} populated {}", target.display()))?;
+                    self.said
+                        .push(format!("updated in place {}", target.display()));
                     done.push(target.display().to_string());
                     self.committed.push(target);
                 }
@@ -469,6 +524,8 @@ impl Commit {
                         eprintln!("warning: {at}: {w}");
                     }
                     log.line(&format!("{at} populated {}", target.display()))?;
+                    self.said
+                        .push(format!("updated in place {}", target.display()));
                     if into == target {
                         done.push(target.display().to_string());
                         self.committed.push(target);
@@ -505,6 +562,7 @@ impl Commit {
             fs::rename(from, to).map_err(|e| io(to, e))?;
             self.committed.push(to.clone());
             log.line(&format!("commit {}", to.display()))?;
+            self.said.push(format!("built {}", to.display()));
         }
         fault_point("rename", renames.len());
         if let Some(f) = &intent {

@@ -331,7 +331,9 @@ impl<'a> Runner<'a> {
         self.lock_volumes(plan)?;
         for step in &plan.steps {
             let at = format!("{}:{}", self.name, step.span);
-            if self.opts.verbosity != super::Verbosity::Quiet {
+            // the screen says what happened to each output at the end;
+            // every action as it runs is for -v
+            if self.opts.verbosity == super::Verbosity::Verbose {
                 eprintln!("{at}: {}", step.action);
             }
             self.step(step, &at)?;

@@ -1,14 +1,17 @@
-//! `--dry-run` revalidates: it says per output what a run would rebuild
-//! and why (an archive changed upstream, with the server's ETags), exits
-//! 3 when something would change and 0 when nothing would, and writes
-//! nothing — no output, no cache entry, no run record. Oracle: an HTTP
-//! server on 127.0.0.1 whose archive changes between runs.
+//! What a run changes, said after it and foreseen before it. A run says
+//! one line per output: `built`, `kept … (unchanged)`, `updated in place`,
+//! `published`, or that the whole run is `up to date`. `--dry-run`
+//! revalidates: it says per output what a run would rebuild and why (an
+//! archive changed upstream, with the server's ETags), exits 3 when
+//! something would change and 0 when nothing would, and writes nothing —
+//! no output, no cache entry, no run record. Oracle: an HTTP server on
+//! 127.0.0.1 whose archive changes between runs and which takes uploads.
 
 mod common;
 mod net;
 
 use common::trees::{run_ok, show};
-use common::{bin, tempdir};
+use common::{bin, mke2fs, tempdir};
 use net::HttpServer;
 use std::collections::BTreeMap;
 use std::fs;
@@ -226,5 +229,97 @@ fn dry_run_names_a_changed_local_input_and_a_damaged_output() {
     assert!(
         said.contains(&format!("{}: would be rebuilt:", s.img.display())),
         "{said}"
+    );
+}
+
+/// The lines a run wrote on standard error.
+fn said(cmd: &mut Command) -> Vec<String> {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", show(cmd, &out));
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_run_says_what_happened_to_each_output() {
+    let t = tempdir();
+    let w = t.path();
+    let http = HttpServer::start();
+    http.serve("/etc.cpio.gz", &archive(w, "fido"), Some("\"v1\""), None);
+    let s = Setup::new(w, &http);
+    let img = s.img.display().to_string();
+    let cfg = s.cfg.display().to_string();
+    // an existing volume, updated in place
+    let vol = w.join("data.img");
+    mke2fs(&vol, "data", "4M");
+    let mut text = fs::read_to_string(&s.container).unwrap();
+    text.push_str(&format!(
+        "[populate image {v} /mnt {a}][end]\n",
+        v = vol.display(),
+        a = http.url("/etc.cpio.gz"),
+    ));
+    fs::write(&s.container, &text).unwrap();
+
+    let first = said(&mut s.cmd());
+    // no action echoed (that is -v), one line per output
+    assert!(!first.iter().any(|l| l.contains("fido.vmc:")), "{first:?}");
+    for line in [
+        format!("built {img}"),
+        format!("built {cfg}"),
+        format!("updated in place {}", vol.display()),
+    ] {
+        assert_eq!(
+            first.iter().filter(|l| **l == line).count(),
+            1,
+            "{line} in {first:?}"
+        );
+    }
+    assert_eq!(first.len(), 3, "{first:?}");
+
+    // nothing changed: the run says so, once
+    let second = said(&mut s.cmd());
+    assert_eq!(second, [format!("{}: up to date", s.container.display())]);
+
+    // a Xen statement changed: every image kept, the config written
+    fs::write(&s.container, text.replace("\"fido\"", "\"rex\"")).unwrap();
+    let third = said(&mut s.cmd());
+    assert!(
+        third.contains(&format!("kept {img} (unchanged)")),
+        "{third:?}"
+    );
+    assert!(third.contains(&format!("built {cfg}")), "{third:?}");
+    assert!(
+        !third
+            .iter()
+            .any(|l| l.starts_with("built ") && l.ends_with(".img")),
+        "{third:?}"
+    );
+    // -v still shows every action as it runs
+    fs::write(&s.container, &text).unwrap();
+    http.serve("/etc.cpio.gz", &archive(w, "rex"), Some("\"v2\""), None);
+    let verbose = said(s.cmd().arg("-v"));
+    assert!(
+        verbose.iter().any(|l| l.contains("fido.vmc:2:1: image")),
+        "{verbose:?}"
+    );
+
+    // an upload: published
+    let fork = http.url("/forks/fido.cpio.gz");
+    text.push_str(&format!(
+        "[copy /etc/motd archive {a} fork {fork} {c}][end]\n",
+        a = http.url("/etc.cpio.gz"),
+        c = s.container.display(),
+    ));
+    fs::write(&s.container, &text).unwrap();
+    let fourth = said(&mut s.cmd());
+    assert!(fourth.contains(&format!("published {fork}")), "{fourth:?}");
+    assert!(
+        http.requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path == "/forks/fido.cpio.gz"),
+        "{:?}",
+        http.requests()
     );
 }
