@@ -544,14 +544,7 @@ fn directories_without_file_type_bytes_keep_their_link_counts() {
 
 /// Extracts a cpio.gz archive with GNU cpio into a new directory.
 fn gnu_extract(archive: &Path, dir: &Path) -> Manifest {
-    fs::create_dir_all(dir).unwrap();
-    sh(
-        &format!(
-            "gzip -dc '{}' | cpio -idm --quiet --no-absolute-filenames",
-            archive.display()
-        ),
-        dir,
-    );
+    common::trees::gnu_extract(archive, dir);
     host_tree(dir)
 }
 

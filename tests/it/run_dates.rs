@@ -7,6 +7,7 @@
 
 use crate::common;
 
+use common::trees::set_mtime;
 use common::{bin, ok, outputs_snapshot, pack_base, tempdir};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,17 +16,6 @@ use std::time::{Duration, Instant};
 
 const ARCHIVE_DATE: i64 = 1_700_000_000;
 const FIRST: i64 = 1_700_000_100;
-
-/// Sets the mtime of `p` with GNU touch.
-fn set_mtime(p: &Path, secs: i64) {
-    let st = Command::new("touch")
-        .arg("-d")
-        .arg(format!("@{secs}"))
-        .arg(p)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
 
 fn e2fsck(img: &Path) {
     let out = Command::new("e2fsck").arg("-fn").arg(img).output().unwrap();

@@ -6,34 +6,13 @@
 use crate::common;
 use crate::net;
 
+use common::trees::{gnu_extract, run_ok};
 use common::{bin, root, tempdir};
 use net::{HttpServer, Vsftpd};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 use vm_container::tree::manifest::{differences, manifest};
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}\n{}",
-        cmd,
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Extracts a cpio.gz archive with GNU cpio into `dir`.
-fn gnu_extract(archive: &Path, dir: &Path) {
-    fs::create_dir_all(dir).unwrap();
-    let sh = format!(
-        "gzip -dc '{}' | cpio -idm --quiet --no-absolute-filenames",
-        archive.display()
-    );
-    run_ok(Command::new("sh").arg("-c").arg(sh).current_dir(dir));
-}
 
 fn tree_of(dir: &Path) -> vm_container::tree::manifest::Manifest {
     let mut m = manifest(&mut vm_container::hostdir::Walker::new(dir)).unwrap();

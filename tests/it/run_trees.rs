@@ -10,7 +10,10 @@
 use crate::common;
 use crate::net;
 
-use common::trees::{assert_same, image_tree, run_ok, sh_ok, show, tree_of, vmc, without_root};
+use common::trees::{
+    assert_same, gnu_extract, image_tree, run_ok, set_mtime, sh_ok, show, tree_of, vmc,
+    without_root, Job,
+};
 use common::{bin, tempdir};
 use net::HttpServer;
 use std::collections::BTreeMap;
@@ -34,22 +37,6 @@ fn write_file(p: &Path, body: &[u8], mode: u32) {
     }
     fs::write(p, body).unwrap();
     set_mode(p, mode);
-}
-
-/// Sets the mtime of a path without following a symlink.
-fn set_mtime(p: &Path, secs: i64) {
-    let stamp = format!("@{secs}");
-    run_ok(Command::new("touch").arg("-h").arg("-d").arg(stamp).arg(p));
-}
-
-/// Extracts a cpio.gz archive with GNU cpio into `dir`.
-fn gnu_extract(archive: &Path, dir: &Path) {
-    fs::create_dir_all(dir).unwrap();
-    let sh = format!(
-        "gzip -dc '{}' | cpio -idm --quiet --no-absolute-filenames",
-        archive.display()
-    );
-    sh_ok(&sh, dir);
 }
 
 /// Packs `dir` with GNU cpio (newc) and gzip, the way image maintainers do.
@@ -258,10 +245,10 @@ fn copy_of_a_local_directory_lands_under_path_in_fork_and_image() {
 
     let fork = w.join("fork.cpio.gz");
     let img = w.join("fido.img");
-    let container = w.join("fido.vmc");
-    fs::write(
-        &container,
-        format!(
+    Job::new(
+        w,
+        "fido.vmc",
+        &format!(
             "name = \"fido\"\n\
              [copy /etc archive {a} fork {f} {src}][end]\n\
              [image {img} 16M][end]\n\
@@ -272,8 +259,7 @@ fn copy_of_a_local_directory_lands_under_path_in_fork_and_image() {
             img = img.display(),
         ),
     )
-    .unwrap();
-    run_ok(&mut vmc(&container, &w.join("work")));
+    .ok();
 
     let src = without_root(tree_of(&over));
     assert!(src.len() >= 14, "override tree too small: {}", src.len());
@@ -379,18 +365,17 @@ fn copy_of_a_directory_keeps_file_names_that_are_not_utf8() {
     assert!(p.join(latin).exists());
 
     let fork = w.join("fork.cpio.gz");
-    let container = w.join("c.vmc");
-    fs::write(
-        &container,
-        format!(
+    Job::new(
+        w,
+        "c.vmc",
+        &format!(
             "[copy /etc archive {} fork {} {}][end]\n",
             archive.display(),
             fork.display(),
             over.display()
         ),
     )
-    .unwrap();
-    run_ok(&mut vmc(&container, &w.join("work")));
+    .ok();
     let x = w.join("x");
     gnu_extract(&fork, &x);
     let etc = x.join("etc");
@@ -422,10 +407,10 @@ fn copy_over_http_with_mode_and_owner() {
     http.serve("/motd", motd, Some("\"m1\""), None);
 
     let img = w.join("fido.img");
-    let container = w.join("fido.vmc");
-    fs::write(
-        &container,
-        format!(
+    Job::new(
+        w,
+        "fido.vmc",
+        &format!(
             "[copy /etc/motd archive {a} mode 0600 owner 0:42 {u}][end]\n\
              [copy /etc/new/issue archive {a} owner 7:8 {u}][end]\n\
              [image {img} 8M][end]\n\
@@ -435,8 +420,7 @@ fn copy_over_http_with_mode_and_owner() {
             img = img.display(),
         ),
     )
-    .unwrap();
-    run_ok(&mut vmc(&container, &w.join("work")));
+    .ok();
     let gets = http.requests().iter().filter(|r| r.path == "/motd").count();
     assert_eq!(gets, 1, "one URI, fetched once");
 
@@ -694,17 +678,16 @@ fn a_real_usr_subset_through_gnu_cpio_into_an_image_matches_on_a_loop_mount() {
     let archive = w.join("usr.cpio.gz");
     gnu_pack(&src, &archive);
     let img = w.join("usr.img");
-    let container = w.join("usr.vmc");
-    fs::write(
-        &container,
-        format!(
+    Job::new(
+        w,
+        "usr.vmc",
+        &format!(
             "[image {img} 256M][end]\n[populate image {img} /mnt {a}][end]\n",
             img = img.display(),
             a = archive.display()
         ),
     )
-    .unwrap();
-    run_ok(&mut vmc(&container, &w.join("work")));
+    .ok();
     run_ok(Command::new("e2fsck").arg("-fn").arg(&img));
     // sparse: far less host disk than its size
     let md = fs::metadata(&img).unwrap();
@@ -758,17 +741,16 @@ fn populate_dir_writes_the_tree_into_the_target() {
     gnu_pack(&src, &archive);
 
     let target = w.join("export/fido");
-    let container = w.join("c.vmc");
-    fs::write(
-        &container,
-        format!(
+    Job::new(
+        w,
+        "c.vmc",
+        &format!(
             "[populate dir {} /mnt {}][end]\n",
             target.display(),
             archive.display()
         ),
     )
-    .unwrap();
-    run_ok(&mut vmc(&container, &w.join("work")));
+    .ok();
     assert_same(
         &without_root(tree_of(&src)),
         &without_root(tree_of(&target)),
@@ -790,16 +772,16 @@ fn populate_dir_writes_the_tree_into_the_target() {
     set_mode(&src2.join("etc"), 0o755);
     let archive2 = w.join("more.cpio.gz");
     gnu_pack(&src2, &archive2);
-    fs::write(
-        &container,
-        format!(
+    Job::new(
+        w,
+        "c.vmc",
+        &format!(
             "[populate dir {} /mnt {}][end]\n",
             target.display(),
             archive2.display()
         ),
     )
-    .unwrap();
-    run_ok(&mut vmc(&container, &w.join("work")));
+    .ok();
     assert_eq!(
         fs::read(target.join("etc/passwd")).unwrap(),
         b"root:x:0:0::/root:/bin/bash\n"
@@ -893,20 +875,16 @@ fn populate_dir_refuses_a_symlink_escape_and_writes_nothing_outside() {
     );
 
     let before_outside = snapshot(&outside);
-    let container = w.join("c.vmc");
-    fs::write(
-        &container,
-        format!(
+    let err = Job::new(
+        w,
+        "c.vmc",
+        &format!(
             "[populate dir {} /mnt {}][end]\n",
             target.display(),
             archive.display()
         ),
     )
-    .unwrap();
-    let mut cmd = vmc(&container, &w.join("work"));
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", show(&cmd, &out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    .fails(1);
     assert!(err.contains("evil"), "the error names the member: {err}");
     assert!(
         !outside.join("pwned").exists(),
@@ -942,18 +920,16 @@ fn populate_dir_refuses_a_symlink_escape_and_writes_nothing_outside() {
         ],
         &archive2,
     );
-    fs::write(
-        &container,
-        format!(
+    Job::new(
+        w,
+        "c.vmc",
+        &format!(
             "[populate dir {} /mnt {}][end]\n",
             target.display(),
             archive2.display()
         ),
     )
-    .unwrap();
-    let mut cmd = vmc(&container, &w.join("work"));
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", show(&cmd, &out));
+    .fails(1);
     assert!(!w.join("climbed").exists());
     assert!(!target.join("../climbed").exists());
 
@@ -964,18 +940,16 @@ fn populate_dir_refuses_a_symlink_escape_and_writes_nothing_outside() {
     symlink(&outside, target3.join("etc")).unwrap();
     let archive3 = w.join("implicit.cpio.gz");
     newc_gz(&[("etc/passwd", 0o100644, b"pwned\n")], &archive3);
-    fs::write(
-        &container,
-        format!(
+    Job::new(
+        w,
+        "c.vmc",
+        &format!(
             "[populate dir {} /mnt {}][end]\n",
             target3.display(),
             archive3.display()
         ),
     )
-    .unwrap();
-    let mut cmd = vmc(&container, &w.join("work"));
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", show(&cmd, &out));
+    .fails(1);
     assert!(
         !outside.join("passwd").exists(),
         "written through target3/etc"
@@ -1062,20 +1036,16 @@ fn an_ext4_image_is_read_but_never_populated() {
     let archive = w.join("etc.cpio.gz");
     run_ok(bin().arg("pack").arg(&base).arg(&archive));
     let before = sha256_file(&img);
-    let container = w.join("c.vmc");
-    fs::write(
-        &container,
-        format!(
+    let err = Job::new(
+        w,
+        "c.vmc",
+        &format!(
             "[populate image {} /mnt {}][end]\n",
             img.display(),
             archive.display()
         ),
     )
-    .unwrap();
-    let mut cmd = vmc(&container, &w.join("work"));
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", show(&cmd, &out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    .fails(1);
     assert!(err.contains("ext4"), "the message says why: {err}");
     assert!(
         err.contains(img.to_str().unwrap()),
@@ -1096,15 +1066,12 @@ fn an_ext4_image_is_read_but_never_populated() {
         "--- a/etc/hostname\n+++ b/etc/hostname\n@@ -1 +1 @@\n-ext4-host\n+patched\n",
     )
     .unwrap();
-    fs::write(
-        &container,
-        format!("[patch {} {}][end]\n", img.display(), patch.display()),
+    let err = Job::new(
+        w,
+        "c.vmc",
+        &format!("[patch {} {}][end]\n", img.display(), patch.display()),
     )
-    .unwrap();
-    let mut cmd = vmc(&container, &w.join("work"));
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", show(&cmd, &out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    .fails(1);
     assert!(err.contains("ext4"), "the message says why: {err}");
     assert_eq!(sha256_file(&img), before, "the ext4 image changed");
     run_ok(Command::new("e2fsck").arg("-fn").arg(&img));

@@ -85,3 +85,60 @@ pub fn blockcount(img: &Path, path: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no Blockcount in {stat}"))
 }
+
+/// A container file and the work directory it runs with: the "write a
+/// container, run it, check the exit code and the message" block.
+pub struct Job {
+    pub container: std::path::PathBuf,
+    pub workdir: std::path::PathBuf,
+}
+
+impl Job {
+    /// Writes `text` to `dir/name`; it runs with `--dir dir/work`.
+    pub fn new(dir: &Path, name: &str, text: &str) -> Job {
+        let container = dir.join(name);
+        std::fs::write(&container, text).unwrap();
+        Job {
+            container,
+            workdir: dir.join("work"),
+        }
+    }
+
+    /// The command that runs it (see [`vmc`]).
+    pub fn command(&self) -> Command {
+        vmc(&self.container, &self.workdir)
+    }
+
+    /// Runs it and asserts it succeeded; returns its standard error.
+    pub fn ok(&self) -> String {
+        let mut cmd = self.command();
+        let out = cmd.output().expect("run");
+        assert!(out.status.success(), "{}", show(&cmd, &out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Runs it and asserts it exited with `code`; returns its standard
+    /// error.
+    pub fn fails(&self, code: i32) -> String {
+        let mut cmd = self.command();
+        let out = cmd.output().expect("run");
+        assert_eq!(out.status.code(), Some(code), "{}", show(&cmd, &out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+/// Extracts a cpio.gz archive with GNU cpio into `dir`.
+pub fn gnu_extract(archive: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let sh = format!(
+        "gzip -dc '{}' | cpio -idm --quiet --no-absolute-filenames",
+        archive.display()
+    );
+    sh_ok(&sh, dir);
+}
+
+/// Sets the mtime of `p` itself (not of what a symlink points to).
+pub fn set_mtime(p: &Path, secs: i64) {
+    let stamp = format!("@{secs}");
+    run_ok(Command::new("touch").arg("-h").arg("-d").arg(stamp).arg(p));
+}
