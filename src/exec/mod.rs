@@ -2,14 +2,15 @@
 //! file, asks the parser for a plan, and carries the plan out with the
 //! format and transport modules.
 
+pub mod atomic;
 pub mod boot;
+pub mod budget;
+pub mod commit;
 pub mod formats;
 pub mod holders;
 pub mod inputs;
 pub mod load;
 pub mod log;
-pub mod output;
-pub mod outputs;
 pub mod run;
 pub mod state;
 pub mod tools;
@@ -179,7 +180,7 @@ pub fn check(file: &str, set: &[(String, String)]) -> Result<Plan> {
 /// `strip FILE [-o OUT]`: the stripped config only; runs no expression.
 pub fn strip(file: &str, set: &[(String, String)], out: Option<&str>) -> Result<()> {
     let loaded = load::load(file, set)?;
-    output::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes(), true)
+    atomic::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes(), true)
 }
 
 /// A run (`run FILE`, `FILE` or `--container FILE`): every expression in
@@ -243,7 +244,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         // a run killed while committing is completed before anything else
         let _lock = crate::cache::lock::FileLock::exclusive(&dir.join("state").join("lock"))
             .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.display())))?;
-        outputs::recover(&dir.join("state"));
+        commit::recover(&dir.join("state"));
     }
     clean_stale(&dir.join("work"), "run-");
     let staging = dir.join("work").join(format!("run-{}", std::process::id()));
@@ -258,13 +259,13 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         },
         sign_key,
     );
-    runner.commit = outputs::Commit::load(dir.join("state").join("created"));
+    runner.commit = commit::Commit::load(dir.join("state").join("created"));
     if let Some(out) = &opts.stripped {
         if out != "-" {
             let p = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
             runner.commit.check_local(&p, opts.force, &loaded.name)?;
             if let (Some(d), Some(n)) = (p.parent(), p.file_name()) {
-                clean_stale(d, &output::temp_prefix(n));
+                clean_stale(d, &atomic::temp_prefix(n));
             }
         }
     }
@@ -287,9 +288,9 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         {
             // a stream (standard output, a FIFO) gets the config every run
             if let Some(out) = opts.stripped.as_deref().filter(|o| {
-                *o == "-" || matches!(output::dest(Path::new(o)), Ok(output::Dest::Stream(_)))
+                *o == "-" || matches!(atomic::dest(Path::new(o)), Ok(atomic::Dest::Stream(_)))
             }) {
-                output::write_text(out, loaded.plan.stripped.as_bytes(), true)?;
+                atomic::write_text(out, loaded.plan.stripped.as_bytes(), true)?;
             }
             runner
                 .log
@@ -341,7 +342,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         let mut commit = std::mem::take(&mut runner.commit);
         commit
             .created
-            .extend(outputs::Commit::load(dir.join("state").join("created")).created);
+            .extend(commit::Commit::load(dir.join("state").join("created")).created);
         let r = commit.run(&mut runner.log, stripped);
         runner.commit = commit;
         r

@@ -7,10 +7,10 @@
 //! move staged files into place (rename for local files, temporary name
 //! and rename on the server for uploads). A failed run commits nothing.
 
+use super::commit::{Commit, Job};
 use super::formats::{check_volume, populate_volume, write_archive};
 use super::inputs::Inputs;
 use super::log::Log;
-use super::outputs::{Commit, Job};
 use super::worktree::{archive_source, Change, Content, Overlay, WorkTree};
 use super::{Failure, Result, RunOptions};
 use crate::cache::{Cache, Mode};
@@ -315,7 +315,7 @@ impl<'a> Runner<'a> {
             let Some((_, sha, v)) = recorded.iter().find(|(k, _, _)| *k == key) else {
                 return false;
             };
-            let intact = super::outputs::remote_intact(u, sha, v, &scratch);
+            let intact = super::commit::remote_intact(u, sha, v, &scratch);
             if !intact {
                 let _ = self
                     .log
@@ -464,9 +464,9 @@ impl<'a> Runner<'a> {
                 } else {
                     // a symlink is written through; a character device or
                     // FIFO cannot hold an image
-                    let dest = match super::output::dest(path) {
-                        Ok(super::output::Dest::Atomic(p)) => p,
-                        Ok(super::output::Dest::Stream(_)) => {
+                    let dest = match super::atomic::dest(path) {
+                        Ok(super::atomic::Dest::Atomic(p)) => p,
+                        Ok(super::atomic::Dest::Stream(_)) => {
                             return Err(Failure::run(format!(
                                 "{at}: {} is a character device or FIFO; an image needs a regular file or a block device",
                                 path.display()
@@ -477,9 +477,9 @@ impl<'a> Runner<'a> {
                     self.commit.check_local(&dest, self.opts.force, at)?;
                     // an interrupted run may have left its staged image here
                     if let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) {
-                        super::clean_stale(dir, &super::output::temp_prefix(name));
+                        super::clean_stale(dir, &super::atomic::temp_prefix(name));
                     }
-                    (super::output::temp_beside(&dest), dest)
+                    (super::atomic::temp_beside(&dest), dest)
                 };
                 // what the image is made of: kept when the next run finds
                 // the same (see `build_image`)
@@ -546,7 +546,7 @@ impl<'a> Runner<'a> {
             self.commit.check_local(p, self.opts.force, at)?;
             // an interrupted run may have left its copy beside it
             if let (Some(dir), Some(name)) = (p.parent(), p.file_name()) {
-                super::clean_stale(dir, &super::output::temp_prefix(name));
+                super::clean_stale(dir, &super::atomic::temp_prefix(name));
             }
         }
         let bytes = fs::metadata(&staged).map(|m| m.len()).unwrap_or(0);

@@ -231,7 +231,7 @@ impl Record {
         }
         let seal = seal_of(&text);
         text.push_str(&format!("end {seal}\n"));
-        super::outputs::write_synced(path, text.as_bytes())
+        super::atomic::write_synced(path, text.as_bytes())
     }
 
     /// True when every output is still as this record left it.
