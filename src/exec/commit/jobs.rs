@@ -166,7 +166,7 @@ impl Commit {
         if let (Some(dir), Some(name)) = (target.parent(), target.file_name()) {
             fs::create_dir_all(dir)?;
             // an interrupted run may have left its staging directory here
-            crate::exec::clean_stale(dir, &crate::exec::atomic::temp_prefix(name));
+            crate::exec::workdir::clean_stale(dir, &crate::exec::atomic::temp_prefix(name));
         }
         let _ = fs::remove_dir_all(&staged);
         fs::create_dir(&staged)?;

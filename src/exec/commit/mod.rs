@@ -461,7 +461,7 @@ pub fn recover(state: &Path) {
         else {
             continue;
         };
-        if !crate::exec::process_gone(pid) {
+        if !crate::exec::workdir::process_gone(pid) {
             continue;
         }
         let Ok(text) = fs::read_to_string(e.path()) else {

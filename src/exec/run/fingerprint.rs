@@ -24,7 +24,7 @@ impl Runner<'_> {
     /// stamped by size and mtime, packed directories by their listing.
     /// The same without the container's Xen statements is kept in
     /// [`Runner::plan_inputs`].
-    pub fn fingerprint(&mut self, plan: &Plan, text: &str) -> Result<String> {
+    pub(super) fn fingerprint(&mut self, plan: &Plan, text: &str) -> Result<String> {
         let mut f = Fingerprint::default();
         for (k, v) in &self.opts.set {
             f.add("set", format!("{k}={v}").as_bytes());
@@ -122,7 +122,7 @@ impl Runner<'_> {
     /// config is written again. Inputs do not date the run: a newer
     /// archive would otherwise re-date, and rebuild, every image of the
     /// run, not only those made from it.
-    pub fn date(&mut self, plan: &Plan, previous: Option<&Record>) {
+    pub(super) fn date(&mut self, plan: &Plan, previous: Option<&Record>) {
         let digest = expressions_digest(plan);
         let recorded = previous
             .and_then(|r| r.dated.as_ref())
@@ -148,7 +148,11 @@ impl Runner<'_> {
     /// run left it (`recorded`: key, digest, validators); one missing,
     /// changed or unreachable means rebuild and publish again. Offline,
     /// uploads are not looked at.
-    pub fn remotes_intact(&mut self, plan: &Plan, recorded: &[(String, String, String)]) -> bool {
+    pub(super) fn remotes_intact(
+        &mut self,
+        plan: &Plan,
+        recorded: &[(String, String, String)],
+    ) -> bool {
         if self.opts.offline {
             return true;
         }

@@ -91,7 +91,7 @@ impl Runner<'_> {
             self.commit.check_local(&dest, self.opts.force, at)?;
             // an interrupted run may have left its staged image here
             if let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) {
-                crate::exec::clean_stale(dir, &crate::exec::atomic::temp_prefix(name));
+                crate::exec::workdir::clean_stale(dir, &crate::exec::atomic::temp_prefix(name));
             }
             (crate::exec::atomic::temp_beside(&dest), dest)
         };
