@@ -26,7 +26,7 @@ pub fn report(opts: &RunOptions, loaded: &Loaded) -> Result<bool> {
     for step in &loaded.plan.steps {
         println!("{}:{}: {}", loaded.name, step.span, step.action);
     }
-    let dir = opts.dir.clone().unwrap_or_else(super::default_dir);
+    let dir = opts.dir.clone().unwrap_or_else(super::workdir::default_dir);
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     let record_path = Record::path(&dir.join("state"), &opts.container, &opts.set);
     let record = Record::load(&record_path);

@@ -11,8 +11,8 @@ use crate::common;
 use crate::net;
 
 use common::trees::{
-    assert_same, gnu_extract, image_tree, run_ok, set_mtime, sh_ok, show, stat_field, tree_of,
-    vmc, without_root, Job,
+    assert_same, gnu_extract, image_tree, run_ok, set_mtime, sh_ok, show, stat_field, tree_of, vmc,
+    without_root, Job,
 };
 use common::{bin, tempdir};
 use net::HttpServer;
