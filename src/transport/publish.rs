@@ -156,6 +156,10 @@ fn stage(
 ) -> Result<(Staged, Published), PublishError> {
     match &uri.location {
         Location::File { path, .. } => stage_file(local, uri, path),
+        Location::OciLayout { .. } | Location::Registry(_) => Err(PublishError::Unsupported {
+            uri: uri.to_string(),
+            reason: "an OCI image is read, never written".to_string(),
+        }),
         Location::Ftp(loc) => {
             let (dir, name) = ftp::split_dir(&loc.path);
             let temp = if dir == "/" {
