@@ -5,6 +5,7 @@
 pub mod boot;
 pub mod formats;
 pub mod holders;
+pub mod image;
 pub mod inputs;
 pub mod load;
 pub mod log;
