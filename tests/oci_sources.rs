@@ -1,0 +1,471 @@
+//! OCI images as sources (docs/SPEC.md §4): an image of four layers
+//! (files added, changed, hard-linked, a setuid file, a device, a fifo, a
+//! symlink, files and a directory deleted by `.wh.` whiteouts, an opaque
+//! directory, a whiteout beside a file of its own layer, a hard link whose
+//! target the next layer replaces) built with umoci, read as `oci:DIR:TAG`, flattened by
+//! `[populate dir]`, equals `umoci unpack`'s rootfs entry by entry; its
+//! zstd copy by skopeo gives the same tree; pushed by skopeo to Debian's
+//! docker-registry on 127.0.0.1 and pulled as `docker://…` it gives the
+//! same tree, and a second run asks the registry one `HEAD` of the
+//! manifest and nothing else. Hostile images (a whiteout reaching out, a
+//! blob that does not match its digest, absurd sizes, a manifest that
+//! never ends) fail with one line naming the URI and write nothing.
+//! Oracles: umoci, skopeo, docker-registry, GNU tar.
+
+mod common;
+
+use common::tempdir;
+use common::trees::{assert_same, run_ok, show, tree_of, without_root};
+use sha2::{Digest as _, Sha256};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vm_container::tree::manifest::Manifest;
+
+/// Builds `$1/img` (tag `t`) with umoci, four layers, and unpacks it
+/// into `$1/oracle`. Needs root for the owners and the device node.
+const BUILD: &str = r#"
+set -e
+cd "$1"
+umoci init --layout img
+umoci new --image img:t
+umoci unpack --image img:t b
+r=b/rootfs
+mkdir -p $r/etc $r/bin $r/opt/old/sub $r/var/dir-gone $r/dev $r/srv $r/usr/lib
+printf 'root:x:0:0::/root:/bin/sh\n' > $r/etc/passwd
+chmod 600 $r/etc/passwd; chown 1234:5678 $r/etc/passwd
+printf '127.0.0.1 localhost\n' > $r/etc/hosts
+ln $r/etc/hosts $r/etc/hosts.bak
+ln -s ../usr/lib/busybox $r/bin/sh
+head -c 100000 /dev/urandom > $r/usr/lib/busybox
+cp $r/usr/lib/busybox $r/usr/lib/kept
+chmod 4755 $r/usr/lib/busybox
+printf a > $r/opt/old/a; printf b > $r/opt/old/sub/b
+printf gone > $r/var/gone; printf x > $r/var/dir-gone/x
+mknod $r/dev/null c 1 3
+mkfifo $r/srv/fifo
+printf one > $r/srv/orig; ln $r/srv/orig $r/srv/alias
+chown -h 3000:3001 $r/bin/sh
+umoci repack --image img:t b
+rm -rf b
+umoci unpack --image img:t b
+printf 'changed\n' > $r/etc/hosts
+printf 'new\n' > $r/etc/new
+rm $r/var/gone; rm -r $r/var/dir-gone
+chmod 0711 $r/srv
+rm $r/srv/orig; printf two > $r/srv/orig
+umoci repack --image img:t b
+rm -rf b
+mkdir -p l3/opt l3/usr/lib
+printf 'fresh\n' > l3/opt/fresh
+: > l3/opt/.wh..wh..opq
+: > l3/usr/lib/.wh.busybox
+printf late > l3/usr/lib/late; : > l3/usr/lib/.wh.late
+mkdir -p l3/srv l4/srv
+printf old > l3/srv/pair; ln l3/srv/pair l3/srv/pair-link
+tar --numeric-owner --owner=0 --group=0 -C l3 --no-recursion -cf layer3.tar \
+    opt opt/.wh..wh..opq opt/fresh usr usr/lib usr/lib/.wh.busybox usr/lib/late usr/lib/.wh.late \
+    srv/pair srv/pair-link
+umoci raw add-layer --image img:t layer3.tar
+printf new > l4/srv/pair
+tar --numeric-owner --owner=0 --group=0 -C l4 --no-recursion -cf layer4.tar srv/pair
+umoci raw add-layer --image img:t layer4.tar
+umoci config --image img:t --config.entrypoint /bin/sh --config.env FOO=bar --config.workingdir /srv --config.user 1000
+umoci unpack --image img:t oracle
+"#;
+
+fn vmc(w: &Path, source: &str, target: &Path) -> Command {
+    let container = w.join(format!(
+        "c-{}.vmc",
+        target.file_name().unwrap().to_string_lossy()
+    ));
+    fs::write(
+        &container,
+        format!("[populate dir {} /mnt {source}][end]\n", target.display()),
+    )
+    .unwrap();
+    let mut c = common::bin();
+    c.env_remove("SOURCE_DATE_EPOCH")
+        .arg("--container")
+        .arg(&container)
+        .arg("--dir")
+        .arg(w.join("work"))
+        .arg("--log")
+        .arg(w.join("run.log"));
+    c
+}
+
+/// Runs `cmd`, which must fail with exit 1 or 2 and one error line
+/// naming `uri` and holding `cause` (the run's log lines aside).
+fn refused(cmd: &mut Command, uri: &str, cause: &str) {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(1 | 2)),
+        "{}",
+        show(cmd, &out)
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{}", show(cmd, &out));
+    assert!(
+        lines[0].contains(uri) && lines[0].contains(cause),
+        "want {uri} and {cause}: {}",
+        show(cmd, &out)
+    );
+}
+
+/// `[populate dir export/NAME]` from `source` gives `want`.
+fn populates_as(w: &Path, source: &str, name: &str, want: &Manifest) {
+    let target = w.join("export").join(name);
+    run_ok(&mut vmc(w, source, &target));
+    assert_same(
+        want,
+        &without_root(tree_of(&target)),
+        &format!("umoci unpack vs {source}"),
+    );
+}
+
+/// Builds the image in `w`; its rootfs as umoci unpacks it, and that
+/// tree's manifest.
+fn build_image(w: &Path) -> (PathBuf, Manifest) {
+    let script = w.join("build.sh");
+    fs::write(&script, BUILD).unwrap();
+    run_ok(Command::new("sh").arg(&script).arg(w));
+    let oracle = w.join("oracle/rootfs");
+    let want = without_root(tree_of(&oracle));
+    (oracle, want)
+}
+
+#[test]
+#[ignore = "root tier: umoci builds and unpacks the image with owners and a device node"]
+fn layout_images_flatten_as_umoci_unpacks_them() {
+    let t = tempdir();
+    let w = t.path();
+    let (oracle, want) = build_image(w);
+    // the oracle holds what the test means to exercise
+    let has = |p: &str| want.keys().any(|k| k.to_string() == p);
+    assert!(has("opt/fresh") && !has("opt/old") && !has("var/gone") && !has("var/dir-gone"));
+    assert!(has("usr/lib/kept") && !has("usr/lib/busybox") && has("dev/null"));
+    // a whiteout spares its own layer's file, whatever the order
+    assert!(has("usr/lib/late"));
+    // a link whose target the next layer replaced keeps the old content
+    assert_eq!(fs::read(oracle.join("srv/alias")).unwrap(), b"one");
+    assert_eq!(fs::read(oracle.join("srv/orig")).unwrap(), b"two");
+    assert_eq!(fs::read(oracle.join("srv/pair-link")).unwrap(), b"old");
+    assert_eq!(fs::read(oracle.join("srv/pair")).unwrap(), b"new");
+
+    populates_as(
+        w,
+        &format!("oci:{}:t", w.join("img").display()),
+        "root",
+        &want,
+    );
+    let log = fs::read_to_string(w.join("run.log")).unwrap();
+    assert!(log.contains("layers=4"), "{log}");
+    assert!(
+        log.contains(r#"entrypoint=["/bin/sh"]"#)
+            && log.contains("user=1000")
+            && log.contains("workdir=/srv")
+            && log.contains("FOO=bar"),
+        "{log}"
+    );
+
+    // the same image with zstd layers, as skopeo recompresses it
+    run_ok(
+        Command::new("skopeo")
+            .current_dir(w)
+            .args([
+                "copy",
+                "--insecure-policy",
+                "--dest-compress-format",
+                "zstd",
+            ])
+            .args(["--dest-compress", "oci:img:t", "oci:img-zstd:z"]),
+    );
+    let zstd_layers = fs::read_dir(w.join("img-zstd/blobs/sha256"))
+        .unwrap()
+        .filter(|e| {
+            let mut head = [0u8; 4];
+            fs::File::open(e.as_ref().unwrap().path())
+                .and_then(|mut f| f.read_exact(&mut head))
+                .is_ok()
+                && head == [0x28, 0xb5, 0x2f, 0xfd]
+        })
+        .count();
+    assert_eq!(zstd_layers, 4, "skopeo wrote zstd layers");
+    populates_as(
+        w,
+        &format!("oci:{}:z", w.join("img-zstd").display()),
+        "zstd",
+        &want,
+    );
+}
+
+/// Debian's docker-registry on 127.0.0.1, storage in `dir`, its log kept.
+struct Registry {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("registry.yml");
+        fs::create_dir_all(dir.join("storage")).unwrap();
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("storage").display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("registry.log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::from(fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(
+                fs::File::create(dir.join("registry.err")).unwrap(),
+            ))
+            .spawn()
+            .expect("docker-registry (installed by scripts/setup.sh)");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "docker-registry did not listen on 127.0.0.1:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, port, log }
+    }
+
+    /// The requests vm-container made, as `METHOD URI` lines.
+    fn our_requests(&self) -> Vec<String> {
+        let mut text = fs::read_to_string(&self.log).unwrap_or_default();
+        text.push_str(
+            &fs::read_to_string(self.log.with_file_name("registry.err")).unwrap_or_default(),
+        );
+        text.lines()
+            .filter(|l| l.contains("response completed") && l.contains("useragent=vm-container"))
+            .map(|l| {
+                let field = |k: &str| {
+                    l.split_whitespace()
+                        .find_map(|f| f.strip_prefix(k))
+                        .unwrap_or("")
+                        .to_string()
+                };
+                format!(
+                    "{} {}",
+                    field("http.request.method="),
+                    field("http.request.uri=")
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "root tier: umoci builds and unpacks the image with owners and a device node"]
+fn registry_images_pull_as_the_layout_and_a_second_run_only_revalidates_the_tag() {
+    let t = tempdir();
+    let w = t.path();
+    let (_, want) = build_image(w);
+    let reg = Registry::start(&w.join("registry"));
+    let uri = format!("docker://127.0.0.1:{}/test/img:t", reg.port);
+    run_ok(
+        Command::new("skopeo")
+            .current_dir(w)
+            .args([
+                "copy",
+                "--insecure-policy",
+                "--dest-tls-verify=false",
+                "oci:img:t",
+            ])
+            .arg(&uri),
+    );
+    populates_as(w, &uri, "first", &want);
+    let first = reg.our_requests();
+    assert!(
+        first
+            .iter()
+            .filter(|r| r.contains("/blobs/sha256:"))
+            .count()
+            >= 5,
+        "config and four layers fetched: {first:?}"
+    );
+
+    // the second run: the tag is revalidated, nothing else is asked
+    populates_as(w, &uri, "second", &want);
+    let second: Vec<String> = reg.our_requests().split_off(first.len());
+    assert_eq!(second, ["HEAD /v2/test/img/manifests/t"], "{second:?}");
+
+    // by digest, cached: no request at all
+    let digest = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+            .arg(&uri),
+    );
+    let by_digest = format!("docker://127.0.0.1:{}/test/img@{}", reg.port, digest.trim());
+    let before = reg.our_requests().len();
+    populates_as(w, &by_digest, "third", &want);
+    let after = reg.our_requests();
+    assert_eq!(after.len(), before, "{:?}", &after[before..]);
+}
+
+/// An OCI layout written by hand: `layers` are uncompressed tars.
+fn layout(dir: &Path, layers: &[Vec<u8>], tweak: impl Fn(&mut serde_json::Value)) {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let hex = format!("{:x}", Sha256::digest(bytes));
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "config": {"Cmd": ["/bin/true"]}
+    });
+    let (cd, cs) = put(config.to_string().as_bytes());
+    let layer_descs: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            let (d, s) = put(l);
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s})
+        })
+        .collect();
+    let mut manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": layer_descs
+    });
+    tweak(&mut manifest);
+    let (md, ms) = put(manifest.to_string().as_bytes());
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    fs::write(
+        dir.join("index.json"),
+        serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md, "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": "t"}}]})
+        .to_string(),
+    )
+    .unwrap();
+}
+
+/// A tar of `dir` by GNU tar, owners 0.
+fn tar_of(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(dir)
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn hostile_layouts_are_refused_with_one_line_and_write_nothing() {
+    let t = tempdir();
+    let w = t.path();
+    let good = w.join("good");
+    fs::create_dir_all(good.join("etc")).unwrap();
+    fs::write(good.join("etc/hosts"), "x\n").unwrap();
+    let base = tar_of(&good);
+
+    // a whiteout naming `..`: it would delete the layer's parent
+    let evil = w.join("evil");
+    fs::create_dir_all(evil.join("etc")).unwrap();
+    fs::write(evil.join("etc/.wh..."), "").unwrap();
+    layout(&w.join("whiteout"), &[base.clone(), tar_of(&evil)], |_| {});
+    refused_image(w, "whiteout:t", "a whiteout reaching outside its directory");
+
+    // a layer whose bytes are not those its digest names
+    let img = w.join("mismatch");
+    layout(&img, std::slice::from_ref(&base), |_| {});
+    let layer = fs::read_dir(img.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| fs::read(p).unwrap() == base)
+        .unwrap();
+    let mut bytes = fs::read(&layer).unwrap();
+    bytes[600] ^= 1;
+    fs::write(&layer, bytes).unwrap();
+    refused_image(w, "mismatch:t", "digest mismatch");
+
+    // a config claiming an absurd size
+    layout(&w.join("absurd"), std::slice::from_ref(&base), |m| {
+        m["config"]["size"] = serde_json::json!(1u64 << 62);
+    });
+    refused_image(w, "absurd:t", "claims 4611686018427387904 bytes");
+
+    // no such tag: the tags there are named
+    refused_image(w, "mismatch:nope", "tags: t");
+}
+
+/// `oci:W/LAYOUT` is refused for `cause`, and nothing is written.
+fn refused_image(w: &Path, layout: &str, cause: &str) {
+    let uri = format!("oci:{}/{layout}", w.display());
+    refused(&mut vmc(w, &uri, &w.join("export/x")), &uri, cause);
+    assert!(
+        !w.join("export").exists(),
+        "{uri}: a refused image wrote its target"
+    );
+}
+
+/// A server on 127.0.0.1 answering every request with `head` and then
+/// `body` forever, until the client hangs up.
+fn endless_server(head: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                if s.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 * 1024];
+                while s.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_manifest_that_never_ends_is_cut_at_its_limit() {
+    let t = tempdir();
+    let w = t.path();
+    let port = endless_server(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n{",
+    );
+    let uri = format!("docker://127.0.0.1:{port}/test/endless:t");
+    refused(
+        &mut vmc(w, &uri, &w.join("export/e")),
+        &uri,
+        "larger than 4194304 bytes",
+    );
+    assert!(!w.join("export").exists());
+}
