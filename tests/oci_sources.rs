@@ -14,6 +14,7 @@
 
 mod common;
 
+use base64::Engine as _;
 use common::tempdir;
 use common::trees::{assert_same, run_ok, show, tree_of, without_root};
 use sha2::{Digest as _, Sha256};
@@ -212,7 +213,8 @@ struct Registry {
 }
 
 impl Registry {
-    fn start(dir: &Path) -> Registry {
+    /// `extra` is YAML added to the configuration (an `auth:` section).
+    fn start(dir: &Path, extra: &str) -> Registry {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -223,7 +225,7 @@ impl Registry {
         fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
                 dir.join("storage").display()
             ),
         )
@@ -287,7 +289,7 @@ fn registry_images_pull_as_the_layout_and_a_second_run_only_revalidates_the_tag(
     let t = tempdir();
     let w = t.path();
     let (_, want) = build_image(w);
-    let reg = Registry::start(&w.join("registry"));
+    let reg = Registry::start(&w.join("registry"), "");
     let uri = format!("docker://127.0.0.1:{}/test/img:t", reg.port);
     run_ok(
         Command::new("skopeo")
@@ -327,6 +329,100 @@ fn registry_images_pull_as_the_layout_and_a_second_run_only_revalidates_the_tag(
     populates_as(w, &by_digest, "third", &want);
     let after = reg.our_requests();
     assert_eq!(after.len(), before, "{:?}", &after[before..]);
+}
+
+#[test]
+fn registries_asking_for_credentials_get_them_from_the_uri_or_the_auth_file() {
+    let t = tempdir();
+    let w = t.path();
+    let (l1, l2) = (w.join("l1"), w.join("l2"));
+    fs::create_dir_all(l1.join("etc")).unwrap();
+    fs::create_dir_all(l2.join("etc")).unwrap();
+    fs::write(l1.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    fs::write(l1.join("etc/gone"), "gone\n").unwrap();
+    fs::write(l2.join("etc/.wh.gone"), "").unwrap();
+    fs::write(l2.join("etc/motd"), "hello\n").unwrap();
+    layout(&w.join("img"), &[tar_of(&l1), tar_of(&l2)], |_| {});
+    // htpasswd wants bcrypt, which libxcrypt (Python's crypt) writes
+    let hash = run_ok(Command::new("python3").args([
+        "-W",
+        "ignore",
+        "-c",
+        "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+    ]));
+    fs::write(w.join("htpasswd"), format!("alice:{}\n", hash.trim())).unwrap();
+    let reg = Registry::start(
+        &w.join("registry"),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            w.join("htpasswd").display()
+        ),
+    );
+    let uri = format!("docker://127.0.0.1:{}/test/img:t", reg.port);
+    run_ok(
+        Command::new("skopeo")
+            .current_dir(w)
+            .args(["copy", "--insecure-policy", "--dest-tls-verify=false"])
+            .args(["--dest-creds", "alice:s3cret", "oci:img:t"])
+            .arg(&uri),
+    );
+    // each pull in a workspace of its own: nothing cached
+    let pull = |name: &str, source: &str, extra: &[&Path]| {
+        let ws = w.join(name);
+        fs::create_dir_all(&ws).unwrap();
+        let mut cmd = vmc(&ws, source, &ws.join("export/root"));
+        for arg in extra {
+            cmd.arg(arg);
+        }
+        (ws, cmd)
+    };
+    let (ws, mut cmd) = pull("layout", &format!("oci:{}:t", w.join("img").display()), &[]);
+    run_ok(&mut cmd);
+    let want = without_root(tree_of(&ws.join("export/root")));
+    assert_eq!(want.len(), 3, "etc, etc/hosts, etc/motd: {want:?}");
+
+    let (_, mut cmd) = pull("anonymous", &uri, &[]);
+    refused(&mut cmd, &uri, "the registry asks for credentials");
+
+    let with_password = format!("docker://alice:s3cret@127.0.0.1:{}/test/img:t", reg.port);
+    let (ws, mut cmd) = pull("in-uri", &with_password, &[]);
+    run_ok(&mut cmd);
+    assert_same(
+        &want,
+        &without_root(tree_of(&ws.join("export/root"))),
+        "credentials in the URI",
+    );
+    let log = fs::read_to_string(ws.join("run.log")).unwrap();
+    assert!(
+        !log.contains("s3cret") && log.contains("alice:***@"),
+        "{log}"
+    );
+
+    let auth = w.join("config.json");
+    let basic = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    fs::write(
+        &auth,
+        format!(
+            r#"{{"auths": {{"127.0.0.1:{}": {{"auth": "{basic}"}}}}}}"#,
+            reg.port
+        ),
+    )
+    .unwrap();
+    let (ws, mut cmd) = pull("auth-file", &uri, &[Path::new("--registry-auth"), &auth]);
+    run_ok(&mut cmd);
+    assert_same(
+        &want,
+        &without_root(tree_of(&ws.join("export/root"))),
+        "--registry-auth",
+    );
+
+    let wrong = format!("docker://alice:wrong@127.0.0.1:{}/test/img:t", reg.port);
+    let (_, mut cmd) = pull("wrong", &wrong, &[]);
+    refused(
+        &mut cmd,
+        &format!("docker://alice:***@127.0.0.1:{}", reg.port),
+        "HTTP 401",
+    );
 }
 
 /// An OCI layout written by hand: `layers` are uncompressed tars.
