@@ -17,10 +17,11 @@ demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
 # memory (time), boot a debootstrapped minbase (debootstrap), run
 # `make install` into a scratch root and render its man pages (make,
 # man-db); OCI images are built by umoci, copied by skopeo and served by
-# docker-registry; the benchmarks use hyperfine
+# docker-registry (bearer tokens signed with openssl); the benchmarks use
+# hyperfine
 test_packages=(cpio tar xz-utils zstd bzip2 patch diffutils pigz signify-openbsd minisign vsftpd
                python3 git hyperfine util-linux mount time debootstrap
-               make man-db umoci skopeo docker-registry)
+               make man-db umoci skopeo docker-registry openssl)
 
 case "${1:-}" in
   --demo) packages=("${demo_packages[@]}") ;;

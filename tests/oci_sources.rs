@@ -16,14 +16,15 @@ mod common;
 
 use base64::Engine as _;
 use common::tempdir;
-use common::trees::{assert_same, run_ok, show, tree_of, without_root};
+use common::trees::{assert_same, run_ok, sh_ok, show, tree_of, without_root};
 use sha2::{Digest as _, Sha256};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vm_container::tree::manifest::Manifest;
 
 /// Builds `$1/img` (tag `t`) with umoci, four layers, and unpacks it
@@ -289,19 +290,7 @@ fn registry_images_pull_as_the_layout_and_a_second_run_only_revalidates_the_tag(
     let t = tempdir();
     let w = t.path();
     let (_, want) = build_image(w);
-    let reg = Registry::start(&w.join("registry"), "");
-    let uri = format!("docker://127.0.0.1:{}/test/img:t", reg.port);
-    run_ok(
-        Command::new("skopeo")
-            .current_dir(w)
-            .args([
-                "copy",
-                "--insecure-policy",
-                "--dest-tls-verify=false",
-                "oci:img:t",
-            ])
-            .arg(&uri),
-    );
+    let (reg, uri) = serve_layout(w, "", &[]);
     populates_as(w, &uri, "first", &want);
     let first = reg.our_requests();
     assert!(
@@ -351,21 +340,11 @@ fn registries_asking_for_credentials_get_them_from_the_uri_or_the_auth_file() {
         "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))",
     ]));
     fs::write(w.join("htpasswd"), format!("alice:{}\n", hash.trim())).unwrap();
-    let reg = Registry::start(
-        &w.join("registry"),
-        &format!(
-            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-            w.join("htpasswd").display()
-        ),
+    let auth = format!(
+        "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+        w.join("htpasswd").display()
     );
-    let uri = format!("docker://127.0.0.1:{}/test/img:t", reg.port);
-    run_ok(
-        Command::new("skopeo")
-            .current_dir(w)
-            .args(["copy", "--insecure-policy", "--dest-tls-verify=false"])
-            .args(["--dest-creds", "alice:s3cret", "oci:img:t"])
-            .arg(&uri),
-    );
+    let (reg, uri) = serve_layout(w, &auth, &["--dest-creds", "alice:s3cret"]);
     // each pull in a workspace of its own: nothing cached
     let pull = |name: &str, source: &str, extra: &[&Path]| {
         let ws = w.join(name);
@@ -376,9 +355,7 @@ fn registries_asking_for_credentials_get_them_from_the_uri_or_the_auth_file() {
         }
         (ws, cmd)
     };
-    let (ws, mut cmd) = pull("layout", &format!("oci:{}:t", w.join("img").display()), &[]);
-    run_ok(&mut cmd);
-    let want = without_root(tree_of(&ws.join("export/root")));
+    let want = layout_tree(w);
     assert_eq!(want.len(), 3, "etc, etc/hosts, etc/motd: {want:?}");
 
     let (_, mut cmd) = pull("anonymous", &uri, &[]);
@@ -422,6 +399,131 @@ fn registries_asking_for_credentials_get_them_from_the_uri_or_the_auth_file() {
         &mut cmd,
         &format!("docker://alice:***@127.0.0.1:{}", reg.port),
         "HTTP 401",
+    );
+}
+
+/// Debian's docker-registry with the `auth` YAML given, holding the
+/// layout `W/img:t` pushed by skopeo (with `creds`), and its URI.
+fn serve_layout(w: &Path, auth: &str, creds: &[&str]) -> (Registry, String) {
+    let reg = Registry::start(&w.join("registry"), auth);
+    let uri = format!("docker://127.0.0.1:{}/test/img:t", reg.port);
+    run_ok(
+        Command::new("skopeo")
+            .current_dir(w)
+            .args(["copy", "--insecure-policy", "--dest-tls-verify=false"])
+            .args(creds)
+            .args(["oci:img:t", &uri]),
+    );
+    (reg, uri)
+}
+
+/// The tree of the layout `W/img:t`, populated in a workspace of its own.
+fn layout_tree(w: &Path) -> Manifest {
+    let ws = w.join("layout");
+    fs::create_dir_all(&ws).unwrap();
+    let source = format!("oci:{}:t", w.join("img").display());
+    run_ok(&mut vmc(&ws, &source, &ws.join("export/root")));
+    without_root(tree_of(&ws.join("export/root")))
+}
+
+/// A token service on 127.0.0.1 answering every request with `token`;
+/// the request lines it was sent.
+fn token_server(token: String) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&request);
+            log.lock()
+                .unwrap()
+                .push(text.lines().next().unwrap_or("").to_string());
+            let body = format!(r#"{{"token": "{token}", "expires_in": 300}}"#);
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn registries_asking_for_a_bearer_token_get_one_from_the_realm() {
+    let t = tempdir();
+    let w = t.path();
+    let l1 = w.join("l1");
+    fs::create_dir_all(l1.join("etc")).unwrap();
+    fs::write(l1.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    layout(&w.join("img"), &[tar_of(&l1)], |_| {});
+    // the registry trusts tokens signed by this certificate's key
+    sh_ok(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 2 \
+         -subj /CN=token-issuer 2>/dev/null && openssl x509 -in cert.pem -outform DER -out cert.der",
+        w,
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = serde_json::json!({
+        "typ": "JWT", "alg": "RS256",
+        "x5c": [base64::engine::general_purpose::STANDARD.encode(fs::read(w.join("cert.der")).unwrap())]
+    });
+    let claims = serde_json::json!({
+        "iss": "test-issuer", "sub": "alice", "aud": "test-registry",
+        "exp": now + 3600, "nbf": now - 60, "iat": now - 60, "jti": "1",
+        "access": [{"type": "repository", "name": "test/img", "actions": ["pull", "push"]}]
+    });
+    let signed = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    fs::write(w.join("signed"), &signed).unwrap();
+    let signature = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(w.join("key.pem"))
+        .arg(w.join("signed"))
+        .output()
+        .unwrap();
+    assert!(signature.status.success());
+    let (token_port, requests) =
+        token_server(format!("{signed}.{}", b64.encode(&signature.stdout)));
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+        w.join("cert.pem").display()
+    );
+    let (reg, uri) = serve_layout(w, &auth, &[]);
+    let pushed = requests.lock().unwrap().len();
+    assert!(pushed > 0, "skopeo pushed without a token");
+
+    let want = layout_tree(w);
+    populates_as(w, &uri, "pulled", &want);
+    let asked: Vec<String> = requests.lock().unwrap().split_off(pushed);
+    assert_eq!(
+        asked,
+        ["GET /token?service=test-registry&scope=repository%3Atest%2Fimg%3Apull HTTP/1.1"],
+        "one token, asked of the realm for the challenge's service and scope"
+    );
+    let registry = reg.our_requests();
+    assert!(
+        registry.iter().filter(|r| r.contains("/blobs/")).count() >= 2,
+        "{registry:?}"
     );
 }
 
