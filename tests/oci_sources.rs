@@ -527,25 +527,34 @@ fn registries_asking_for_a_bearer_token_get_one_from_the_realm() {
     );
 }
 
-/// An OCI layout written by hand: `layers` are uncompressed tars.
-fn layout(dir: &Path, layers: &[Vec<u8>], tweak: impl Fn(&mut serde_json::Value)) {
+/// Writes `bytes` as a blob of the layout `dir`; its digest and size.
+fn put_blob(dir: &Path, bytes: &[u8]) -> (String, usize) {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8]| -> (String, usize) {
-        let hex = format!("{:x}", Sha256::digest(bytes));
-        fs::write(blobs.join(&hex), bytes).unwrap();
-        (format!("sha256:{hex}"), bytes.len())
-    };
+    let hex = format!("{:x}", Sha256::digest(bytes));
+    fs::write(blobs.join(&hex), bytes).unwrap();
+    (format!("sha256:{hex}"), bytes.len())
+}
+
+/// Writes the config and layers (uncompressed tars) of an image for
+/// `arch` and its manifest, changed by `tweak`; the manifest's digest and
+/// size.
+fn put_image(
+    dir: &Path,
+    arch: &str,
+    layers: &[Vec<u8>],
+    tweak: impl Fn(&mut serde_json::Value),
+) -> (String, usize) {
     let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
+        "architecture": arch, "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": []},
         "config": {"Cmd": ["/bin/true"]}
     });
-    let (cd, cs) = put(config.to_string().as_bytes());
+    let (cd, cs) = put_blob(dir, config.to_string().as_bytes());
     let layer_descs: Vec<serde_json::Value> = layers
         .iter()
         .map(|l| {
-            let (d, s) = put(l);
+            let (d, s) = put_blob(dir, l);
             serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s})
         })
         .collect();
@@ -556,17 +565,67 @@ fn layout(dir: &Path, layers: &[Vec<u8>], tweak: impl Fn(&mut serde_json::Value)
         "layers": layer_descs
     });
     tweak(&mut manifest);
-    let (md, ms) = put(manifest.to_string().as_bytes());
+    put_blob(dir, manifest.to_string().as_bytes())
+}
+
+/// Writes `oci-layout` and an `index.json` naming `(media type, digest,
+/// size)` as tag `t`.
+fn put_index(dir: &Path, media_type: &str, (digest, size): (String, usize)) {
     fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     fs::write(
         dir.join("index.json"),
         serde_json::json!({"schemaVersion": 2, "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": md, "size": ms,
+            "mediaType": media_type, "digest": digest, "size": size,
             "annotations": {"org.opencontainers.image.ref.name": "t"}}]})
         .to_string(),
     )
     .unwrap();
+}
+
+/// An OCI layout written by hand: `layers` are uncompressed tars.
+fn layout(dir: &Path, layers: &[Vec<u8>], tweak: impl Fn(&mut serde_json::Value)) {
+    let manifest = put_image(dir, "amd64", layers, tweak);
+    put_index(dir, "application/vnd.oci.image.manifest.v1+json", manifest);
+}
+
+#[test]
+fn an_index_gives_the_image_of_the_platform_asked_for() {
+    let t = tempdir();
+    let w = t.path();
+    let img = w.join("img");
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let tree = w.join(arch);
+        fs::create_dir_all(tree.join("etc")).unwrap();
+        fs::write(tree.join("etc/arch"), arch).unwrap();
+        let (digest, size) = put_image(&img, arch, &[tar_of(&tree)], |_| {});
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "platform": {"os": "linux", "architecture": arch}
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests
+    });
+    let index = put_blob(&img, index.to_string().as_bytes());
+    put_index(&img, "application/vnd.oci.image.index.v1+json", index);
+    let uri = format!("oci:{}:t", img.display());
+    for (platform, want) in [(None, "amd64"), (Some("linux/arm64"), "arm64")] {
+        let target = w.join(format!("export/{want}"));
+        let mut cmd = vmc(w, &uri, &target);
+        cmd.args(platform.map(|p| ["--platform", p]).iter().flatten());
+        run_ok(&mut cmd);
+        assert_eq!(fs::read_to_string(target.join("etc/arch")).unwrap(), want);
+    }
+    let mut cmd = vmc(w, &uri, &w.join("export/s390x"));
+    refused(
+        cmd.args(["--platform", "linux/s390x"]),
+        &uri,
+        "no image for platform linux/s390x (offered: linux/amd64, linux/arm64;",
+    );
 }
 
 /// A tar of `dir` by GNU tar, owners 0.

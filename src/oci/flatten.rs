@@ -24,9 +24,10 @@ pub const WHITEOUT: &[u8] = b".wh.";
 /// The name of an opaque-directory marker.
 pub const OPAQUE: &[u8] = b".wh..wh..opq";
 
-/// The most paths a flattened image may hold: a record of each stays in
-/// memory while flattening.
-pub const MAX_ENTRIES: usize = 4_000_000;
+/// The most members all layers together may hold (and so the most paths
+/// of the flattened tree): a record of each stays in memory while
+/// flattening, some 200 bytes at most, whatever the members' sizes.
+pub const MAX_ENTRIES: usize = 1_000_000;
 
 /// Where a path of the flattened tree comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,19 +179,23 @@ impl State {
 }
 
 /// The first pass over one layer: its members, headers only.
-fn read_members(layer: &str, source: &mut dyn Source) -> io::Result<Vec<Member>> {
+fn read_members(layer: &str, source: &mut dyn Source, budget: usize) -> io::Result<Vec<Member>> {
     struct Collect<'a> {
         layer: &'a str,
+        budget: usize,
         members: Vec<Member>,
         /// The latest index of each regular file, for hard links.
         files: HashMap<TreePath, usize>,
     }
     impl Sink for Collect<'_> {
         fn put(&mut self, e: &Entry, _: &mut dyn Read) -> io::Result<()> {
-            if self.members.len() >= MAX_ENTRIES {
+            if self.members.len() >= self.budget {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{}: more than {MAX_ENTRIES} members", self.layer),
+                    format!(
+                        "{}: the layers hold more than {MAX_ENTRIES} members",
+                        self.layer
+                    ),
                 ));
             }
             let index = self.members.len();
@@ -222,6 +227,7 @@ fn read_members(layer: &str, source: &mut dyn Source) -> io::Result<Vec<Member>>
     }
     let mut c = Collect {
         layer,
+        budget,
         members: Vec::new(),
         files: HashMap::new(),
     };
@@ -254,7 +260,8 @@ pub fn flatten(
     let mut layers: Vec<Vec<Member>> = Vec::with_capacity(count);
     for layer in 0..count {
         let (mut source, name) = open(layer)?;
-        let members = read_members(&name, source.as_mut())?;
+        let seen: usize = layers.iter().map(Vec::len).sum();
+        let members = read_members(&name, source.as_mut(), MAX_ENTRIES - seen)?;
         // whiteouts reach the lower layers only: they go first
         for m in &members {
             match m {
