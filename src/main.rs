@@ -123,6 +123,17 @@ struct RunFlags {
     /// The passphrase of an encrypted --sign-key, in a file
     #[arg(long, value_name = "FILE")]
     sign_passphrase_file: Option<PathBuf>,
+    /// The platform picked from an image index or manifest list
+    #[arg(long, value_name = "OS/ARCH", default_value = "linux/amd64")]
+    platform: String,
+    /// Registry credentials in Docker's config.json format [default:
+    /// none: anonymous, or the USER:PASSWORD of a docker:// URI]
+    #[arg(long, value_name = "FILE")]
+    registry_auth: Option<PathBuf>,
+    /// A registry (HOST or HOST:PORT) reached over plain http; 127.0.0.1
+    /// and localhost always are (repeatable)
+    #[arg(long, value_name = "HOST")]
+    insecure_registry: Vec<String>,
     /// Progress bars on stderr for transfers, archive passes and image
     /// writes, with the total and time left where the size is known; never
     /// when stderr is not a terminal (auto: unless -q; always: even with -q)
@@ -414,6 +425,16 @@ fn main() -> ExitCode {
         (true, _) | (_, "never") => vm_container::progress::When::Never,
         _ => vm_container::progress::When::Auto,
     });
+    let mut images = vm_container::oci::Settings {
+        auth_file: flags.registry_auth.clone(),
+        insecure: flags.insecure_registry.clone(),
+        ..Default::default()
+    };
+    if let Err(e) = images.set_platform(&flags.platform) {
+        eprintln!("--platform {e}");
+        return ExitCode::from(2);
+    }
+    vm_container::oci::configure(images);
     // what a success exits with: only `diff` says more than 0
     let mut status = 0u8;
     let result = match cli.command {

@@ -161,6 +161,11 @@ impl Cache {
         &self.dir
     }
 
+    /// The network behaviour of this cache's fetches.
+    pub fn options(&self) -> &FetchOptions {
+        &self.opts
+    }
+
     /// Where the blob with this digest lives (whether or not it exists).
     pub fn blob_path(&self, sha256: &Digest) -> PathBuf {
         self.dir.join("blobs").join("sha256").join(sha256.to_hex())

@@ -8,6 +8,7 @@ pub mod budget;
 pub mod commit;
 pub mod formats;
 pub mod holders;
+pub mod image;
 pub mod inputs;
 pub mod load;
 pub mod log;

@@ -157,6 +157,10 @@ fn stage(
     let _label = crate::progress::label(format!("publishing {uri}"));
     match &uri.location {
         Location::File { path, .. } => stage_file(local, uri, path),
+        Location::OciLayout { .. } | Location::Registry(_) => Err(PublishError::Unsupported {
+            uri: uri.to_string(),
+            reason: "an OCI image is read, never written".to_string(),
+        }),
         Location::Ftp(loc) => {
             let (dir, name) = ftp::split_dir(&loc.path);
             let temp = if dir == "/" {

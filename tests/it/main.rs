@@ -40,6 +40,7 @@ mod hostile;
 mod install;
 mod layering;
 mod net_limits;
+mod oci_sources;
 mod parser_props;
 mod progress;
 mod run_changes;
