@@ -16,9 +16,10 @@ demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
 # minisign, serve FTP with vsftpd, mount images (util-linux) and measure
 # memory (time), boot a debootstrapped minbase (debootstrap), run
 # `make install` into a scratch root and render its man pages (make,
-# man-db); the benchmarks use hyperfine
+# man-db); the benchmarks use hyperfine and libdeflate-gunzip (the
+# fastest inflate, their floor)
 test_packages=(cpio tar xz-utils zstd bzip2 patch diffutils pigz signify-openbsd minisign vsftpd
-               python3 git hyperfine util-linux mount time debootstrap
+               python3 git hyperfine libdeflate-tools util-linux mount time debootstrap
                make man-db)
 
 case "${1:-}" in
