@@ -13,8 +13,11 @@
 //! it, so one thread and sixteen write the same bytes.
 //!
 //! The caller's thread gathers chunks and writes results in order; worker
-//! threads compress. At most `2 × workers + 1` chunks are in flight, each
-//! with its compressed output: memory stays a few MiB.
+//! threads compress. At most [`in_flight`] chunks are in flight (16 for two
+//! workers, never more than 64), each with its compressed output: memory
+//! stays a few MiB. The queue is deep enough that workers keep busy while
+//! the caller's thread waits for a core on a loaded machine (a chunk takes
+//! a few milliseconds, about one time slice).
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use std::collections::VecDeque;
@@ -78,6 +81,11 @@ fn deflate(level: u32, dict: &[u8], data: &[u8], last: bool) -> io::Result<Piece
     Ok(Piece { deflated: out, crc })
 }
 
+/// Chunks handed out and not yet written, at most, for `workers` threads.
+fn in_flight(workers: usize) -> usize {
+    (4 * workers + 8).min(64)
+}
+
 /// Threads that compress the chunks they are sent.
 struct Pool {
     jobs: Option<SyncSender<Job>>,
@@ -86,7 +94,7 @@ struct Pool {
 
 impl Pool {
     fn new(workers: usize) -> io::Result<Pool> {
-        let (tx, rx) = mpsc::sync_channel::<Job>(workers);
+        let (tx, rx) = mpsc::sync_channel::<Job>(in_flight(workers));
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
@@ -204,7 +212,7 @@ impl<W: Write> Encoder<W> {
         if self.pool.is_none() {
             self.pool = Some(Pool::new(self.workers)?);
         }
-        while self.pending.len() > 2 * self.workers {
+        while self.pending.len() >= in_flight(self.workers) {
             self.collect_one()?;
         }
         let (reply, rx) = mpsc::sync_channel(1);
