@@ -2,13 +2,17 @@
 # Building an ext3 image from a cpio.gz archive of a real tree (a copy of
 # /usr/share unless TREE is given), every image the same SIZE (2G):
 #   ours  a container `[image IMG SIZE][end]` + `[populate image IMG /mnt ARCHIVE][end]`
+#         (its time includes the image's final fsync)
 #   (a)   `gzip -dc ARCHIVE | cpio -idm` into a directory, then `mke2fs -q -t ext3 -d DIR IMG SIZE`
 #   (b)   the paper's way, as root: `mkfs.ext3 -q IMG SIZE`, `mount -o loop IMG MNT`,
 #         `gzip -dc ARCHIVE | cpio -idm` into MNT, `umount MNT`
-#   (c)   `gzip -dc ARCHIVE > /dev/null` alone (the floor: decompression)
-# Prints hyperfine medians, the ratios ours/a, ours/b, ours/min(a,b) (goal <= 0.4)
-# and ours/c (goal <= 1.5), user/sys/wall and peak RSS of each (GNU time), our
-# peak RSS (goal < 64 MiB), and checks our image once with `e2fsck -fn`.
+#   (c)   `gzip -dc ARCHIVE > /dev/null` alone (decompression only)
+#   (p)   `pigz -dc ARCHIVE > /dev/null`
+#   (l)   `libdeflate-gunzip -c ARCHIVE > /dev/null` (the floor: the fastest inflate)
+# Prints hyperfine medians, the ratios ours/a, ours/b, ours/min(a,b) (goal <= 0.4),
+# ours/c (goal <= 0.5), ours/p and ours/l (goal <= 1.5), user/sys/wall and peak
+# RSS of each (GNU time), our peak RSS (goal < 64 MiB), and checks our image
+# once with `e2fsck -fn`.
 #
 #   bench/image.sh [TREE [SIZE]]
 # Environment: TREE, SIZE (default 2G), RUNS (default 3), WARMUP (default 1),
@@ -26,13 +30,13 @@ RUNS=${RUNS:-3}
 WARMUP=${WARMUP:-1}
 
 missing=()
-for tool in hyperfine cpio gzip mke2fs mkfs.ext3 e2fsck python3 cargo; do
+for tool in hyperfine cpio gzip pigz libdeflate-gunzip mke2fs mkfs.ext3 e2fsck python3 cargo; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 [ -x /usr/bin/time ] || missing+=(/usr/bin/time)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "missing: ${missing[*]}" >&2
-    echo "install with: apt-get install -y hyperfine cpio gzip e2fsprogs time python3 (and a Rust toolchain for cargo)" >&2
+    echo "install with: apt-get install -y hyperfine cpio gzip pigz libdeflate-tools e2fsprogs time python3 (and a Rust toolchain for cargo)" >&2
     exit 1
 fi
 WITH_B=1
@@ -79,16 +83,20 @@ PREP_A="rm -rf $IMG_A $DIR_A && mkdir $DIR_A && sync"
 CMD_B="mkfs.ext3 -q $IMG_B $SIZE && mount -o loop $IMG_B $MNT && cd $MNT && gzip -dc $ARCHIVE | cpio -idm --quiet --no-absolute-filenames && cd / && umount $MNT"
 PREP_B="(! mountpoint -q $MNT || umount $MNT) && rm -f $IMG_B && sync"
 CMD_C="gzip -dc $ARCHIVE > /dev/null"
+CMD_P="pigz -dc $ARCHIVE > /dev/null"
+CMD_L="libdeflate-gunzip -c $ARCHIVE > /dev/null"
 PREP_C="sync"
 
-names=(ours a c)
-[ "$WITH_B" = 1 ] && names=(ours a b c)
+names=(ours a c p l)
+[ "$WITH_B" = 1 ] && names=(ours a b c p l)
 for n in "${names[@]}"; do
     case $n in
         ours) cmd=$CMD_O prep=$PREP_O ;;
         a) cmd=$CMD_A prep=$PREP_A ;;
         b) cmd=$CMD_B prep=$PREP_B ;;
         c) cmd=$CMD_C prep=$PREP_C ;;
+        p) cmd=$CMD_P prep=$PREP_C ;;
+        l) cmd=$CMD_L prep=$PREP_C ;;
     esac
     hyperfine --runs "$RUNS" --warmup "$WARMUP" --prepare "$prep" \
         --export-json "$WORK/$n.json" -n "$n" "$cmd" >&2
@@ -131,7 +139,9 @@ if "b" in med:
     print(f"ours/min(a,b)   {o / m:6.3f}   goal <= 0.4  {goal(o / m <= 0.4)}")
 else:
     print(f"ours/min(a,b)   (b skipped; ours/a only)")
-print(f"ours/c          {o / med['c']:6.3f}   goal <= 1.5  {goal(o / med['c'] <= 1.5)}")
+print(f"ours/c (gzip)   {o / med['c']:6.3f}   goal <= 0.5  {goal(o / med['c'] <= 0.5)}")
+print(f"ours/p (pigz)   {o / med['p']:6.3f}")
+print(f"ours/l (libdeflate) {o / med['l']:6.3f}   goal <= 1.5  {goal(o / med['l'] <= 1.5)}")
 rss = int(tv["ours"]["Maximum resident set size (kbytes)"]) / 1024
 print(f"ours peak RSS   {rss:6.1f} MiB   goal < 64 MiB  {goal(rss < 64)}")
 print(f"e2fsck -fn      {fsck}")

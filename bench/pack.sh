@@ -1,28 +1,43 @@
-#!/bin/sh
-# Compares packing and expanding a real tree (a copy of /usr/share, or DIR
-# given as $1): `vm-container pack` against `find | cpio -o -H newc | gzip -6`,
-# and `[populate dir ...]` against `gzip -dc | cpio -idm`.
-# Needs: hyperfine, GNU time (/usr/bin/time), cpio, gzip.
-set -eu
+#!/usr/bin/env bash
+# Packing and expanding a real tree (a copy of /usr/share, or DIR given as
+# $1), in one run:
+#   pack    `vm-container pack` on all cores and on one (taskset -c 0)
+#           against `find | cpio -o -H newc | gzip -6` and
+#           `... | pigz -6 -p N` (N: the cores we may use), with output
+#           sizes; the one-core and all-core archives must be identical
+#   unpack  `[populate dir ...]` against `gzip -dc | cpio -idm`
+# Prints hyperfine medians, ratios (goal: ours <= 0.8 x pigz at equal or
+# smaller size), and peak RSS (GNU time).
+#
+#   bench/pack.sh [DIR]
+# Environment: RUNS (default 5), BENCH_WORK (work directory), BENCH_KEEP=1.
+# Needs: hyperfine, GNU time (/usr/bin/time), cpio, gzip, pigz, taskset.
+set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC_TREE=${1:-/usr/share}
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/cpio-bench.XXXXXX)}
 mkdir -p "$WORK"
 RUNS=${RUNS:-5}
-for tool in hyperfine cpio gzip /usr/bin/time; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y hyperfine cpio gzip time)" >&2; exit 1; }
+for tool in hyperfine cpio gzip pigz taskset python3 /usr/bin/time; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (bash scripts/setup.sh)" >&2; exit 1; }
 done
 cargo build --release -q >&2
 BIN=$PWD/target/release/vm-container
+CORES=$(nproc)
 printf '[populate dir %s /mnt %s][end]\n' "$WORK/x" "$WORK/gnu.cpio.gz" > "$WORK/unpack.vmc"
 
 echo "copying $SRC_TREE to $WORK/tree" >&2
 rm -rf "$WORK/tree" && cp -a "$SRC_TREE" "$WORK/tree"
-echo "tree: $(du -sh "$WORK/tree" | cut -f1), $(find "$WORK/tree" | wc -l) entries" >&2
+echo "tree: $(du -sh "$WORK/tree" | cut -f1), $(find "$WORK/tree" | wc -l) entries, $CORES cores" >&2
 
 hyperfine --runs "$RUNS" --warmup 1 --export-json "$WORK/pack.json" \
     -n ours "$BIN pack $WORK/tree $WORK/ours.cpio.gz" \
-    -n gnu "cd $WORK/tree && find . | cpio -o -H newc --quiet | gzip -6 > $WORK/gnu.cpio.gz"
+    -n ours-1core "taskset -c 0 $BIN pack $WORK/tree $WORK/ours1.cpio.gz" \
+    -n gzip "cd $WORK/tree && find . | cpio -o -H newc --quiet | gzip -6 > $WORK/gnu.cpio.gz" \
+    -n pigz "cd $WORK/tree && find . | cpio -o -H newc --quiet | pigz -6 -p $CORES > $WORK/pigz.cpio.gz"
+
+if cmp -s "$WORK/ours.cpio.gz" "$WORK/ours1.cpio.gz"; then SAME=identical; else SAME="DIFFERENT"; fi
+gzip -t "$WORK/ours.cpio.gz"
 
 hyperfine --runs "$RUNS" --warmup 1 --export-json "$WORK/unpack.json" \
     --prepare "rm -rf $WORK/x && mkdir $WORK/x" \
@@ -36,14 +51,24 @@ rm -rf "$WORK/x" && mkdir "$WORK/x"
 RSS_PACK=$(peak "$BIN pack $WORK/tree $WORK/ours.cpio.gz")
 RSS_UNPACK=$(peak "$BIN -q --container $WORK/unpack.vmc --dir $WORK/vmc")
 
-python3 - "$WORK" "$RSS_PACK" "$RSS_UNPACK" <<'PY'
+python3 - "$WORK" "$RSS_PACK" "$RSS_UNPACK" "$SAME" <<'PY'
 import json, sys, os
-work, rss_pack, rss_unpack = sys.argv[1:4]
-for what in ("pack", "unpack"):
-    r = {x["command"]: x for x in json.load(open(f"{work}/{what}.json"))["results"]}
-    o, g = r["ours"]["median"], r["gnu"]["median"]
-    print(f"{what:7s} median ours {o:7.3f} s   gnu {g:7.3f} s   ours/gnu {o/g:5.2f}")
-print(f"size    ours {os.path.getsize(work + '/ours.cpio.gz')} B   gnu {os.path.getsize(work + '/gnu.cpio.gz')} B")
+work, rss_pack, rss_unpack, same = sys.argv[1:5]
+def ok(c):
+    return "ok" if c else "MISSED"
+r = {x["command"]: x["median"] for x in json.load(open(f"{work}/pack.json"))["results"]}
+size = {n: os.path.getsize(f"{work}/{f}.cpio.gz") for n, f in
+        (("ours", "ours"), ("ours-1core", "ours1"), ("gzip", "gnu"), ("pigz", "pigz"))}
+for n in ("ours", "ours-1core", "gzip", "pigz"):
+    print(f"pack {n:11s} {r[n]:7.3f} s  {size[n]:>11d} B")
+o, p = r["ours"], r["pigz"]
+print(f"pack ours/pigz          {o / p:5.2f}   goal <= 0.8  {ok(o / p <= 0.8)}"
+      f"   size ours/pigz {size['ours'] / size['pigz']:5.3f} {ok(size['ours'] <= size['pigz'])}")
+print(f"pack ours/gzip          {o / r['gzip']:5.2f}")
+print(f"pack ours-1core/gzip    {r['ours-1core'] / r['gzip']:5.2f}")
+print(f"pack 1-core vs all-core output: {same}")
+u = {x["command"]: x["median"] for x in json.load(open(f"{work}/unpack.json"))["results"]}
+print(f"unpack ours {u['ours']:7.3f} s  gzip -dc | cpio -idm {u['gnu']:7.3f} s  ratio {u['ours'] / u['gnu']:5.2f}")
 print(f"peak RSS ours: pack {rss_pack} KiB, unpack {rss_unpack} KiB")
 PY
 [ -n "${BENCH_KEEP:-}" ] || rm -rf "$WORK"

@@ -20,9 +20,9 @@ demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
 # watch progress bars on a pseudo-terminal (script, in bsdutils); OCI
 # images are built by umoci, copied by skopeo and served by
 # docker-registry (bearer tokens signed with openssl); the benchmarks use
-# hyperfine
+# hyperfine and libdeflate-gunzip (the fastest inflate, their floor)
 test_packages=(cpio tar xz-utils zstd bzip2 patch diffutils pigz signify-openbsd minisign vsftpd
-               python3 git hyperfine util-linux mount time debootstrap
+               python3 git hyperfine libdeflate-tools util-linux mount time debootstrap
                make man-db zsh fish bsdutils umoci skopeo docker-registry openssl)
 
 case "${1:-}" in

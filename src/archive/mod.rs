@@ -11,6 +11,7 @@
 //! Nothing here knows about containers or URIs: an archive is named by
 //! whatever string the caller passes.
 
+mod pipe;
 mod tar;
 
 use crate::cpio;
@@ -251,8 +252,9 @@ impl Decoded {
     }
 }
 
-/// Wraps `input` in the decompressor its first bytes call for.
-fn decompress(input: Box<dyn Read>, archive: &str) -> io::Result<(Decoded, Compression)> {
+/// Wraps `input` in the decompressor its first bytes call for, run on a
+/// thread of its own ([`pipe`]) when there is one.
+fn decompress(input: Box<dyn Read + Send>, archive: &str) -> io::Result<(Decoded, Compression)> {
     let mut input = BufReader::with_capacity(BUF, input);
     let head = input.fill_buf().map_err(|source| Error::Read {
         archive: archive.to_string(),
@@ -263,7 +265,7 @@ fn decompress(input: Box<dyn Read>, archive: &str) -> io::Result<(Decoded, Compr
     let n = head.len().min(magic.len());
     magic[..n].copy_from_slice(&head[..n]);
     let compression = compression_of(&magic[..n]).unwrap_or(Compression::None);
-    let inner: Box<dyn Read> = match compression {
+    let inner: Box<dyn Read + Send> = match compression {
         Compression::None => Box::new(input),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         // xz -9 needs 65 MiB; a header asking for more than this is refused
@@ -280,6 +282,11 @@ fn decompress(input: Box<dyn Read>, archive: &str) -> io::Result<(Decoded, Compr
                 source,
             })?)
         }
+    };
+    let inner: Box<dyn Read> = if compression == Compression::None {
+        inner
+    } else {
+        Box::new(pipe::Piped::new(inner)?)
     };
     Ok((
         Decoded {
@@ -310,7 +317,7 @@ impl Archive {
 }
 
 /// Opens an archive by its content. `archive` names it in messages.
-pub fn open(input: impl Read + 'static, archive: &str) -> io::Result<Archive> {
+pub fn open(input: impl Read + Send + 'static, archive: &str) -> io::Result<Archive> {
     let (mut stream, compression) = decompress(Box::new(input), archive)?;
     // enough for a tar header and for the magic numbers of file systems
     // (ext at 1080, ISO 9660 at 32769) named in a refusal

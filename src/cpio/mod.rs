@@ -2,12 +2,15 @@
 //! `crc`, magic `070702`), optionally gzip-compressed.
 //!
 //! [`Reader`] is a [`crate::tree::Source`] over an archive; [`Writer`] is a
-//! [`crate::tree::Sink`] that writes one. Both stream: file content passes
-//! through in bounded chunks and is never held whole in memory.
+//! [`crate::tree::Sink`] that writes one, gzip-compressed on every core
+//! by [`gzip`] with the same bytes whatever the core count. Both stream:
+//! file content passes through in bounded chunks and is never held whole
+//! in memory.
 //!
 //! Errors travel through the tree traits as [`std::io::Error`]s whose inner
 //! error is an [`Error`]; [`Error::from_io`] recovers it.
 
+pub mod gzip;
 mod header;
 mod reader;
 mod writer;

@@ -1,20 +1,18 @@
 //! Writing newc archives as a tree sink.
 
+use super::gzip::Encoder;
 use super::header::{pad4, Header, MAGIC_NEWC, NAME_MAX, TRAILER};
 use super::Error;
 use crate::tree::{Entry, Kind, Sink, TreePath};
-use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
 
-/// A gzip encoder whose header is fixed (mtime 0, no file name), so that
-/// the same archive always compresses to the same bytes.
-pub fn gzip_encoder<W: Write>(out: W, level: u32) -> GzEncoder<W> {
-    GzBuilder::new()
-        .mtime(0)
-        .write(out, Compression::new(level))
+/// A gzip encoder whose header is fixed (mtime 0, no file name) and
+/// whose bytes never depend on the cores it runs on, so that the same
+/// archive always compresses to the same bytes (see [`super::gzip`]).
+pub fn gzip_encoder<W: Write>(out: W, level: u32) -> Encoder<W> {
+    Encoder::new(out, level)
 }
 
 /// A [`Sink`] that writes a newc archive in the order entries arrive.
@@ -270,7 +268,7 @@ impl<W: Write> Writer<W> {
     }
 }
 
-impl<W: Write> Writer<GzEncoder<W>> {
+impl<W: Write> Writer<Encoder<W>> {
     /// [`Writer::finish`], then ends the gzip stream and returns its output.
     pub fn finish_gzip(self) -> io::Result<W> {
         let archive = self.archive.clone();

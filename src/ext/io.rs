@@ -1,5 +1,11 @@
 //! The only place that touches the image file: positioned reads and
 //! writes, with contiguous writes gathered into large ones.
+//!
+//! Every [`WRITEBACK`] bytes written, the kernel is asked to start writing
+//! the range written since the last time back to the disk
+//! (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which waits for nothing):
+//! the disk works while the image is still being built, and the caller's
+//! final fsync, which stays the one durability point, finds little left.
 
 use super::Error;
 use std::fs::File;
@@ -7,12 +13,38 @@ use std::os::unix::fs::FileExt;
 
 /// Writes are gathered until this many bytes are pending.
 const GATHER: usize = 1 << 20;
+/// Bytes written between two requests to start write-back.
+pub const WRITEBACK: u64 = 8 << 20;
+
+/// Asks the kernel to start writing `len` bytes at `offset` back to the
+/// disk, without waiting. Only a hint: a file system that cannot is left
+/// to the final fsync.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: a plain system call on a descriptor `file` keeps open;
+        // it reads and writes no memory of ours
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
 
 pub struct Disk<'f> {
     file: &'f File,
     block_size: u64,
     pending_block: u64,
     pending: Vec<u8>,
+    /// The range written since write-back was last started, and its bytes.
+    dirty_from: u64,
+    dirty_to: u64,
+    dirty: u64,
     /// Writes are dropped: a trial run that finds out whether an update
     /// fits without changing a byte.
     pub discard: bool,
@@ -25,6 +57,9 @@ impl<'f> Disk<'f> {
             block_size: u64::from(block_size),
             pending_block: 0,
             pending: Vec::new(),
+            dirty_from: u64::MAX,
+            dirty_to: 0,
+            dirty: 0,
             discard: false,
         }
     }
@@ -73,7 +108,23 @@ impl<'f> Disk<'f> {
         }
         self.file
             .write_all_at(data, offset)
-            .map_err(|e| Error::Io { offset, source: e })
+            .map_err(|e| Error::Io { offset, source: e })?;
+        self.wrote(offset, data.len());
+        Ok(())
+    }
+
+    /// Counts a write, starting write-back once enough has gathered.
+    fn wrote(&mut self, offset: u64, len: usize) {
+        let end = offset + len as u64;
+        self.dirty_from = self.dirty_from.min(offset);
+        self.dirty_to = self.dirty_to.max(end);
+        self.dirty += len as u64;
+        if self.dirty >= WRITEBACK {
+            start_writeback(self.file, self.dirty_from, self.dirty_to - self.dirty_from);
+            self.dirty_from = u64::MAX;
+            self.dirty_to = 0;
+            self.dirty = 0;
+        }
     }
 
     pub fn flush(&mut self) -> Result<(), Error> {
@@ -88,7 +139,9 @@ impl<'f> Disk<'f> {
         self.file
             .write_all_at(&self.pending, offset)
             .map_err(|e| Error::Io { offset, source: e })?;
+        let len = self.pending.len();
         self.pending.clear();
+        self.wrote(offset, len);
         Ok(())
     }
 }

@@ -44,6 +44,60 @@ fn reader_manifest(bytes: &[u8]) -> vm_container::tree::manifest::Manifest {
     manifest(&mut Reader::new(bytes, "gnu archive")).unwrap()
 }
 
+/// Our archive of `src` compressed on `threads` threads.
+fn pack_gz_threads(src: &Path, threads: usize) -> Vec<u8> {
+    let gz = vm_container::cpio::gzip::Encoder::with_threads(Vec::new(), 6, threads);
+    let mut w = vm_container::cpio::Writer::new(gz, "threads.cpio.gz");
+    Walker::new(src).emit(&mut w).unwrap();
+    w.finish_gzip().unwrap()
+}
+
+#[test]
+fn parallel_gzip_is_the_same_on_any_core_count_and_gnu_reads_it() {
+    require_tool("cpio");
+    require_tool("gzip");
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // many chunks: compressible text, noise, a long run of zeros, and
+    // small files between them
+    let text: Vec<u8> = (0..400_000u32)
+        .flat_map(|i| format!("line {} of {}\n", i % 977, i % 13).into_bytes())
+        .collect();
+    fs::write(src.join("text"), &text).unwrap();
+    fs::write(src.join("noise"), noise(700_000, 7)).unwrap();
+    fs::write(src.join("zeros"), vec![0u8; 1 << 20]).unwrap();
+    for i in 0..50 {
+        fs::write(src.join(format!("small{i}")), noise(i * 100, i as u64)).unwrap();
+    }
+    let one = pack_gz_threads(&src, 1);
+    assert!(one.len() > 1 << 20, "several chunks: {} bytes", one.len());
+    for threads in [2, 3, 7] {
+        assert!(
+            pack_gz_threads(&src, threads) == one,
+            "{threads} threads give other bytes than one"
+        );
+    }
+    assert_eq!(
+        pack_gz(&mut Walker::new(&src)),
+        one,
+        "the default core count"
+    );
+    // GNU gzip checks the CRC and length; GNU cpio reads every member
+    let raw = sh(t.path(), "gzip -dc", &one);
+    let listed = sh(t.path(), "gzip -dc | cpio -it --quiet", &one);
+    let listed = String::from_utf8(listed).unwrap();
+    assert_eq!(listed.lines().count(), 54, "{listed}");
+    let out = t.path().join("out");
+    gnu_extract(&one, &out);
+    assert_eq!(fs::read(out.join("text")).unwrap(), text);
+    assert_same(&dir_manifest(&src), &reader_manifest(&one));
+    assert_eq!(
+        manifest(&mut Reader::new(raw.as_slice(), "raw")).unwrap(),
+        reader_manifest(&one)
+    );
+}
+
 #[test]
 #[ignore = "root tier: creates device nodes and sets owners"]
 fn gnu_cpio_extracts_our_archive_identically() {
