@@ -18,11 +18,11 @@
 //! (a wrapped line is redrawn as junk).
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::tree::{Entry, Sink, Source, SparseRead};
@@ -64,8 +64,18 @@ const BAR_CELLS: usize = 12;
 
 thread_local! {
     static LABEL: RefCell<Option<String>> = const { RefCell::new(None) };
-    /// The archive file being read on this thread, if its size is known.
-    static READING: RefCell<Option<Rc<Position>>> = const { RefCell::new(None) };
+}
+
+/// The archive file being read, if its size is known. Process-wide, not
+/// per thread: an archive is decompressed on a thread of its own while the
+/// meter runs on the thread that consumes it, and one bar is drawn at a
+/// time.
+static READING: Mutex<Option<Arc<Position>>> = Mutex::new(None);
+
+fn reading() -> std::sync::MutexGuard<'static, Option<Arc<Position>>> {
+    READING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Names the transfers made on this thread until dropped (a fetch's URI).
@@ -84,7 +94,7 @@ impl Drop for Label {
 
 /// How far a read of a file of known size has got.
 struct Position {
-    read: Cell<u64>,
+    read: AtomicU64,
     total: u64,
 }
 
@@ -92,15 +102,15 @@ struct Position {
 /// running on this thread can show how much of it has been read.
 pub struct Reading<R> {
     inner: R,
-    at: Rc<Position>,
+    at: Arc<Position>,
 }
 
 impl<R> Reading<R> {
     pub fn new(inner: R, total: u64) -> Reading<R> {
         Reading {
             inner,
-            at: Rc::new(Position {
-                read: Cell::new(0),
+            at: Arc::new(Position {
+                read: AtomicU64::new(0),
                 total,
             }),
         }
@@ -120,14 +130,12 @@ impl<R: Read> Read for Reading<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let at = &self.at;
-        at.read.set(at.read.get().saturating_add(n as u64));
+        at.read.fetch_add(n as u64, Ordering::Relaxed);
         if at.total > 0 {
-            READING.with(|r| {
-                let mut r = r.borrow_mut();
-                if !r.as_ref().is_some_and(|cur| Rc::ptr_eq(cur, at)) {
-                    *r = Some(Rc::clone(at));
-                }
-            });
+            let mut r = reading();
+            if !r.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, at)) {
+                *r = Some(Arc::clone(at));
+            }
         }
         Ok(n)
     }
@@ -135,12 +143,10 @@ impl<R: Read> Read for Reading<R> {
 
 impl<R> Drop for Reading<R> {
     fn drop(&mut self) {
-        let _ = READING.try_with(|r| {
-            let mut r = r.borrow_mut();
-            if r.as_ref().is_some_and(|cur| Rc::ptr_eq(cur, &self.at)) {
-                *r = None;
-            }
-        });
+        let mut r = reading();
+        if r.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &self.at)) {
+            *r = None;
+        }
     }
 }
 
@@ -154,7 +160,7 @@ pub struct Meter {
     total: Option<u64>,
     /// The file read this meter last showed: (position, its count when
     /// first seen, when).
-    reading: Option<(Rc<Position>, u64, Instant)>,
+    reading: Option<(Arc<Position>, u64, Instant)>,
     bar: Option<ProgressBar>,
     drawn: Option<Instant>,
 }
@@ -224,19 +230,19 @@ impl Meter {
     /// What the bar shows: (done, total, rate's bytes and time) from the
     /// file being read on this thread, or else from the bytes fed here.
     fn figures(&mut self, now: Instant) -> (u64, Option<u64>, u64, Duration) {
-        let current = READING.with(|r| r.borrow().clone());
+        let current = reading().clone();
         if let Some(pos) = current {
             let seen = self
                 .reading
                 .as_ref()
-                .is_some_and(|(p, ..)| Rc::ptr_eq(p, &pos));
+                .is_some_and(|(p, ..)| Arc::ptr_eq(p, &pos));
             if !seen {
                 // first seen now: its rate counts from here
-                let base = pos.read.get();
+                let base = pos.read.load(Ordering::Relaxed);
                 self.reading = Some((pos, base, now));
             }
             if let Some((pos, base, since)) = &self.reading {
-                let read = pos.read.get();
+                let read = pos.read.load(Ordering::Relaxed);
                 return (
                     read,
                     Some(pos.total),
