@@ -16,10 +16,11 @@ demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
 # minisign, serve FTP with vsftpd, mount images (util-linux) and measure
 # memory (time), boot a debootstrapped minbase (debootstrap), run
 # `make install` into a scratch root and render its man pages (make,
-# man-db); the benchmarks use hyperfine
+# man-db), clone onto XFS with reflinks (xfsprogs); the benchmarks use
+# hyperfine
 test_packages=(cpio tar xz-utils zstd bzip2 patch diffutils pigz signify-openbsd minisign vsftpd
                python3 git hyperfine util-linux mount time debootstrap
-               make man-db)
+               make man-db xfsprogs)
 
 case "${1:-}" in
   --demo) packages=("${demo_packages[@]}") ;;
