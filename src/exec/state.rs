@@ -151,7 +151,8 @@ pub struct Record {
     /// an edit of Xen statements alone keeps the date.
     pub dated: Option<(String, i64)>,
     /// The inputs digest with the container's expressions in place of
-    /// its text (see [`super::run::Runner::plan_inputs`]).
+    /// its text: equal to a later run's, only Xen statements changed
+    /// (see [`Record::verdict`]).
     pub plan_inputs: Option<String>,
 }
 
