@@ -16,11 +16,12 @@ demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
 # minisign, serve FTP with vsftpd, mount images (util-linux) and measure
 # memory (time), boot a debootstrapped minbase (debootstrap), run
 # `make install` into a scratch root and render its man pages (make,
-# man-db), clone onto XFS with reflinks (xfsprogs); the benchmarks use
+# man-db), clone onto XFS with reflinks (xfsprogs), tell qcow2 from raw
+# (qemu-utils); the benchmarks use
 # hyperfine
 test_packages=(cpio tar xz-utils zstd bzip2 patch diffutils pigz signify-openbsd minisign vsftpd
                python3 git hyperfine util-linux mount time debootstrap
-               make man-db xfsprogs)
+               make man-db xfsprogs qemu-utils)
 
 case "${1:-}" in
   --demo) packages=("${demo_packages[@]}") ;;

@@ -119,6 +119,7 @@ fn actions_say_what_they_read_and_write() {
                 Read::Patch(u) => format!("patch {u}"),
                 Read::Copy(u) => format!("copy {u}"),
                 Read::Dir(d) => format!("dir {}", d.display()),
+                Read::Base(b) => format!("base {}", b.display()),
             })
             .collect();
         let writes: Vec<String> = a

@@ -370,3 +370,31 @@ fn kill_during_personalisation_leaves_the_clone_or_none() {
     assert!(strays.is_empty(), "{strays:?}");
     assert_eq!(sha256(&base), base_sum);
 }
+
+#[test]
+fn check_warns_when_a_disk_format_is_not_the_image_s() {
+    let t = tempdir();
+    let q = t.path().join("dom.qcow2");
+    let raw = t.path().join("dom.raw");
+    run_ok(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&q)
+            .arg("64M"),
+    );
+    run_ok(Command::new("truncate").args(["-s", "64M"]).arg(&raw));
+    let check = |disk: &str| {
+        let c = t.path().join("c.vmc");
+        fs::write(&c, format!("disk = [ '{disk}' ]\n")).unwrap();
+        ok(&bin().arg("check").arg(&c).output().unwrap())
+    };
+    let err = check(&format!("file:{},xvda,w", q.display()));
+    assert!(err.contains("c.vmc:1:10: warning:"), "{err}");
+    assert!(err.contains("is a qcow2 image"), "{err}");
+    let err = check(&format!("format=qcow2,vdev=xvda,target={}", q.display()));
+    assert!(!err.contains("warning"), "{err}");
+    let err = check(&format!("format=qcow2,vdev=xvda,target={}", raw.display()));
+    assert!(err.contains("is not a qcow2 image"), "{err}");
+    let err = check(&format!("format=raw,vdev=xvda,target={}", raw.display()));
+    assert!(!err.contains("warning"), "{err}");
+}
