@@ -2,7 +2,9 @@
 //! a plan step.
 
 use super::super::ast::{Expr, Span};
-use super::super::plan::{Action, Edit, FsType, PatchTarget, PutContent, TargetKind, UriRef};
+use super::super::plan::{
+    Action, DirMeta, Edit, FsType, PatchTarget, PutContent, TargetKind, UriRef,
+};
 use super::super::template::substitute;
 use super::args::{parse_mode, parse_owner, parse_size, parse_uuid, Arg, OptionKey};
 use super::Analyzer;
@@ -30,6 +32,8 @@ option_keys! {
         Mode = "mode",
         Owner = "owner",
         Image = "image",
+        DirMode = "dirmode",
+        DirOwner = "dirowner",
     }
 }
 
@@ -502,8 +506,8 @@ impl Analyzer<'_> {
             }
         }
         let opts = self.options::<EditKey>(e, &opt_words, usage)?;
-        let (mut archive, mut patch, mut fork, mut mode, mut owner) =
-            (None, None, None, None, None);
+        let (mut archive, mut patch, mut fork) = (None, None, None);
+        let (mut mode, mut owner, mut dir_mode, mut dir_owner) = (None, None, None, None);
         let mut image: Option<(PathBuf, Span)> = None;
         let mut archive_only: Option<(&str, Span)> = None;
         for opt in opts {
@@ -520,22 +524,30 @@ impl Analyzer<'_> {
                         fork = u;
                     }
                 }
-                EditKey::Mode => match parse_mode(v) {
-                    Some(m) => mode = Some(m),
+                EditKey::Mode | EditKey::DirMode => match parse_mode(v) {
+                    Some(m) if opt.key == EditKey::Mode => mode = Some(m),
+                    Some(m) => {
+                        archive_only.get_or_insert((opt.key.name(), opt.name.span()));
+                        dir_mode = Some(m)
+                    }
                     None => {
                         self.err(
                             w.span(),
-                            format!("mode `{v}`: expected octal digits up to 7777"),
+                            format!("{} `{v}`: expected octal digits up to 7777", opt.key.name()),
                         );
                         return None;
                     }
                 },
-                EditKey::Owner => match parse_owner(v) {
-                    Some(o) => owner = Some(o),
+                EditKey::Owner | EditKey::DirOwner => match parse_owner(v) {
+                    Some(o) if opt.key == EditKey::Owner => owner = Some(o),
+                    Some(o) => {
+                        archive_only.get_or_insert((opt.key.name(), opt.name.span()));
+                        dir_owner = Some(o)
+                    }
                     None => {
                         self.err(
                             w.span(),
-                            format!("owner `{v}`: expected UID:GID in numbers"),
+                            format!("{} `{v}`: expected UID:GID in numbers", opt.key.name()),
                         );
                         return None;
                     }
@@ -593,13 +605,17 @@ impl Analyzer<'_> {
                 fork,
                 mode,
                 owner,
+                dirs: DirMeta {
+                    mode: dir_mode,
+                    owner: dir_owner,
+                },
             })),
         ))
     }
 
     pub(super) fn replace(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         // the text follows a blank line inside the brackets
-        const USAGE: &str = "[replace PATH archive URI|image IMAGE [patch URI] [fork URI] [mode OCTAL] [owner UID:GID], a blank line, TEXT, then `] [end]`";
+        const USAGE: &str = "[replace PATH archive URI|image IMAGE [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] [dirmode OCTAL] [dirowner UID:GID], a blank line, TEXT, then `] [end]`";
         let mut positional = Vec::new();
         let (path, edit) = self.edit(e, words, USAGE, &mut positional)?;
         if let Some(w) = positional.first() {
@@ -640,7 +656,7 @@ impl Analyzer<'_> {
     }
 
     pub(super) fn copy(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
-        const USAGE: &str = "[copy PATH archive URI|image IMAGE [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] SOURCE-URI][end]";
+        const USAGE: &str = "[copy PATH archive URI|image IMAGE [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] [dirmode OCTAL] [dirowner UID:GID] SOURCE-URI][end]";
         let mut positional = Vec::new();
         let (path, edit) = self.edit(e, words, USAGE, &mut positional)?;
         let Some(sw) = positional.first() else {
