@@ -19,11 +19,14 @@ demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
 # man-db), load the shell completions it installs (bash, zsh, fish),
 # watch progress bars on a pseudo-terminal (script, in bsdutils); OCI
 # images are built by umoci, copied by skopeo and served by
-# docker-registry (bearer tokens signed with openssl); the benchmarks use
+# docker-registry (bearer tokens signed with openssl); clones are made on
+# XFS with reflinks (xfsprogs) and qcow2 told from raw (qemu-utils); the
+# benchmarks use
 # hyperfine and libdeflate-gunzip (the fastest inflate, their floor)
 test_packages=(cpio tar xz-utils zstd bzip2 patch diffutils pigz signify-openbsd minisign vsftpd
                python3 git hyperfine libdeflate-tools util-linux mount time debootstrap
-               make man-db zsh fish bsdutils umoci skopeo docker-registry openssl)
+               make man-db zsh fish bsdutils umoci skopeo docker-registry openssl
+               xfsprogs qemu-utils)
 
 case "${1:-}" in
   --demo) packages=("${demo_packages[@]}") ;;

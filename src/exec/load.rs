@@ -34,6 +34,15 @@ impl World for HostWorld {
         let mut magic = [0u8; 2];
         f.read_exact_at(&mut magic, 1024 + 56).is_ok() && magic == [0x53, 0xef]
     }
+
+    fn is_qcow2(&self, path: &Path) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Ok(f) = std::fs::File::open(path) else {
+            return false;
+        };
+        let mut magic = [0u8; 4];
+        f.read_exact_at(&mut magic, 0).is_ok() && magic == *b"QFI\xfb"
+    }
 }
 
 /// Reads the raw bytes of a container (`-` = standard input).
@@ -104,10 +113,11 @@ pub fn load_bytes(file: &str, bytes: Vec<u8>, set: &[(String, String)]) -> Resul
     };
     match plan {
         Some(plan) => {
-            let warnings = parser::lint::warnings(&parsed.container, &text, &opts, &plan)
-                .iter()
-                .map(|d| d.render_as("warning", &name, &text))
-                .collect();
+            let warnings =
+                parser::lint::warnings(&parsed.container, &text, &opts, &plan, &HostWorld)
+                    .iter()
+                    .map(|d| d.render_as("warning", &name, &text))
+                    .collect();
             Ok(Loaded {
                 name,
                 text,

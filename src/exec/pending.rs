@@ -124,7 +124,18 @@ impl Look<'_> {
                     self.seen.insert(dest.uri.resource_key(), why.clone());
                     add(&mut outs, shown(dest), &why);
                 }
-                Action::Image { path, .. } => add(&mut outs, path.display().to_string(), &[]),
+                Action::Image { path, base, .. } => {
+                    // a clone is made again when its base changed
+                    let why = base.as_deref().map(|b| self.local(b)).unwrap_or_default();
+                    add(&mut outs, path.display().to_string(), &why)
+                }
+                Action::Put { image, content, .. } => {
+                    let why = match content {
+                        crate::parser::plan::PutContent::File(u) => self.input(u),
+                        crate::parser::plan::PutContent::Text(_) => Vec::new(),
+                    };
+                    add(&mut outs, image.display().to_string(), &why)
+                }
                 Action::Populate { target, source, .. } => {
                     // an image made by the plan, or a volume or directory
                     // changed in place

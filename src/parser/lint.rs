@@ -1,7 +1,7 @@
 //! Warnings: containers that check and run, but whose stripped config is
 //! unlikely to do what was meant. A warning never stops a run.
 
-use super::analyze::Options;
+use super::analyze::{Options, World};
 use super::ast::{Container, Item, LineIndex, Span};
 use super::diagnostic::Diagnostic;
 use super::plan::{Action, Plan};
@@ -10,8 +10,84 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// Every warning for a checked container.
-pub fn warnings(container: &Container, text: &str, opts: &Options, plan: &Plan) -> Vec<Diagnostic> {
-    relative_disk_images(container, text, opts, plan)
+pub fn warnings(
+    container: &Container,
+    text: &str,
+    opts: &Options,
+    plan: &Plan,
+    world: &dyn World,
+) -> Vec<Diagnostic> {
+    let mut out = relative_disk_images(container, text, opts, plan);
+    out.extend(disk_formats(container, text, opts, plan, world));
+    out
+}
+
+/// A `disk =` entry whose image is qcow2 (its magic) but that does not say
+/// `format=qcow2`, or that says so of an image that is not: `xl` would
+/// hand the guest the qcow2 container as raw blocks, or fail to open it.
+fn disk_formats(
+    container: &Container,
+    text: &str,
+    opts: &Options,
+    plan: &Plan,
+    world: &dyn World,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (spec, span) in disk_entries(container, text, opts, plan) {
+        let target = xen::disk_target(&spec);
+        if target.is_empty() {
+            continue;
+        }
+        let path = crate::uri::normalize(&opts.base_dir.join(target));
+        if !world.exists(&path) {
+            continue;
+        }
+        let says = spec.split(',').any(|f| {
+            let f = f.trim();
+            f == "format=qcow2" || f == "qcow2" || f.starts_with("qcow2:")
+        }) || spec.contains("qcow2:");
+        let is = world.is_qcow2(&path);
+        let msg = match (says, is) {
+            (false, true) => format!(
+                "disk target {} is a qcow2 image but the entry does not say `format=qcow2`: the domain would see the qcow2 file as raw blocks",
+                path.display()
+            ),
+            (true, false) => format!(
+                "disk target {} is not a qcow2 image but the entry says `format=qcow2`",
+                path.display()
+            ),
+            _ => continue,
+        };
+        out.push(Diagnostic::new(span, msg));
+    }
+    out
+}
+
+/// Each text entry of the final `disk` list with where it was written:
+/// the entry's own span when the statements map onto the final list one
+/// to one, else the last `disk` statement.
+fn disk_entries(
+    container: &Container,
+    text: &str,
+    opts: &Options,
+    plan: &Plan,
+) -> Vec<(String, Span)> {
+    let Some(Value::List(entries)) = plan.settings.get("disk") else {
+        return Vec::new();
+    };
+    let spans = disk_entry_spans(container, text, opts);
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            let spec = String::from_utf8_lossy(&entry.scalar_text()?).into_owned();
+            let span = match spans.as_ref() {
+                Some(s) if s.len() == entries.len() => s[i],
+                _ => last_disk_span(container).unwrap_or_default(),
+            };
+            Some((spec, span))
+        })
+        .collect()
 }
 
 /// A `disk =` entry naming an image the container creates by a relative
@@ -32,19 +108,11 @@ fn relative_disk_images(
             _ => None,
         })
         .collect();
-    let Some(Value::List(entries)) = plan.settings.get("disk") else {
-        return Vec::new();
-    };
     if images.is_empty() {
         return Vec::new();
     }
-    let spans = disk_entry_spans(container, text, opts);
     let mut out = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let Some(spec) = entry.scalar_text() else {
-            continue;
-        };
-        let spec = String::from_utf8_lossy(&spec);
+    for (spec, span) in disk_entries(container, text, opts, plan) {
         let target = xen::disk_target(&spec);
         if target.is_empty() || target.starts_with('/') {
             continue;
@@ -53,12 +121,6 @@ fn relative_disk_images(
         if !images.contains(made.as_path()) {
             continue;
         }
-        // the entry's own span when the statements map onto the final
-        // list one to one, else the last `disk` statement
-        let span = match spans.as_ref() {
-            Some(s) if s.len() == entries.len() => s[i],
-            _ => last_disk_span(container).unwrap_or_default(),
-        };
         out.push(Diagnostic::new(
             span,
             format!(

@@ -87,6 +87,9 @@ pub enum Action {
         block_size: Option<u32>,
         inodes: Option<u32>,
         uuid: Option<[u8; 16]>,
+        /// `base BASE`: a clone of the ext2/ext3 image BASE (an image
+        /// path, or one an earlier `[image]` makes), which is only read.
+        base: Option<PathBuf>,
     },
     Populate {
         kind: TargetKind,
@@ -109,6 +112,23 @@ pub enum Action {
         patch: UriRef,
         fork: Option<UriRef>,
     },
+    /// `[replace PATH image IMAGE ...]` and `[copy PATH image IMAGE ...]`:
+    /// one file of an ext2/ext3 image written in place through its journal.
+    Put {
+        image: PathBuf,
+        path: TreePath,
+        content: PutContent,
+        mode: Option<u32>,
+        owner: Option<(u32, u32)>,
+    },
+}
+
+/// What `Action::Put` writes: the text of a `replace`, or the file a
+/// `copy` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PutContent {
+    Text(Vec<u8>),
+    File(UriRef),
 }
 
 /// Something an action reads, in the order it reads them.
@@ -124,6 +144,8 @@ pub enum Read<'a> {
     Copy(&'a UriRef),
     /// The host directory `[create]` packs.
     Dir(&'a Path),
+    /// The image a clone is made from (read only).
+    Base(&'a Path),
 }
 
 /// Something an action writes, in the order it writes them.
@@ -142,7 +164,11 @@ impl Action {
     pub fn reads(&self) -> Vec<Read<'_>> {
         match self {
             Action::Create { src, .. } => vec![Read::Dir(src)],
-            Action::Image { .. } => Vec::new(),
+            Action::Image { base, .. } => base.iter().map(|b| Read::Base(b)).collect(),
+            Action::Put { content, .. } => match content {
+                PutContent::File(u) => vec![Read::Copy(u)],
+                PutContent::Text(_) => Vec::new(),
+            },
             Action::Populate { source, .. } => vec![Read::Tree(source)],
             Action::Replace { edit, .. } => vec![Read::Tree(&edit.archive)],
             Action::Copy { edit, source, .. } => {
@@ -160,6 +186,7 @@ impl Action {
         match self {
             Action::Create { dest, .. } => vec![Write::Output(dest)],
             Action::Image { path, .. } => vec![Write::Image(path)],
+            Action::Put { image, .. } => vec![Write::Target(TargetKind::Image, image)],
             Action::Populate { kind, target, .. } => vec![Write::Target(*kind, target)],
             Action::Replace { edit, .. } | Action::Copy { edit, .. } => edit
                 .patch
@@ -210,6 +237,18 @@ impl fmt::Display for Action {
             Action::Image {
                 path,
                 size,
+                base: Some(base),
+                ..
+            } => write!(
+                f,
+                "image {} {} bytes, a clone of {}",
+                path.display(),
+                size,
+                base.display()
+            ),
+            Action::Image {
+                path,
+                size,
                 label,
                 fs,
                 ..
@@ -225,6 +264,26 @@ impl fmt::Display for Action {
                 },
                 String::from_utf8_lossy(label)
             ),
+            Action::Put {
+                image,
+                path,
+                content,
+                ..
+            } => match content {
+                PutContent::Text(t) => write!(
+                    f,
+                    "replace {} in image {} ({} bytes)",
+                    path.display_abs(),
+                    image.display(),
+                    t.len()
+                ),
+                PutContent::File(u) => write!(
+                    f,
+                    "copy {u} to {} in image {}",
+                    path.display_abs(),
+                    image.display()
+                ),
+            },
             Action::Populate {
                 kind,
                 target,

@@ -20,6 +20,7 @@ mod cache_ftp;
 mod cache_http;
 mod cache_process;
 mod cli;
+mod clones;
 mod cpio_gnu;
 mod cpio_hostile;
 mod diff_gnu_agreement;

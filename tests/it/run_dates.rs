@@ -17,16 +17,7 @@ use std::time::{Duration, Instant};
 const ARCHIVE_DATE: i64 = 1_700_000_000;
 const FIRST: i64 = 1_700_000_100;
 
-fn e2fsck(img: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(img).output().unwrap();
-    assert!(
-        out.status.success(),
-        "e2fsck -fn {}: {}{}",
-        img.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::common::e2fsck_clean as e2fsck;
 
 /// The mtime of `path` inside the ext image `img`, as debugfs reads it.
 fn mtime_in(img: &Path, path: &str) -> i64 {

@@ -40,6 +40,7 @@ impl Runner<'_> {
                 .as_bytes(),
         );
         let mut produced: BTreeSet<String> = BTreeSet::new();
+        let mut made: BTreeSet<std::path::PathBuf> = BTreeSet::new();
         for step in &plan.steps {
             let at = format!("{}:{}", self.name, step.span);
             if let Action::Populate { target, .. } = &step.action {
@@ -58,6 +59,13 @@ impl Runner<'_> {
                         }
                         None => u,
                     },
+                    Read::Base(b) => {
+                        // a base this run makes is judged by what it is made of
+                        if !made.contains(b) {
+                            f.add("base", state::input_stamp(b).as_bytes());
+                        }
+                        continue;
+                    }
                     Read::Tree(u) | Read::Patch(u) => u,
                 };
                 let key = u.uri.resource_key();
@@ -77,6 +85,9 @@ impl Runner<'_> {
                 }
             }
             produced.extend(step.action.outputs().map(|w| w.uri.resource_key()));
+            if let Action::Image { path, .. } = &step.action {
+                made.insert(path.clone());
+            }
         }
         let rest = f.finish();
         let mut of_plan = Fingerprint::default();
@@ -269,8 +280,12 @@ pub fn expressions_digest(plan: &Plan) -> String {
                 block_size,
                 inodes,
                 uuid,
+                base,
             } => {
                 f.add("image", path.as_os_str().as_encoded_bytes());
+                if let Some(b) = base {
+                    f.add("base", b.as_os_str().as_encoded_bytes());
+                }
                 f.add("label", label);
                 f.add(
                     "options",
@@ -316,6 +331,21 @@ pub fn expressions_digest(plan: &Plan) -> String {
                 }
                 uri(&mut f, "patch", patch);
                 opt(&mut f, "fork", fork);
+            }
+            Action::Put {
+                image,
+                path,
+                content,
+                mode,
+                owner,
+            } => {
+                f.add("put image", image.as_os_str().as_encoded_bytes());
+                f.add("put", path.as_bytes());
+                match content {
+                    crate::parser::plan::PutContent::Text(t) => f.add("content", t),
+                    crate::parser::plan::PutContent::File(u) => uri(&mut f, "source", u),
+                }
+                f.add("mode", format!("{mode:?} {owner:?}").as_bytes());
             }
         }
     }

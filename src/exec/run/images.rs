@@ -18,7 +18,7 @@ pub(super) struct NewImage {
     format: Format,
     /// Staged beside the destination, renamed over it at commit.
     pub(super) staged: PathBuf,
-    dest: PathBuf,
+    pub(super) dest: PathBuf,
     pub(super) sources: Vec<(String, Box<dyn Source>)>,
     pub(super) built: bool,
     /// A digest of the image's options and of every tree populated into
@@ -37,6 +37,19 @@ enum Format {
     Ext(ext::Options),
     /// A swap area: nothing is populated into it.
     Swap(swap::Options),
+    /// A clone of another image (of this size), populated in place.
+    Clone(PathBuf, u64),
+}
+
+impl NewImage {
+    /// The size of the volume.
+    pub(super) fn size(&self) -> u64 {
+        match &self.format {
+            Format::Ext(o) => o.size,
+            Format::Swap(o) => o.size,
+            Format::Clone(_, size) => *size,
+        }
+    }
 }
 
 impl Runner<'_> {
@@ -53,9 +66,15 @@ impl Runner<'_> {
         block_size: Option<u32>,
         inodes: Option<u32>,
         uuid: Option<[u8; 16]>,
+        base: Option<&Path>,
     ) -> Result<()> {
         let uuid = uuid.unwrap_or_else(|| derive_uuid(path, size, label));
         let format = match fs {
+            _ if base.is_some() => {
+                let base = base.unwrap_or(path);
+                self.clone_size(at, path, size, base)?;
+                Format::Clone(base.to_path_buf(), size)
+            }
             FsType::Swap => Format::Swap(swap::Options {
                 size,
                 label: label.to_vec(),
@@ -101,6 +120,7 @@ impl Runner<'_> {
         match &format {
             Format::Ext(options) => digest.add("image", format!("{options:?}").as_bytes()),
             Format::Swap(options) => digest.add("swap", format!("{options:?}").as_bytes()),
+            Format::Clone(base, _) => digest.add("clone", base.as_os_str().as_encoded_bytes()),
         }
         self.images.insert(
             path.to_path_buf(),
@@ -216,11 +236,27 @@ impl Runner<'_> {
     }
 
     pub(super) fn build_image(&mut self, path: &Path) -> Result<()> {
+        // a clone's base first: the clone is made of what it is now
+        let base = match self.images.get(path) {
+            Some(NewImage {
+                format: Format::Clone(base, _),
+                built: false,
+                ..
+            }) => Some(base.clone()),
+            _ => None,
+        };
+        let base = match base {
+            Some(b) => Some(self.clone_base(&b)?),
+            None => None,
+        };
         let Some(img) = self.images.get_mut(path) else {
             return Ok(());
         };
         if img.built {
             return Ok(());
+        }
+        if let Some((_, id)) = &base {
+            img.digest.add("base", id.as_bytes());
         }
         let digest = std::mem::take(&mut img.digest).finish();
         self.image_digests.insert(img.dest.clone(), digest.clone());
@@ -241,6 +277,7 @@ impl Runner<'_> {
         }
         let at = img.dest.display().to_string();
         let staged = img.staged.clone();
+        let mut log_line = None;
         let built = (|| -> Result<()> {
             // swap holds memory pages: readable by root only, as mkswap wants
             let mode = if matches!(img.format, Format::Swap(_)) {
@@ -258,6 +295,20 @@ impl Runner<'_> {
                 .map_err(|e| io_fail(&at, staged.display(), e))?;
             let options = match &img.format {
                 Format::Ext(options) => options.clone(),
+                Format::Clone(..) => {
+                    drop(file);
+                    let (from, _) = base.as_ref().ok_or_else(|| {
+                        Failure::run(format!("{at}: the base of a clone is unknown"))
+                    })?;
+                    let how = super::clone::clone_file(from, &staged)
+                        .map_err(|e| io_fail(&at, format!("cloning {}", from.display()), e))?;
+                    log_line = Some(format!("cloned {} from {} ({how:?})", at, from.display()));
+                    for (label, src) in std::mem::take(&mut img.sources) {
+                        crate::exec::formats::populate_volume(&staged, src, &[], self.now)
+                            .map_err(|e| io_fail(&at, format!("populating from {label}"), e))?;
+                    }
+                    return Ok(());
+                }
                 Format::Swap(options) => {
                     swap::write(&file, options).map_err(|e| io_fail(&at, "swap area", e))?;
                     return file.sync_all().map_err(|e| io_fail(&at, "swap area", e));
@@ -280,7 +331,11 @@ impl Runner<'_> {
         img.built = true;
         img.sources.clear();
         let (staged, dest) = (img.staged.clone(), img.dest.clone());
-        if img.device {
+        let device = img.device;
+        if let Some(line) = log_line {
+            self.log.line(&line)?;
+        }
+        if device {
             self.commit.stage_device_image(staged, dest);
         } else {
             self.commit.stage_image(staged, dest);

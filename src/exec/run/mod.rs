@@ -7,6 +7,7 @@
 //! move staged files into place (rename for local files, temporary name
 //! and rename on the server for uploads). A failed run commits nothing.
 
+mod clone;
 mod edit;
 mod fingerprint;
 mod images;
@@ -316,7 +317,25 @@ impl Runner<'_> {
                 block_size,
                 inodes,
                 uuid,
-            } => self.image(at, path, *size, label, *fs, *block_size, *inodes, *uuid),
+                base,
+            } => self.image(
+                at,
+                path,
+                *size,
+                label,
+                *fs,
+                *block_size,
+                *inodes,
+                *uuid,
+                base.as_deref(),
+            ),
+            Action::Put {
+                image,
+                path,
+                content,
+                mode,
+                owner,
+            } => self.put(at, image, path, content, *mode, *owner),
             Action::Populate {
                 kind,
                 target,

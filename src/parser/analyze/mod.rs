@@ -30,6 +30,10 @@ pub trait World {
     fn exists(&self, path: &Path) -> bool;
     /// True when `path` holds an ext2/3/4 file system.
     fn is_ext_image(&self, path: &Path) -> bool;
+    /// True when `path` holds a qcow2 image (its magic, `QFI\xfb`).
+    fn is_qcow2(&self, _path: &Path) -> bool {
+        false
+    }
 }
 
 /// A world where nothing exists: for tests and `strip`.

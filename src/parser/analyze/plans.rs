@@ -2,7 +2,9 @@
 //! a plan step.
 
 use super::super::ast::{Expr, Span};
-use super::super::plan::{Action, DirMeta, Edit, FsType, PatchTarget, TargetKind, UriRef};
+use super::super::plan::{
+    Action, DirMeta, Edit, FsType, PatchTarget, PutContent, TargetKind, UriRef,
+};
 use super::super::template::substitute;
 use super::args::{parse_mode, parse_owner, parse_size, parse_uuid, Arg, OptionKey};
 use super::Analyzer;
@@ -16,6 +18,8 @@ option_keys! {
         BlockSize = "blocksize",
         Inodes = "inodes",
         Uuid = "uuid",
+        Base = "base",
+        Format = "format",
     }
 }
 
@@ -27,6 +31,7 @@ option_keys! {
         Fork = "fork",
         Mode = "mode",
         Owner = "owner",
+        Image = "image",
         DirMode = "dirmode",
         DirOwner = "dirowner",
     }
@@ -58,7 +63,7 @@ impl Analyzer<'_> {
 
     pub(super) fn image(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         const USAGE: &str =
-            "[image PATH SIZE [LABEL] [fs ext2|ext3|swap] [blocksize N] [inodes N] [uuid U]][end]";
+            "[image PATH SIZE [LABEL] [fs ext2|ext3|swap] [blocksize N] [inodes N] [uuid U] [base BASE [format raw]]][end]";
         if words.len() < 2 {
             let what = if words.is_empty() {
                 "PATH and SIZE"
@@ -112,6 +117,7 @@ impl Analyzer<'_> {
         }
         let (mut fs, mut block_size, mut inodes, mut uuid) = (FsType::Ext3, None, None, None);
         let mut inodes_at = None;
+        let (mut base, mut format, mut fs_given) = (None, None, None);
         let opts = self.options::<ImageKey>(e, rest, USAGE)?;
         // options that only a file system has, for a swap area's error
         let mut fs_only: Vec<(&str, Span)> = Vec::new();
@@ -121,7 +127,25 @@ impl Analyzer<'_> {
                 // point at the option's name, not its value
                 fs_only.push((opt.key.name(), opt.name.span()));
             }
+            if !matches!(opt.key, ImageKey::Base | ImageKey::Format) {
+                fs_given.get_or_insert((opt.key.name(), opt.name.span()));
+            }
             match opt.key {
+                ImageKey::Base => base = Some((self.path(w), w.span())),
+                ImageKey::Format => match v.as_str() {
+                    "raw" => format = Some(w.span()),
+                    "qcow2" => {
+                        self.err(
+                            w.span(),
+                            "format `qcow2`: vm-container clones raw images only; use `format raw`",
+                        );
+                        return None;
+                    }
+                    other => {
+                        self.err(w.span(), format!("format `{other}`: expected raw"));
+                        return None;
+                    }
+                },
                 ImageKey::Fs => match v.as_str() {
                     "ext2" => fs = FsType::Ext2,
                     "ext3" => fs = FsType::Ext3,
@@ -165,6 +189,16 @@ impl Analyzer<'_> {
                     }
                 },
             }
+        }
+        if let Some((base, base_span)) = base {
+            return self.clone_image(path, size, base, base_span, &label, fs_given);
+        }
+        if let Some(span) = format {
+            self.err(
+                span,
+                "`format` is an option of a clone: it needs `base BASE`",
+            );
+            return None;
         }
         if fs == FsType::Swap {
             let action = self.swap_image(path.clone(), size, label, uuid, &words[1], &fs_only)?;
@@ -226,7 +260,73 @@ impl Analyzer<'_> {
             block_size,
             inodes,
             uuid,
+            base: None,
         })
+    }
+
+    /// `[image PATH SIZE base BASE]`: a clone has its base's file system,
+    /// so it takes no option that would make another.
+    fn clone_image(
+        &mut self,
+        path: PathBuf,
+        size: u64,
+        base: PathBuf,
+        base_span: Span,
+        label: &[u8],
+        fs_given: Option<(&str, Span)>,
+    ) -> Option<Action> {
+        if let Some((key, span)) = fs_given {
+            self.err(
+                span,
+                format!("`{key}` makes a new file system; a clone (`base`) keeps its base's"),
+            );
+            return None;
+        }
+        if !label.is_empty() {
+            self.err(
+                base_span,
+                "a clone (`base`) keeps its base's label; give none",
+            );
+            return None;
+        }
+        if base == path {
+            self.err(base_span, "an image cannot be a clone of itself");
+            return None;
+        }
+        if !self.ext_image(base_span, &base, "base") {
+            return None;
+        }
+        self.swaps.remove(&path);
+        self.images.insert(path.clone());
+        Some(Action::Image {
+            path,
+            size,
+            label: Vec::new(),
+            fs: FsType::Ext3,
+            block_size: None,
+            inodes: None,
+            uuid: None,
+            base: Some(base),
+        })
+    }
+
+    /// Reports `path` (named by the option `what`) unless it is an
+    /// ext2/ext3 image that exists or an earlier `[image]` makes.
+    fn ext_image(&mut self, span: Span, path: &Path, what: &str) -> bool {
+        if !self.not_swap(span, path, &format!("{what} names")) {
+            return false;
+        }
+        if self.images.contains(path) || self.world.is_ext_image(path) {
+            return true;
+        }
+        self.err(
+            span,
+            format!(
+                "{what} {} is neither an ext2/ext3 image nor made by an earlier `[image]`",
+                path.display()
+            ),
+        );
+        false
     }
 
     /// `[image ... fs swap]`: a swap area has pages, not blocks or inodes.
@@ -277,6 +377,7 @@ impl Analyzer<'_> {
             block_size: None,
             inodes: None,
             uuid,
+            base: None,
         })
     }
 
@@ -375,7 +476,7 @@ impl Analyzer<'_> {
         words: &[Arg],
         usage: &str,
         positional: &mut Vec<Arg>,
-    ) -> Option<(TreePath, Edit)> {
+    ) -> Option<(TreePath, Edited)> {
         let Some(pw) = words.first() else {
             self.missing(e, words, "PATH", usage);
             return None;
@@ -407,15 +508,28 @@ impl Analyzer<'_> {
         let opts = self.options::<EditKey>(e, &opt_words, usage)?;
         let (mut archive, mut patch, mut fork) = (None, None, None);
         let (mut mode, mut owner, mut dir_mode, mut dir_owner) = (None, None, None, None);
+        let mut image: Option<(PathBuf, Span)> = None;
+        let mut archive_only: Option<(&str, Span)> = None;
         for opt in opts {
             let (w, v) = (opt.value, &opt.value.text);
             match opt.key {
                 EditKey::Archive => archive = Some(self.uri(w)?),
-                EditKey::Patch => patch = Some(self.uri(w)?),
-                EditKey::Fork => fork = Some(self.uri(w)?),
+                EditKey::Image => image = Some((self.path(w), w.span())),
+                EditKey::Patch | EditKey::Fork => {
+                    archive_only.get_or_insert((opt.key.name(), opt.name.span()));
+                    let u = Some(self.uri(w)?);
+                    if opt.key == EditKey::Patch {
+                        patch = u;
+                    } else {
+                        fork = u;
+                    }
+                }
                 EditKey::Mode | EditKey::DirMode => match parse_mode(v) {
                     Some(m) if opt.key == EditKey::Mode => mode = Some(m),
-                    Some(m) => dir_mode = Some(m),
+                    Some(m) => {
+                        archive_only.get_or_insert((opt.key.name(), opt.name.span()));
+                        dir_mode = Some(m)
+                    }
                     None => {
                         self.err(
                             w.span(),
@@ -426,7 +540,10 @@ impl Analyzer<'_> {
                 },
                 EditKey::Owner | EditKey::DirOwner => match parse_owner(v) {
                     Some(o) if opt.key == EditKey::Owner => owner = Some(o),
-                    Some(o) => dir_owner = Some(o),
+                    Some(o) => {
+                        archive_only.get_or_insert((opt.key.name(), opt.name.span()));
+                        dir_owner = Some(o)
+                    }
                     None => {
                         self.err(
                             w.span(),
@@ -437,10 +554,35 @@ impl Analyzer<'_> {
                 },
             }
         }
+        if let Some((image, span)) = image {
+            if let Some(a) = &archive {
+                self.err(
+                    a.span,
+                    "give `archive` or `image`, not both: the tree to modify is one of them",
+                );
+                return None;
+            }
+            if let Some((key, at)) = archive_only {
+                self.err(
+                    at,
+                    format!(
+                        "`{key}` writes what changed in an archive; an image is changed in place"
+                    ),
+                );
+                return None;
+            }
+            if !self.ext_image(span, &image, "image") {
+                return None;
+            }
+            return Some((path, Edited::Image { image, mode, owner }));
+        }
         let Some(archive) = archive else {
             self.err(
                 e.keyword_span,
-                format!("`[{}` needs `archive URI`: the tree to modify", e.keyword),
+                format!(
+                    "`[{}` needs `archive URI` or `image IMAGE`: the tree to modify",
+                    e.keyword
+                ),
             );
             return None;
         };
@@ -457,7 +599,7 @@ impl Analyzer<'_> {
         }
         Some((
             path,
-            Edit {
+            Edited::Archive(Box::new(Edit {
                 archive,
                 patch,
                 fork,
@@ -467,13 +609,13 @@ impl Analyzer<'_> {
                     mode: dir_mode,
                     owner: dir_owner,
                 },
-            },
+            })),
         ))
     }
 
     pub(super) fn replace(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         // the text follows a blank line inside the brackets
-        const USAGE: &str = "[replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] [dirmode OCTAL] [dirowner UID:GID], a blank line, TEXT, then `] [end]`";
+        const USAGE: &str = "[replace PATH archive URI|image IMAGE [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] [dirmode OCTAL] [dirowner UID:GID], a blank line, TEXT, then `] [end]`";
         let mut positional = Vec::new();
         let (path, edit) = self.edit(e, words, USAGE, &mut positional)?;
         if let Some(w) = positional.first() {
@@ -497,15 +639,24 @@ impl Analyzer<'_> {
                 }
             },
         };
-        Some(Action::Replace {
-            path,
-            edit,
-            content,
+        Some(match edit {
+            Edited::Archive(edit) => Action::Replace {
+                path,
+                edit: *edit,
+                content,
+            },
+            Edited::Image { image, mode, owner } => Action::Put {
+                image,
+                path,
+                content: PutContent::Text(content),
+                mode,
+                owner,
+            },
         })
     }
 
     pub(super) fn copy(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
-        const USAGE: &str = "[copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] [dirmode OCTAL] [dirowner UID:GID] SOURCE-URI][end]";
+        const USAGE: &str = "[copy PATH archive URI|image IMAGE [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] [dirmode OCTAL] [dirowner UID:GID] SOURCE-URI][end]";
         let mut positional = Vec::new();
         let (path, edit) = self.edit(e, words, USAGE, &mut positional)?;
         let Some(sw) = positional.first() else {
@@ -518,7 +669,20 @@ impl Analyzer<'_> {
         }
         let source = self.uri(sw)?;
         self.check_local_input(&source);
-        Some(Action::Copy { path, edit, source })
+        Some(match edit {
+            Edited::Archive(edit) => Action::Copy {
+                path,
+                edit: *edit,
+                source,
+            },
+            Edited::Image { image, mode, owner } => Action::Put {
+                image,
+                path,
+                content: PutContent::File(source),
+                mode,
+                owner,
+            },
+        })
     }
 
     pub(super) fn patch(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
@@ -579,6 +743,17 @@ impl Analyzer<'_> {
             fork,
         })
     }
+}
+
+/// What `replace` and `copy` change: an archive's working tree, or an
+/// image in place.
+pub(super) enum Edited {
+    Archive(Box<Edit>),
+    Image {
+        image: PathBuf,
+        mode: Option<u32>,
+        owner: Option<(u32, u32)>,
+    },
 }
 
 fn looks_like_archive(p: &Path) -> bool {

@@ -245,3 +245,15 @@ pub fn mke2fs(img: &Path, label: &str, size: &str) {
         .unwrap();
     assert!(mk.success());
 }
+
+/// Asserts that e2fsck finds the ext2/3/4 image `img` clean (`-fn`).
+pub fn e2fsck_clean(img: &Path) {
+    let out = Command::new("e2fsck").arg("-fn").arg(img).output().unwrap();
+    assert!(
+        out.status.success(),
+        "e2fsck -fn {}: {}{}",
+        img.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
