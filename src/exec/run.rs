@@ -447,13 +447,14 @@ impl<'a> Runner<'a> {
                         label: label.clone(),
                         uuid,
                     }),
-                    FsType::Ext2 | FsType::Ext3 => Format::Ext(ext::Options {
+                    FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => Format::Ext(ext::Options {
                         size: *size,
                         block_size: *block_size,
                         inodes: *inodes,
                         label: label.clone(),
                         uuid,
-                        journal: *fs == FsType::Ext3,
+                        journal: *fs != FsType::Ext2,
+                        ext4: *fs == FsType::Ext4,
                         timestamp: self.now,
                     }),
                 };
