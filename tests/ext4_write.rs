@@ -234,3 +234,75 @@ fn ext4_images_are_reproducible() {
     build(ext4_opts(32 << 20, 1024), &mut small_tree(), &b).unwrap();
     assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
 }
+
+#[test]
+fn updating_an_ext4_image_in_place_is_refused_naming_the_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    build(ext4_opts(32 << 20, 1024), &mut small_tree(), &img).unwrap();
+    let before = std::fs::read(&img).unwrap();
+    let f = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let v = vm_container::ext::Volume::open_rw(f).unwrap();
+    let e = match vm_container::ext::Populator::new(&v, T) {
+        Ok(_) => panic!("an ext4 volume was accepted for an update in place"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("not updated in place: extent 64bit flex_bg metadata_csum"),
+        "{e}"
+    );
+    drop(v);
+    assert!(std::fs::read(&img).unwrap() == before, "the image changed");
+}
+
+/// `[image ... fs ext4]` from a container file: populated from a host
+/// directory, checked clean, read back by `ls` and `cat`.
+#[test]
+fn a_container_writes_an_ext4_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/hostname"), "web\n").unwrap();
+    for i in 0..400 {
+        std::fs::write(src.join(format!("etc/f{i}")), format!("{i}\n")).unwrap();
+    }
+    let img = dir.path().join("root.img");
+    let container = dir.path().join("c.vmc");
+    std::fs::write(
+        &container,
+        format!(
+            "[image {img} 64MB root fs ext4][end]\n[populate image {img} / {src}][end]\n",
+            img = img.display(),
+            src = src.display()
+        ),
+    )
+    .unwrap();
+    let vmc = env!("CARGO_BIN_EXE_vm-container");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(vmc).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let work = dir.path().join("work");
+    run(&[
+        "--container".as_ref(),
+        container.as_os_str(),
+        "--dir".as_ref(),
+        work.as_os_str(),
+    ]);
+    e2fsck_clean(&img);
+    assert!(dumpe2fs_h(&img).contains(FEATURES));
+    assert!(debugfs(&img, "stat /etc").contains("Flags: 0x81000"));
+    let ls = run(&["ls".as_ref(), img.as_os_str(), "/etc".as_ref()]);
+    assert_eq!(ls.lines().count(), 401, "{ls}");
+    let cat = run(&["cat".as_ref(), img.as_os_str(), "/etc/hostname".as_ref()]);
+    assert_eq!(cat, "web\n");
+}

@@ -329,17 +329,15 @@ impl<'v> Populator<'v> {
             return Err(Error::NeedsRecovery);
         }
         let bad_incompat = sb.s_feature_incompat & !INCOMPAT_FILETYPE;
-        if bad_incompat != 0 {
-            return Err(Error::UnsupportedForWrite(format!(
-                "it has ext4 features that are only read here, not updated in place: {}",
-                incompat_names(bad_incompat)
-            )));
-        }
         let bad_ro = sb.s_feature_ro_compat & !WRITABLE_RO_COMPAT;
-        if bad_ro != 0 {
+        if bad_incompat != 0 || bad_ro != 0 {
+            let names: Vec<String> = [incompat_names(bad_incompat), ro_compat_names(bad_ro)]
+                .into_iter()
+                .filter(|n| !n.is_empty())
+                .collect();
             return Err(Error::UnsupportedForWrite(format!(
                 "it has ext4 features that are only read here, not updated in place: {}",
-                ro_compat_names(bad_ro)
+                names.join(" ")
             )));
         }
         let layout = super::check::check_for_write(vol)?;
