@@ -13,8 +13,9 @@ use super::Error;
 pub(super) struct Space {
     pub(super) geo: Geometry,
     pub(super) used: Bitmap,
-    /// Superblocks, descriptors, bitmaps and inode tables: never freed.
-    meta: Bitmap,
+    /// Superblocks, descriptors, bitmaps and inode tables, as sorted
+    /// `[start, end)` ranges: never freed.
+    meta: Vec<(u32, u32)>,
     pub(super) cursor: u32,
     /// What is being written, for the out-of-blocks message.
     pub(super) what: String,
@@ -23,14 +24,16 @@ pub(super) struct Space {
 impl Space {
     pub(super) fn new(geo: Geometry) -> Space {
         let mut used = Bitmap::new(u64::from(geo.blocks_count));
-        for (from, to) in geo.metadata() {
+        let mut meta = geo.metadata();
+        meta.sort_unstable();
+        for &(from, to) in &meta {
             for b in from..to {
                 used.set(u64::from(b), true);
             }
         }
         Space {
             cursor: used.next_clear(0).unwrap_or(0) as u32,
-            meta: used.clone(),
+            meta,
             geo,
             used,
             what: String::new(),
@@ -55,7 +58,9 @@ impl Space {
     /// range was never allocated by the cursor and stays.
     pub(super) fn free_range(&mut self, from: u32, to: u32) {
         for b in from..to {
-            if !self.meta.get(u64::from(b)) {
+            let i = self.meta.partition_point(|r| r.1 <= b);
+            let is_meta = self.meta.get(i).is_some_and(|r| r.0 <= b);
+            if !is_meta {
                 self.used.set(u64::from(b), false);
             }
         }
