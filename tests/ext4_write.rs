@@ -306,3 +306,26 @@ fn a_container_writes_an_ext4_image() {
     let cat = run(&["cat".as_ref(), img.as_os_str(), "/etc/hostname".as_ref()]);
     assert_eq!(cat, "web\n");
 }
+
+/// dir_nlink: a directory with more than 65,000 subdirectories counts
+/// one link, as the kernel and e2fsck expect.
+#[test]
+fn a_directory_past_the_link_limit_counts_one_link() {
+    let mut t = MemTree::new();
+    t.dir("d", 0o755, 0, 0, T);
+    for i in 0..65_010 {
+        t.dir(&format!("d/{i}"), 0o755, 0, 0, T);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    let opts = Options {
+        inodes: Some(70_000),
+        ..ext4_opts(160 << 20, 1024)
+    };
+    build(opts, &mut t, &img).unwrap();
+    e2fsck_clean(&img);
+    let s = debugfs(&img, "stat /d");
+    assert!(s.contains("Links: 1 "), "{s}");
+    let s = debugfs(&img, "stat /d/65009");
+    assert!(s.contains("Links: 2 "), "{s}");
+}
