@@ -276,12 +276,16 @@ mod tests {
 
     #[test]
     fn half_md4_matches_e2fsprogs() {
-        // debugfs "dx_hash -h half_md4" with the all-zero (default) seed
+        // debugfs's dx_hash -h half_md4 (the default, all-zero seed;
+        // signed bytes): a short name, and one of 42 bytes, two rounds,
+        // ending in bytes above 127
         let zero = [0u32; 4];
-        assert_eq!(half_md4(b"", zero, true).0, 0xefcd_ab88 & !1);
-        let (a, _) = half_md4(b"file-0001", zero, true);
-        let (b, _) = half_md4(b"file-0002", zero, true);
-        assert_ne!(a, b);
-        assert_eq!(a & 1, 0);
+        assert_eq!(
+            half_md4(b"file-0001", zero, true),
+            (0xeeba_29b4, 0xf56d_dffa)
+        );
+        let long = [&[b'a'; 40][..], "\u{e9}".as_bytes()].concat();
+        assert_eq!(half_md4(&long, zero, true), (0x7ad2_a01a, 0xac9a_c062));
+        assert_ne!(half_md4(&long, zero, false), half_md4(&long, zero, true));
     }
 }
