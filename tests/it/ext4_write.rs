@@ -1,11 +1,12 @@
 //! ext4 images written by `ext::Builder`, checked with e2fsck, dumpe2fs,
 //! debugfs and the kernel (loop mounts, read-only then read-write).
 
-mod ext_common;
+use crate::ext_common;
 
+use crate::common::bin;
+use crate::common::trees::{run_ok, sh_ok, Job};
 use ext_common::*;
 use std::path::Path;
-use std::process::Command;
 use vm_container::ext::Options;
 use vm_container::tree::manifest::manifest;
 use vm_container::tree::{Entry, Kind, Meta, TreePath};
@@ -78,34 +79,23 @@ fn ext4_tree() -> MemTree {
     t
 }
 
-fn sh(script: &str) {
-    let out = Command::new("sh").arg("-ec").arg(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Checks what the tools say of an image built from [`ext4_tree`].
 fn check_offline(img: &Path, bs: u32) {
     e2fsck_clean(img);
     let h = dumpe2fs_h(img);
-    assert!(h.contains(FEATURES), "{h}");
-    assert!(h.contains("Checksum type:            crc32c"), "{h}");
-    assert!(h.contains("Group descriptor size:    64"), "{h}");
-    assert!(h.contains("Flex block group size:    16"), "{h}");
-    assert!(h.contains("Required extra isize:     32"), "{h}");
-    assert!(
-        h.contains("Journal features:         journal_checksum_v3"),
-        "{h}"
-    );
-    assert!(h.contains("Journal checksum type:    crc32c"), "{h}");
-    assert!(
-        h.contains(&format!("Block size:               {bs}")),
-        "{h}"
-    );
+    let block_size = format!("Block size:               {bs}");
+    for line in [
+        FEATURES,
+        "Checksum type:            crc32c",
+        "Group descriptor size:    64",
+        "Flex block group size:    16",
+        "Required extra isize:     32",
+        "Journal features:         journal_checksum_v3",
+        "Journal checksum type:    crc32c",
+        &block_size,
+    ] {
+        assert!(h.contains(line), "{line} missing:\n{h}");
+    }
 
     let s = debugfs(img, "stat /hundred");
     assert!(
@@ -160,8 +150,10 @@ fn check_full(bs: u32) {
     // splits), a big file, removals, then a clean check
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    sh(&format!(
-        "mount -o loop {img} {mnt}
+    sh_ok(
+        &format!(
+            "set -e
+         mount -o loop {img} {mnt}
          trap 'umount {mnt}' EXIT
          for i in $(seq 1 3000); do echo $i > {mnt}/many/added-name-$i; done
          rm -f {mnt}/many/entry-00*
@@ -169,9 +161,11 @@ fn check_full(bs: u32) {
          rm {mnt}/fragmented {mnt}/long-link
          mkdir -p {mnt}/a/b/c && cp -a {mnt}/etc {mnt}/a/b/c/
          rm -rf {mnt}/few",
-        img = img.display(),
-        mnt = mnt.display()
-    ));
+            img = img.display(),
+            mnt = mnt.display()
+        ),
+        dir.path(),
+    );
     e2fsck_clean(&img);
     let after = volume_manifest(&img);
     assert!(after.contains_key(&TreePath::from_member(b"many/added-name-3000").unwrap()));
@@ -271,39 +265,18 @@ fn a_container_writes_an_ext4_image() {
         std::fs::write(src.join(format!("etc/f{i}")), format!("{i}\n")).unwrap();
     }
     let img = dir.path().join("root.img");
-    let container = dir.path().join("c.vmc");
-    std::fs::write(
-        &container,
-        format!(
-            "[image {img} 64MB root fs ext4][end]\n[populate image {img} / {src}][end]\n",
-            img = img.display(),
-            src = src.display()
-        ),
-    )
-    .unwrap();
-    let vmc = env!("CARGO_BIN_EXE_vm-container");
-    let run = |args: &[&std::ffi::OsStr]| {
-        let out = Command::new(vmc).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let work = dir.path().join("work");
-    run(&[
-        "--container".as_ref(),
-        container.as_os_str(),
-        "--dir".as_ref(),
-        work.as_os_str(),
-    ]);
+    let text = format!(
+        "[image {img} 64MB root fs ext4][end]\n[populate image {img} / {src}][end]\n",
+        img = img.display(),
+        src = src.display()
+    );
+    Job::new(dir.path(), "c.vmc", &text).ok();
     e2fsck_clean(&img);
     assert!(dumpe2fs_h(&img).contains(FEATURES));
     assert!(debugfs(&img, "stat /etc").contains("Flags: 0x81000"));
-    let ls = run(&["ls".as_ref(), img.as_os_str(), "/etc".as_ref()]);
+    let ls = run_ok(bin().arg("ls").arg(&img).arg("/etc"));
     assert_eq!(ls.lines().count(), 401, "{ls}");
-    let cat = run(&["cat".as_ref(), img.as_os_str(), "/etc/hostname".as_ref()]);
+    let cat = run_ok(bin().arg("cat").arg(&img).arg("/etc/hostname"));
     assert_eq!(cat, "web\n");
 }
 
