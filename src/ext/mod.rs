@@ -93,7 +93,7 @@ pub enum Error {
     },
     #[error("unsupported block size {0} (use 1024, 2048 or 4096)")]
     BlockSize(u32),
-    #[error("volume of {size} bytes is too small for an ext2/ext3 file system")]
+    #[error("volume of {size} bytes is too small for an ext2/3/4 file system")]
     TooSmall { size: u64 },
     #[error("volume of {size} bytes has more than 2^32 blocks of {block_size} bytes")]
     TooLarge { size: u64, block_size: u32 },
@@ -137,7 +137,7 @@ pub enum Error {
     },
     #[error("{path}: empty symlink target (ext2/ext3 cannot store one)")]
     EmptySymlink { path: String },
-    #[error("{path}: file of {size} bytes exceeds the indirect-block limit")]
+    #[error("{path}: file of {size} bytes is larger than the volume can map (indirect blocks or extents)")]
     FileTooLarge { path: String, size: u64 },
     #[error("{path}: content ended after {got} of {expected} bytes")]
     ShortData {
