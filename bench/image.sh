@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Building an ext3 image from a cpio.gz archive of a real tree (a copy of
-# /usr/share unless TREE is given), every image the same SIZE (2G):
-#   ours  a container `[image IMG SIZE][end]` + `[populate image IMG /mnt ARCHIVE][end]`
+# Building an ext3 (or FS=ext4) image from a cpio.gz archive of a real tree
+# (a copy of /usr/share unless TREE is given), every image the same SIZE (2G):
+#   ours  a container `[image IMG SIZE fs FS][end]` + `[populate image IMG /mnt ARCHIVE][end]`
 #         (its time includes the image's final fsync)
-#   (a)   `gzip -dc ARCHIVE | cpio -idm` into a directory, then `mke2fs -q -t ext3 -d DIR IMG SIZE`
-#   (b)   the paper's way, as root: `mkfs.ext3 -q IMG SIZE`, `mount -o loop IMG MNT`,
+#   (a)   `gzip -dc ARCHIVE | cpio -idm` into a directory, then `mke2fs -q -t FS -d DIR IMG SIZE`
+#   (b)   the paper's way, as root: `mkfs.FS -q IMG SIZE`, `mount -o loop IMG MNT`,
 #         `gzip -dc ARCHIVE | cpio -idm` into MNT, `umount MNT`
 #   (c)   `gzip -dc ARCHIVE > /dev/null` alone (decompression only)
 #   (p)   `pigz -dc ARCHIVE > /dev/null`
@@ -15,7 +15,8 @@
 # once with `e2fsck -fn`.
 #
 #   bench/image.sh [TREE [SIZE]]
-# Environment: TREE, SIZE (default 2G), RUNS (default 3), WARMUP (default 1),
+# Environment: TREE, SIZE (default 2G), FS (ext3 or ext4, default ext3),
+#   RUNS (default 3), WARMUP (default 1),
 #   ARCHIVE (use this cpio.gz instead of packing TREE), BENCH_WORK (where to
 #   make the work directory, default /tmp), BENCH_KEEP=1 (keep it).
 # Every timed run starts from nothing: its --prepare removes the image, the
@@ -26,11 +27,13 @@ cd "$(dirname "$0")/.."
 
 TREE=${1:-${TREE:-/usr/share}}
 SIZE=${2:-${SIZE:-2G}}
+FS=${FS:-ext3}
+case $FS in ext3 | ext4) ;; *) echo "FS must be ext3 or ext4" >&2; exit 2 ;; esac
 RUNS=${RUNS:-3}
 WARMUP=${WARMUP:-1}
 
 missing=()
-for tool in hyperfine cpio gzip pigz libdeflate-gunzip mke2fs mkfs.ext3 e2fsck python3 cargo; do
+for tool in hyperfine cpio gzip pigz libdeflate-gunzip mke2fs "mkfs.$FS" e2fsck python3 cargo; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 [ -x /usr/bin/time ] || missing+=(/usr/bin/time)
@@ -68,19 +71,19 @@ else
 fi
 entries=$(gzip -dc "$ARCHIVE" | cpio -it --quiet 2>/dev/null | wc -l)
 raw=$(gzip -dc "$ARCHIVE" | wc -c)
-echo "archive: $ARCHIVE, $(stat -c %s "$ARCHIVE") bytes gzip, $raw bytes cpio, $entries entries; image size $SIZE" >&2
+echo "archive: $ARCHIVE, $(stat -c %s "$ARCHIVE") bytes gzip, $raw bytes cpio, $entries entries; $FS image of $SIZE" >&2
 
 IMG_O=$WORK/ours.img IMG_A=$WORK/a.img IMG_B=$WORK/b.img
 DIR_A=$WORK/a-tree MNT=$WORK/mnt VMC_DIR=$WORK/vmc
 mkdir -p "$MNT"
-printf '[image %s %s bench][end]\n[populate image %s /mnt %s][end]\n' \
-    "$IMG_O" "$SIZE" "$IMG_O" "$ARCHIVE" > "$WORK/ours.vmc"
+printf '[image %s %s bench fs %s][end]\n[populate image %s /mnt %s][end]\n' \
+    "$IMG_O" "$SIZE" "$FS" "$IMG_O" "$ARCHIVE" > "$WORK/ours.vmc"
 
 CMD_O="$BIN -q --container $WORK/ours.vmc --dir $VMC_DIR"
 PREP_O="rm -rf $IMG_O $VMC_DIR && sync"
-CMD_A="cd $DIR_A && gzip -dc $ARCHIVE | cpio -idm --quiet --no-absolute-filenames && mke2fs -q -t ext3 -d $DIR_A $IMG_A $SIZE"
+CMD_A="cd $DIR_A && gzip -dc $ARCHIVE | cpio -idm --quiet --no-absolute-filenames && mke2fs -q -t $FS -d $DIR_A $IMG_A $SIZE"
 PREP_A="rm -rf $IMG_A $DIR_A && mkdir $DIR_A && sync"
-CMD_B="mkfs.ext3 -q $IMG_B $SIZE && mount -o loop $IMG_B $MNT && cd $MNT && gzip -dc $ARCHIVE | cpio -idm --quiet --no-absolute-filenames && cd / && umount $MNT"
+CMD_B="mkfs.$FS -q $IMG_B $SIZE && mount -o loop $IMG_B $MNT && cd $MNT && gzip -dc $ARCHIVE | cpio -idm --quiet --no-absolute-filenames && cd / && umount $MNT"
 PREP_B="(! mountpoint -q $MNT || umount $MNT) && rm -f $IMG_B && sync"
 CMD_C="gzip -dc $ARCHIVE > /dev/null"
 CMD_P="pigz -dc $ARCHIVE > /dev/null"

@@ -26,6 +26,21 @@ pub struct DirEntry {
     pub name: Vec<u8>,
 }
 
+/// The directory entry file type of an inode of mode `mode`.
+pub fn file_type(mode: u16) -> u8 {
+    use crate::tree::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
+    match u32::from(mode) & S_IFMT {
+        S_IFREG => EXT2_FT_REG_FILE,
+        S_IFDIR => EXT2_FT_DIR,
+        S_IFCHR => EXT2_FT_CHRDEV,
+        S_IFBLK => EXT2_FT_BLKDEV,
+        S_IFIFO => EXT2_FT_FIFO,
+        S_IFSOCK => EXT2_FT_SOCK,
+        S_IFLNK => EXT2_FT_SYMLINK,
+        _ => EXT2_FT_UNKNOWN,
+    }
+}
+
 /// The smallest `rec_len` that holds a name of `name_len` bytes.
 pub fn rec_len_for(name_len: usize) -> usize {
     (HEADER + name_len + 3) & !3

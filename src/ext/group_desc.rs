@@ -14,7 +14,15 @@ pub struct GroupDesc {
     pub bg_free_inodes_count: u32,
     pub bg_used_dirs_count: u32,
     pub bg_flags: u16,
+    /// Checksums of the bitmaps (metadata_csum).
+    pub bg_block_bitmap_csum: u32,
+    pub bg_inode_bitmap_csum: u32,
+    /// Inodes at the end of the group's table never used.
+    pub bg_itable_unused: u32,
 }
+
+/// `bg_flags`: the inode table is known to be zeroed.
+pub const EXT4_BG_INODE_ZEROED: u16 = 0x0004;
 
 impl GroupDesc {
     /// Decodes one descriptor; the high halves are read only when the
@@ -43,6 +51,9 @@ impl GroupDesc {
             bg_free_inodes_count: u32::from(le16(b, 0xE)) | hi16(0x2E),
             bg_used_dirs_count: u32::from(le16(b, 0x10)) | hi16(0x30),
             bg_flags: le16(b, 0x12),
+            bg_block_bitmap_csum: u32::from(le16(b, 0x18)) | hi16(0x38),
+            bg_inode_bitmap_csum: u32::from(le16(b, 0x1A)) | hi16(0x3A),
+            bg_itable_unused: u32::from(le16(b, 0x1C)) | hi16(0x32),
         }
     }
 
@@ -57,6 +68,30 @@ impl GroupDesc {
         put16(&mut b, 0xE, self.bg_free_inodes_count as u16);
         put16(&mut b, 0x10, self.bg_used_dirs_count as u16);
         put16(&mut b, 0x12, self.bg_flags);
+        b
+    }
+
+    /// Encodes a descriptor of `desc_size` bytes (32 or 64) with the
+    /// fields ext4 keeps: the high halves, the bitmap checksums and the
+    /// unused-inode count. `bg_checksum` is left zero for the caller to
+    /// seal.
+    pub fn encode_wide(&self, desc_size: usize) -> Vec<u8> {
+        let mut b = vec![0u8; desc_size];
+        b[..GROUP_DESC_SIZE].copy_from_slice(&self.encode());
+        put16(&mut b, 0x18, self.bg_block_bitmap_csum as u16);
+        put16(&mut b, 0x1A, self.bg_inode_bitmap_csum as u16);
+        put16(&mut b, 0x1C, self.bg_itable_unused as u16);
+        if desc_size >= 64 {
+            put32(&mut b, 0x20, (self.bg_block_bitmap >> 32) as u32);
+            put32(&mut b, 0x24, (self.bg_inode_bitmap >> 32) as u32);
+            put32(&mut b, 0x28, (self.bg_inode_table >> 32) as u32);
+            put16(&mut b, 0x2C, (self.bg_free_blocks_count >> 16) as u16);
+            put16(&mut b, 0x2E, (self.bg_free_inodes_count >> 16) as u16);
+            put16(&mut b, 0x30, (self.bg_used_dirs_count >> 16) as u16);
+            put16(&mut b, 0x32, (self.bg_itable_unused >> 16) as u16);
+            put16(&mut b, 0x38, (self.bg_block_bitmap_csum >> 16) as u16);
+            put16(&mut b, 0x3A, (self.bg_inode_bitmap_csum >> 16) as u16);
+        }
         b
     }
 }
@@ -75,7 +110,16 @@ mod tests {
             bg_free_inodes_count: 20,
             bg_used_dirs_count: 2,
             bg_flags: 0,
+            ..Default::default()
         };
         assert_eq!(GroupDesc::decode(&g.encode(), 32), g);
+        let w = GroupDesc {
+            bg_inode_table: 1 << 33,
+            bg_free_blocks_count: 70000,
+            bg_block_bitmap_csum: 0xdead_beef,
+            bg_itable_unused: 9,
+            ..g
+        };
+        assert_eq!(GroupDesc::decode(&w.encode_wide(64), 64), w);
     }
 }

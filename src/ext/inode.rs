@@ -2,6 +2,7 @@
 //! 256-byte inodes with 32 bytes of extra fields.
 
 use super::bytes::*;
+use crate::tree::Meta;
 
 pub const INODE_SIZE: usize = 256;
 pub const EXTRA_ISIZE: u16 = 32;
@@ -15,6 +16,11 @@ pub const EXT2_ROOT_INO: u32 = 2;
 pub const EXT2_JOURNAL_INO: u32 = 8;
 pub const EXT2_GOOD_OLD_FIRST_INO: u32 = 11;
 
+/// The most links an inode may have; a directory past it under dir_nlink
+/// counts 1.
+pub const EXT4_LINK_MAX: u16 = 65000;
+
+pub const EXT2_INDEX_FL: u32 = 0x1000;
 pub const EXT4_EXTENTS_FL: u32 = 0x0008_0000;
 pub const EXT4_INLINE_DATA_FL: u32 = 0x1000_0000;
 
@@ -51,6 +57,49 @@ pub struct Inode {
 }
 
 impl Inode {
+    /// A new inode of `mode` with `meta`'s owner and times (access,
+    /// change, modification and, in large records, creation all at the
+    /// modification time), one link, in a record of `inode_size` bytes.
+    pub fn new(mode: u32, meta: Meta, inode_size: u32) -> Inode {
+        let mut i = Inode {
+            i_links_count: 1,
+            i_extra_isize: if inode_size > 128 { EXTRA_ISIZE } else { 0 },
+            ..Default::default()
+        };
+        i.apply_meta(mode, meta);
+        if inode_size > 128 {
+            i.i_crtime = i.i_mtime;
+            i.i_crtime_extra = i.i_mtime_extra;
+        }
+        i
+    }
+
+    /// Sets mode, owner and times from `meta`; a time that cannot be
+    /// stored becomes the epoch (callers check times first).
+    pub fn apply_meta(&mut self, mode: u32, meta: Meta) {
+        let (t, extra) = encode_time(meta.mtime).unwrap_or((0, 0));
+        self.i_mode = mode as u16;
+        self.i_uid = meta.uid as u16;
+        self.l_i_uid_high = (meta.uid >> 16) as u16;
+        self.i_gid = meta.gid as u16;
+        self.l_i_gid_high = (meta.gid >> 16) as u16;
+        self.i_atime = t;
+        self.i_ctime = t;
+        self.i_mtime = t;
+        if self.i_extra_isize >= 16 {
+            self.i_ctime_extra = extra;
+            self.i_mtime_extra = extra;
+            self.i_atime_extra = extra;
+        }
+    }
+
+    /// Sets the size and the 512-byte sector count (its low 32 bits).
+    pub fn set_size(&mut self, size: u64, sectors: u64) {
+        self.i_size_lo = size as u32;
+        self.i_size_high = (size >> 32) as u32;
+        self.i_blocks_lo = sectors as u32;
+    }
+
     /// Decodes an inode record of `len` bytes (128 or more).
     pub fn decode(b: &[u8]) -> Inode {
         let mut blk = [0u32; EXT2_N_BLOCKS];

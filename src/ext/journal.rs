@@ -5,6 +5,10 @@ use super::bytes::*;
 
 pub const JBD2_MAGIC_NUMBER: u32 = 0xC03B_3998;
 pub const JBD2_SUPERBLOCK_V2: u32 = 4;
+/// Incompatible feature: checksum v3 on every journal block.
+pub const JBD2_FEATURE_INCOMPAT_CSUM_V3: u32 = 0x10;
+/// `s_checksum_type` for crc32c.
+pub const JBD2_CRC32C_CHKSUM: u8 = 4;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JournalSuperblock {
@@ -22,6 +26,7 @@ pub struct JournalSuperblock {
     pub s_feature_ro_compat: u32,
     pub s_uuid: [u8; 16],
     pub s_nr_users: u32,
+    pub s_checksum_type: u8,
 }
 
 impl JournalSuperblock {
@@ -60,7 +65,21 @@ impl JournalSuperblock {
         put_be32(&mut b, 0x2C, self.s_feature_ro_compat);
         put_bytes(&mut b, 0x30, &self.s_uuid);
         put_be32(&mut b, 0x40, self.s_nr_users);
+        if let Some(t) = b.get_mut(0x50) {
+            *t = self.s_checksum_type;
+        }
+        if self.s_feature_incompat & JBD2_FEATURE_INCOMPAT_CSUM_V3 != 0 {
+            super::csum::seal_journal_superblock(&mut b);
+        }
         b
+    }
+
+    /// The same with checksum v3 (crc32c), for volumes with
+    /// metadata_csum.
+    pub fn with_csum_v3(mut self) -> JournalSuperblock {
+        self.s_feature_incompat |= JBD2_FEATURE_INCOMPAT_CSUM_V3;
+        self.s_checksum_type = JBD2_CRC32C_CHKSUM;
+        self
     }
 }
 

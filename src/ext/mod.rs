@@ -1,5 +1,5 @@
-//! ext2/ext3 images written by hand, and ext2/3/4 volumes read without
-//! mounting.
+//! ext2/ext3/ext4 images written by hand, and ext2/3/4 volumes read
+//! without mounting.
 //!
 //! [`Builder`] is a [`crate::tree::Sink`]: it writes file content to the
 //! image as entries arrive (holes stay holes, only non-zero blocks and
@@ -11,11 +11,16 @@
 //!
 //! Structure names and field names follow the ext4 disk layout.
 
+mod alloc;
 mod bitmap;
+mod blockmap;
 mod bytes;
 mod check;
+mod csum;
 mod dir_entry;
+mod extent;
 mod group_desc;
+mod htree;
 mod inode;
 mod io;
 mod journal;
@@ -47,6 +52,9 @@ pub struct Options {
     pub uuid: [u8; 16],
     /// ext3 (with an internal journal) rather than ext2.
     pub journal: bool,
+    /// ext4: extents, 64bit, flex_bg, metadata_csum and the other
+    /// features of mke2fs's ext4 (with a journal whatever `journal` says).
+    pub ext4: bool,
     /// Seconds since the epoch used for every superblock and journal time
     /// field, so that identical inputs give identical images.
     pub timestamp: i64,
@@ -62,6 +70,7 @@ impl Options {
             label: Vec::new(),
             uuid: [0; 16],
             journal: true,
+            ext4: false,
             timestamp: 0,
         }
     }
@@ -84,7 +93,7 @@ pub enum Error {
     },
     #[error("unsupported block size {0} (use 1024, 2048 or 4096)")]
     BlockSize(u32),
-    #[error("volume of {size} bytes is too small for an ext2/ext3 file system")]
+    #[error("volume of {size} bytes is too small for an ext2/3/4 file system")]
     TooSmall { size: u64 },
     #[error("volume of {size} bytes has more than 2^32 blocks of {block_size} bytes")]
     TooLarge { size: u64, block_size: u32 },
@@ -128,7 +137,7 @@ pub enum Error {
     },
     #[error("{path}: empty symlink target (ext2/ext3 cannot store one)")]
     EmptySymlink { path: String },
-    #[error("{path}: file of {size} bytes exceeds the indirect-block limit")]
+    #[error("{path}: file of {size} bytes is larger than the volume can map (indirect blocks or extents)")]
     FileTooLarge { path: String, size: u64 },
     #[error("{path}: content ended after {got} of {expected} bytes")]
     ShortData {

@@ -12,10 +12,15 @@ pub const EXT2_ERRORS_CONTINUE: u16 = 1;
 pub const EXT2_DYNAMIC_REV: u32 = 1;
 pub const EXT2_OS_LINUX: u32 = 0;
 pub const EXT2_FLAGS_SIGNED_HASH: u32 = 0x0001;
-pub const EXT2_HASH_HALF_MD4: u8 = 1;
 pub const EXT3_JNL_BACKUP_BLOCKS: u8 = 1;
 
 pub const COMPAT_HAS_JOURNAL: u32 = 0x0004;
+pub const COMPAT_EXT_ATTR: u32 = 0x0008;
+pub const COMPAT_DIR_INDEX: u32 = 0x0020;
+
+/// `s_default_mount_opts`: user_xattr and acl, as mke2fs sets them.
+pub const DEFM_XATTR_USER: u32 = 0x0004;
+pub const DEFM_ACL: u32 = 0x0008;
 
 pub const INCOMPAT_FILETYPE: u32 = 0x0002;
 pub const INCOMPAT_RECOVER: u32 = 0x0004;
@@ -30,6 +35,77 @@ pub const INCOMPAT_INLINE_DATA: u32 = 0x8000;
 
 pub const RO_COMPAT_SPARSE_SUPER: u32 = 0x0001;
 pub const RO_COMPAT_LARGE_FILE: u32 = 0x0002;
+pub const RO_COMPAT_HUGE_FILE: u32 = 0x0008;
+pub const RO_COMPAT_DIR_NLINK: u32 = 0x0020;
+pub const RO_COMPAT_EXTRA_ISIZE: u32 = 0x0040;
+pub const RO_COMPAT_METADATA_CSUM: u32 = 0x0400;
+
+/// The names e2fsprogs gives the incompatible features in `bits`, and
+/// the hex of any it has no name for.
+pub fn incompat_names(bits: u32) -> String {
+    feature_names(
+        bits,
+        &[
+            (0x0001, "compression"),
+            (INCOMPAT_FILETYPE, "filetype"),
+            (INCOMPAT_RECOVER, "needs_recovery"),
+            (0x0008, "journal_dev"),
+            (0x0010, "meta_bg"),
+            (INCOMPAT_EXTENTS, "extent"),
+            (INCOMPAT_64BIT, "64bit"),
+            (INCOMPAT_MMP, "mmp"),
+            (INCOMPAT_FLEX_BG, "flex_bg"),
+            (INCOMPAT_EA_INODE, "ea_inode"),
+            (0x1000, "dirdata"),
+            (INCOMPAT_CSUM_SEED, "metadata_csum_seed"),
+            (INCOMPAT_LARGEDIR, "large_dir"),
+            (INCOMPAT_INLINE_DATA, "inline_data"),
+            (0x10000, "encrypt"),
+            (0x20000, "casefold"),
+        ],
+    )
+}
+
+/// The names of the read-only-compatible features in `bits`.
+pub fn ro_compat_names(bits: u32) -> String {
+    feature_names(
+        bits,
+        &[
+            (RO_COMPAT_SPARSE_SUPER, "sparse_super"),
+            (RO_COMPAT_LARGE_FILE, "large_file"),
+            (0x0004, "btree_dir"),
+            (RO_COMPAT_HUGE_FILE, "huge_file"),
+            (0x0010, "uninit_bg"),
+            (RO_COMPAT_DIR_NLINK, "dir_nlink"),
+            (RO_COMPAT_EXTRA_ISIZE, "extra_isize"),
+            (0x0080, "snapshot"),
+            (0x0100, "quota"),
+            (0x0200, "bigalloc"),
+            (RO_COMPAT_METADATA_CSUM, "metadata_csum"),
+            (0x0800, "replica"),
+            (0x1000, "read-only"),
+            (0x2000, "project"),
+            (0x4000, "shared_blocks"),
+            (0x8000, "verity"),
+            (0x10000, "orphan_present"),
+        ],
+    )
+}
+
+fn feature_names(bits: u32, names: &[(u32, &str)]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = bits;
+    for &(bit, name) in names {
+        if bits & bit != 0 {
+            out.push(name.to_string());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        out.push(format!("{rest:#x}"));
+    }
+    out.join(" ")
+}
 
 /// The fields this crate reads or writes, named as in the on-disk layout.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -73,6 +149,7 @@ pub struct Superblock {
     pub s_def_hash_version: u8,
     pub s_jnl_backup_type: u8,
     pub s_desc_size: u16,
+    pub s_default_mount_opts: u32,
     pub s_first_meta_bg: u32,
     pub s_mkfs_time: u32,
     pub s_jnl_blocks: [u32; 17],
@@ -80,6 +157,8 @@ pub struct Superblock {
     pub s_min_extra_isize: u16,
     pub s_want_extra_isize: u16,
     pub s_flags: u32,
+    pub s_log_groups_per_flex: u8,
+    pub s_checksum_type: u8,
     pub s_wtime_hi: u8,
     pub s_mtime_hi: u8,
     pub s_mkfs_time_hi: u8,
@@ -136,6 +215,7 @@ impl Superblock {
             s_def_hash_version: b.get(0xFC).copied().unwrap_or(0),
             s_jnl_backup_type: b.get(0xFD).copied().unwrap_or(0),
             s_desc_size: le16(b, 0xFE),
+            s_default_mount_opts: le32(b, 0x100),
             s_first_meta_bg: le32(b, 0x104),
             s_mkfs_time: le32(b, 0x108),
             s_jnl_blocks: jnl,
@@ -143,6 +223,8 @@ impl Superblock {
             s_min_extra_isize: le16(b, 0x15C),
             s_want_extra_isize: le16(b, 0x15E),
             s_flags: le32(b, 0x160),
+            s_log_groups_per_flex: b.get(0x174).copied().unwrap_or(0),
+            s_checksum_type: b.get(0x175).copied().unwrap_or(0),
             s_wtime_hi: b.get(0x274).copied().unwrap_or(0),
             s_mtime_hi: b.get(0x275).copied().unwrap_or(0),
             s_mkfs_time_hi: b.get(0x276).copied().unwrap_or(0),
@@ -193,6 +275,7 @@ impl Superblock {
         b[0xFC] = self.s_def_hash_version;
         b[0xFD] = self.s_jnl_backup_type;
         put16(&mut b, 0xFE, self.s_desc_size);
+        put32(&mut b, 0x100, self.s_default_mount_opts);
         put32(&mut b, 0x104, self.s_first_meta_bg);
         put32(&mut b, 0x108, self.s_mkfs_time);
         for (i, j) in self.s_jnl_blocks.iter().enumerate() {
@@ -202,6 +285,8 @@ impl Superblock {
         put16(&mut b, 0x15C, self.s_min_extra_isize);
         put16(&mut b, 0x15E, self.s_want_extra_isize);
         put32(&mut b, 0x160, self.s_flags);
+        b[0x174] = self.s_log_groups_per_flex;
+        b[0x175] = self.s_checksum_type;
         b[0x274] = self.s_wtime_hi;
         b[0x275] = self.s_mtime_hi;
         b[0x276] = self.s_mkfs_time_hi;

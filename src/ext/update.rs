@@ -14,29 +14,22 @@
 //! kernel) completes the new one. ext2 has no journal; its metadata is
 //! written in place directly.
 
+use super::blockmap::{copy_content, BlockAlloc, BlockMapper, FileMap};
 use super::bytes::*;
 use super::dir_entry::{self, BlockPacker};
 use super::inode::{self, Inode};
 use super::io::Disk;
 use super::superblock::*;
-use super::writer::{BlockAlloc, BlockMapper};
 use super::{Error, Volume};
-use crate::tree::{Entry, Kind, Meta, Sink, TreePath, S_IFDIR, S_IFMT};
+use crate::tree::{Dense, Entry, Kind, Meta, Sink, TreePath, S_IFDIR, S_IFMT};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 
-const RO_COMPAT_HUGE_FILE: u32 = 0x0008;
-const RO_COMPAT_DIR_NLINK: u32 = 0x0020;
-const RO_COMPAT_EXTRA_ISIZE: u32 = 0x0040;
 const WRITABLE_RO_COMPAT: u32 = RO_COMPAT_SPARSE_SUPER
     | RO_COMPAT_LARGE_FILE
     | RO_COMPAT_HUGE_FILE
     | RO_COMPAT_DIR_NLINK
     | RO_COMPAT_EXTRA_ISIZE;
-const EXT2_INDEX_FL: u32 = 0x1000;
-/// The most links an inode may have; a directory past it under dir_nlink
-/// counts 1.
-const EXT4_LINK_MAX: u16 = 65000;
 
 const JBD2_DESCRIPTOR_BLOCK: u32 = 1;
 const JBD2_COMMIT_BLOCK: u32 = 2;
@@ -336,15 +329,15 @@ impl<'v> Populator<'v> {
             return Err(Error::NeedsRecovery);
         }
         let bad_incompat = sb.s_feature_incompat & !INCOMPAT_FILETYPE;
-        if bad_incompat != 0 {
-            return Err(Error::UnsupportedForWrite(format!(
-                "incompatible features {bad_incompat:#x} (extents, 64bit, flex_bg and other ext4 features are read-only here)"
-            )));
-        }
         let bad_ro = sb.s_feature_ro_compat & !WRITABLE_RO_COMPAT;
-        if bad_ro != 0 {
+        if bad_incompat != 0 || bad_ro != 0 {
+            let names: Vec<String> = [incompat_names(bad_incompat), ro_compat_names(bad_ro)]
+                .into_iter()
+                .filter(|n| !n.is_empty())
+                .collect();
             return Err(Error::UnsupportedForWrite(format!(
-                "read-only-compatible features {bad_ro:#x} (checksums, bigalloc, quota)"
+                "it has ext4 features that are only read here, not updated in place: {}",
+                names.join(" ")
             )));
         }
         let layout = super::check::check_for_write(vol)?;
@@ -453,7 +446,7 @@ impl<'v> Populator<'v> {
 
     fn new_dir(&mut self, parent: u32, meta: Meta) -> Result<u32, Error> {
         let ino = self.st.alloc_inode(true)?;
-        let mut i = new_inode(
+        let mut i = Inode::new(
             S_IFDIR | (meta.perm & 0o7777),
             meta,
             self.st.vol.sb.inode_size(),
@@ -510,7 +503,7 @@ impl<'v> Populator<'v> {
         let nlink = self.st.vol.sb.s_feature_ro_compat & RO_COMPAT_DIR_NLINK != 0;
         if !(nlink && i.i_links_count == 1) {
             let n = i32::from(i.i_links_count) + by;
-            i.i_links_count = if n >= i32::from(EXT4_LINK_MAX) && nlink {
+            i.i_links_count = if n >= i32::from(inode::EXT4_LINK_MAX) && nlink {
                 1
             } else {
                 n.clamp(0, i32::from(u16::MAX)) as u16
@@ -638,7 +631,7 @@ impl<'v> Populator<'v> {
     fn set_meta(&mut self, ino: u32, meta: Meta) -> Result<(), Error> {
         let mut i = self.st.inode(ino)?;
         let fmt = u32::from(i.i_mode) & S_IFMT;
-        apply_meta(&mut i, fmt | (meta.perm & 0o7777), meta);
+        i.apply_meta(fmt | (meta.perm & 0o7777), meta);
         self.st.inodes.insert(ino, i);
         Ok(())
     }
@@ -697,7 +690,7 @@ impl<'v> Populator<'v> {
             }
             let mut ti = self.st.inode(t)?;
             ti.i_links_count = ti.i_links_count.saturating_add(1);
-            let ft = file_type(ti.i_mode);
+            let ft = dir_entry::file_type(ti.i_mode);
             self.st.inodes.insert(t, ti);
             if let Some(old) = existing {
                 self.unlink(old)?;
@@ -719,60 +712,32 @@ impl<'v> Populator<'v> {
             parent,
             name,
             ino,
-            file_type(entry.mode() as u16),
+            dir_entry::file_type(entry.mode() as u16),
             &parent_path,
         )
     }
 
     fn make_inode(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<Inode, Error> {
         let path = &entry.path;
-        let mut i = new_inode(entry.mode(), entry.meta, self.st.vol.sb.inode_size());
+        let mut i = Inode::new(entry.mode(), entry.meta, self.st.vol.sb.inode_size());
         i.i_links_count = 1;
         let bs = u64::from(self.st.bs);
         match &entry.kind {
             Kind::File { size } => {
-                let mut m = BlockMapper::new(self.st.bs);
-                if size.div_ceil(bs) > m.max_blocks() {
-                    return Err(Error::FileTooLarge {
-                        path: path.display_abs(),
-                        size: *size,
-                    });
-                }
-                let mut buf = vec![0u8; bs as usize];
-                let mut done = 0u64;
-                let mut l = 0u64;
-                while done < *size {
-                    let want = (*size - done).min(bs) as usize;
-                    let mut got = 0;
-                    while got < want {
-                        match data.read(&mut buf[got..want]) {
-                            Ok(0) => {
-                                return Err(Error::ShortData {
-                                    path: path.display_abs(),
-                                    expected: *size,
-                                    got: done + got as u64,
-                                })
-                            }
-                            Ok(k) => got += k,
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            Err(e) => {
-                                return Err(Error::Content {
-                                    path: path.display_abs(),
-                                    source: e,
-                                })
-                            }
-                        }
-                    }
-                    buf[want..].fill(0);
-                    if !crate::bytes::all_zero(&buf) {
-                        m.map(&mut self.st, &mut self.disk, l, Some(&buf))?;
-                    }
-                    done += want as u64;
-                    l += 1;
-                }
-                let (blocks, sectors) = m.finish(&mut self.disk)?;
+                let block_size = self.st.bs;
+                let mut m = BlockMapper::new(block_size);
+                copy_content(
+                    &mut m,
+                    &mut self.st,
+                    &mut self.disk,
+                    block_size,
+                    path,
+                    *size,
+                    &mut Dense(data),
+                )?;
+                let (blocks, sectors) = m.complete(&mut self.st, &mut self.disk)?;
                 i.i_block = blocks;
-                set_size(&mut i, *size, sectors);
+                i.set_size(*size, sectors);
             }
             Kind::Symlink { target } => {
                 if target.is_empty() {
@@ -786,7 +751,7 @@ impl<'v> Populator<'v> {
                     for (k, slot) in i.i_block.iter_mut().enumerate() {
                         *slot = le32(&raw, 4 * k);
                     }
-                    set_size(&mut i, target.len() as u64, 0);
+                    i.set_size(target.len() as u64, 0);
                 } else {
                     if target.len() >= bs as usize {
                         return Err(Error::SymlinkTooLong {
@@ -798,10 +763,10 @@ impl<'v> Populator<'v> {
                     let mut block = vec![0u8; bs as usize];
                     block[..target.len()].copy_from_slice(target);
                     let mut m = BlockMapper::new(self.st.bs);
-                    m.map(&mut self.st, &mut self.disk, 0, Some(&block))?;
-                    let (blocks, sectors) = m.finish(&mut self.disk)?;
+                    m.map_block(&mut self.st, &mut self.disk, 0, Some(&block))?;
+                    let (blocks, sectors) = m.complete(&mut self.st, &mut self.disk)?;
                     i.i_block = blocks;
-                    set_size(&mut i, target.len() as u64, sectors);
+                    i.set_size(target.len() as u64, sectors);
                 }
             }
             Kind::CharDev { major, minor } | Kind::BlockDev { major, minor } => {
@@ -854,17 +819,17 @@ impl<'v> Populator<'v> {
             self.st.what = format!("directory inode {ino}");
             let mut m = BlockMapper::new(self.st.bs);
             for (l, b) in blocks.iter().enumerate() {
-                m.map(&mut self.st, &mut self.disk, l as u64, Some(b))?;
+                m.map_block(&mut self.st, &mut self.disk, l as u64, Some(b))?;
             }
-            let (ib, mut sectors) = m.finish(&mut self.disk)?;
+            let (ib, mut sectors) = m.complete(&mut self.st, &mut self.disk)?;
             // i_blocks also counts an extended-attribute block, which the
             // directory keeps
             if i.i_file_acl_lo != 0 {
                 sectors += u64::from(self.st.bs / 512);
             }
             i.i_block = ib;
-            i.i_flags &= !EXT2_INDEX_FL;
-            set_size(&mut i, (blocks.len() * bs) as u64, sectors);
+            i.i_flags &= !inode::EXT2_INDEX_FL;
+            i.set_size((blocks.len() * bs) as u64, sectors);
             self.st.inodes.insert(ino, i);
         }
 
@@ -1140,60 +1105,6 @@ fn sync(vol: &Volume) -> Result<(), Error> {
         offset: 0,
         source: e,
     })
-}
-
-fn file_type(mode: u16) -> u8 {
-    match u32::from(mode) & S_IFMT {
-        crate::tree::S_IFREG => dir_entry::EXT2_FT_REG_FILE,
-        S_IFDIR => dir_entry::EXT2_FT_DIR,
-        crate::tree::S_IFCHR => dir_entry::EXT2_FT_CHRDEV,
-        crate::tree::S_IFBLK => dir_entry::EXT2_FT_BLKDEV,
-        crate::tree::S_IFIFO => dir_entry::EXT2_FT_FIFO,
-        crate::tree::S_IFSOCK => dir_entry::EXT2_FT_SOCK,
-        crate::tree::S_IFLNK => dir_entry::EXT2_FT_SYMLINK,
-        _ => dir_entry::EXT2_FT_UNKNOWN,
-    }
-}
-
-fn apply_meta(i: &mut Inode, mode: u32, meta: Meta) {
-    let (t, extra) = inode::encode_time(meta.mtime).unwrap_or((0, 0));
-    i.i_mode = mode as u16;
-    i.i_uid = meta.uid as u16;
-    i.l_i_uid_high = (meta.uid >> 16) as u16;
-    i.i_gid = meta.gid as u16;
-    i.l_i_gid_high = (meta.gid >> 16) as u16;
-    i.i_atime = t;
-    i.i_ctime = t;
-    i.i_mtime = t;
-    if i.i_extra_isize >= 16 {
-        i.i_ctime_extra = extra;
-        i.i_mtime_extra = extra;
-        i.i_atime_extra = extra;
-    }
-}
-
-fn new_inode(mode: u32, meta: Meta, inode_size: u32) -> Inode {
-    let mut i = Inode {
-        i_links_count: 1,
-        i_extra_isize: if inode_size > 128 {
-            inode::EXTRA_ISIZE
-        } else {
-            0
-        },
-        ..Default::default()
-    };
-    apply_meta(&mut i, mode, meta);
-    if inode_size > 128 {
-        i.i_crtime = i.i_mtime;
-        i.i_crtime_extra = i.i_mtime_extra;
-    }
-    i
-}
-
-fn set_size(i: &mut Inode, size: u64, sectors: u64) {
-    i.i_size_lo = size as u32;
-    i.i_size_high = (size >> 32) as u32;
-    i.i_blocks_lo = sectors as u32;
 }
 
 impl Sink for Populator<'_> {

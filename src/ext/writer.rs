@@ -1,22 +1,27 @@
-//! Writing a fresh ext2/ext3 volume from a tree stream.
+//! Writing a fresh ext2/ext3/ext4 volume from a tree stream.
 //!
-//! Blocks are handed out by a forward-moving cursor, so a file's blocks
-//! (its data and the indirect blocks mapping it) all lie in the range the
-//! cursor crossed while the file was written; freeing an overwritten file
-//! only has to clear that range. Directory contents and inodes stay in
-//! memory as metadata and are laid out at the end.
+//! Blocks are handed out by a forward-moving cursor ([`Space`]), file
+//! content is written as it arrives, mapped by indirect blocks (ext2/3)
+//! or extents (ext4). Directory contents and inodes stay in memory as
+//! metadata and are laid out at the end; on ext4 every metadata block is
+//! sealed with its checksum as it is written.
 
+use super::alloc::Space;
 use super::bitmap::Bitmap;
-use super::dir_entry::{self, BlockPacker};
-use super::group_desc::GroupDesc;
+use super::blockmap::{copy_content, BlockMapper, FileMap};
+use super::csum;
+use super::dir_entry;
+use super::extent::ExtentMapper;
+use super::group_desc::{GroupDesc, EXT4_BG_INODE_ZEROED};
+use super::htree::{DirFormat, DX_HASH_HALF_MD4};
 use super::inode::{self, Inode};
 use super::io::Disk;
 use super::journal::{default_journal_blocks, JournalSuperblock};
-use super::layout::{has_super, Geometry};
+use super::layout::{has_super, Geometry, LOG_GROUPS_PER_FLEX};
 use super::superblock::*;
 use super::{Error, Options};
 use crate::tree::{Dense, Entry, Kind, Meta, Sink, SparseRead, TreePath};
-use crate::tree::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK};
+use crate::tree::{S_IFDIR, S_IFREG};
 use hashbrown::hash_table::{Entry as Slot, HashTable};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -25,212 +30,6 @@ use std::io::Read;
 
 const LOST_FOUND_INO: u32 = inode::EXT2_GOOD_OLD_FIRST_INO;
 const FIRST_FREE_INO: u32 = LOST_FOUND_INO + 1;
-
-/// Free-block bookkeeping: the volume-wide block bitmap and the cursor.
-struct Space {
-    geo: Geometry,
-    used: Bitmap,
-    cursor: u32,
-    /// What is being written, for the out-of-blocks message.
-    what: String,
-}
-
-impl Space {
-    fn new(geo: Geometry) -> Space {
-        let mut used = Bitmap::new(u64::from(geo.blocks_count));
-        for b in 0..geo.first_data_block {
-            used.set(u64::from(b), true);
-        }
-        for g in 0..geo.group_count {
-            for b in geo.group_first_block(g)..geo.data_start(g) {
-                used.set(u64::from(b), true);
-            }
-        }
-        Space {
-            cursor: geo.data_start(0),
-            geo,
-            used,
-            what: String::new(),
-        }
-    }
-
-    fn alloc(&mut self) -> Result<u32, Error> {
-        match self.used.next_clear(u64::from(self.cursor)) {
-            Some(b) => {
-                self.used.set(b, true);
-                self.cursor = b as u32 + 1;
-                Ok(b as u32)
-            }
-            None => Err(Error::OutOfBlocks {
-                path: self.what.clone(),
-                blocks_count: self.geo.blocks_count,
-            }),
-        }
-    }
-
-    /// Frees every data block in `[from, to)`; group metadata in that
-    /// range was never allocated by the cursor and stays.
-    fn free_range(&mut self, from: u32, to: u32) {
-        for b in from..to {
-            let g = self.geo.group_of_block(b);
-            if b >= self.geo.data_start(g) {
-                self.used.set(u64::from(b), false);
-            }
-        }
-    }
-}
-
-/// Where a [`BlockMapper`] gets its blocks.
-pub(super) trait BlockAlloc {
-    fn alloc_block(&mut self) -> Result<u32, Error>;
-}
-
-impl BlockAlloc for Space {
-    fn alloc_block(&mut self) -> Result<u32, Error> {
-        self.alloc()
-    }
-}
-
-/// An indirect block being filled: its block number, the logical-index
-/// prefix it serves and its pointers.
-struct OpenIndirect {
-    phys: u32,
-    prefix: Vec<u64>,
-    entries: Vec<u32>,
-}
-
-/// Maps logical blocks of one inode, in increasing order, to freshly
-/// allocated blocks, writing each indirect block once it is complete.
-/// At most one indirect block per level is in memory.
-pub(super) struct BlockMapper {
-    i_block: [u32; inode::EXT2_N_BLOCKS],
-    sectors: u64,
-    root: Option<usize>,
-    open: Vec<OpenIndirect>,
-    per_block: u64,
-}
-
-impl BlockMapper {
-    pub(super) fn new(block_size: u32) -> BlockMapper {
-        BlockMapper {
-            i_block: [0; inode::EXT2_N_BLOCKS],
-            sectors: 0,
-            root: None,
-            open: Vec::new(),
-            per_block: u64::from(block_size / 4),
-        }
-    }
-
-    /// The i_block slot and per-level indexes of logical block `l`.
-    fn path(&self, l: u64) -> Option<(usize, Vec<u64>)> {
-        let p = self.per_block;
-        let mut r = l.checked_sub(inode::EXT2_NDIR_BLOCKS as u64)?;
-        if r < p {
-            return Some((inode::EXT2_IND_BLOCK, vec![r]));
-        }
-        r -= p;
-        if r < p * p {
-            return Some((inode::EXT2_DIND_BLOCK, vec![r / p, r % p]));
-        }
-        r -= p * p;
-        if r < p * p * p {
-            return Some((
-                inode::EXT2_TIND_BLOCK,
-                vec![r / (p * p), (r / p) % p, r % p],
-            ));
-        }
-        None
-    }
-
-    pub(super) fn max_blocks(&self) -> u64 {
-        let p = self.per_block;
-        inode::EXT2_NDIR_BLOCKS as u64 + p + p * p + p * p * p
-    }
-
-    fn take_block(&mut self, space: &mut dyn BlockAlloc) -> Result<u32, Error> {
-        let b = space.alloc_block()?;
-        self.sectors += self.per_block * 4 / 512;
-        Ok(b)
-    }
-
-    /// Allocates logical block `l` and writes `data` there (nothing is
-    /// written for `None`: the block stays zero in the sparse image).
-    pub(super) fn map(
-        &mut self,
-        space: &mut dyn BlockAlloc,
-        disk: &mut Disk,
-        l: u64,
-        data: Option<&[u8]>,
-    ) -> Result<(), Error> {
-        let phys = match self.path(l) {
-            None => {
-                let b = self.take_block(space)?;
-                if let Some(slot) = self.i_block.get_mut(l as usize) {
-                    *slot = b;
-                }
-                b
-            }
-            Some((slot, idx)) => {
-                if self.root != Some(slot) {
-                    self.close_from(0, disk)?;
-                    self.root = Some(slot);
-                }
-                for k in 0..idx.len() {
-                    let matches = self.open.get(k).is_some_and(|o| o.prefix[..] == idx[..k]);
-                    if matches {
-                        continue;
-                    }
-                    self.close_from(k, disk)?;
-                    let b = self.take_block(space)?;
-                    if k == 0 {
-                        self.i_block[slot] = b;
-                    } else if let Some(parent) = self.open.get_mut(k - 1) {
-                        if let Some(e) = parent.entries.get_mut(idx[k - 1] as usize) {
-                            *e = b;
-                        }
-                    }
-                    self.open.push(OpenIndirect {
-                        phys: b,
-                        prefix: idx[..k].to_vec(),
-                        entries: vec![0; self.per_block as usize],
-                    });
-                }
-                let b = self.take_block(space)?;
-                if let (Some(leaf), Some(last)) = (self.open.last_mut(), idx.last()) {
-                    if let Some(e) = leaf.entries.get_mut(*last as usize) {
-                        *e = b;
-                    }
-                }
-                b
-            }
-        };
-        if let Some(d) = data {
-            disk.write_blocks(u64::from(phys), d)?;
-        }
-        Ok(())
-    }
-
-    fn close_from(&mut self, level: usize, disk: &mut Disk) -> Result<(), Error> {
-        while self.open.len() > level {
-            if let Some(o) = self.open.pop() {
-                let mut buf = Vec::with_capacity(o.entries.len() * 4);
-                for e in &o.entries {
-                    buf.extend_from_slice(&e.to_le_bytes());
-                }
-                disk.write_blocks(u64::from(o.phys), &buf)?;
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) fn finish(
-        mut self,
-        disk: &mut Disk,
-    ) -> Result<([u32; inode::EXT2_N_BLOCKS], u64), Error> {
-        self.close_from(0, disk)?;
-        Ok((self.i_block, self.sectors))
-    }
-}
 
 struct DirData {
     parent: u32,
@@ -291,6 +90,8 @@ struct Node {
     size: u64,
     i_block: [u32; inode::EXT2_N_BLOCKS],
     sectors: u64,
+    /// `i_flags`: extents, hashed directory.
+    flags: u32,
     /// Directory entries naming this inode.
     names: u32,
     /// Blocks the cursor crossed while writing this inode's content.
@@ -307,6 +108,7 @@ impl Node {
             size: 0,
             i_block: [0; inode::EXT2_N_BLOCKS],
             sectors: 0,
+            flags: 0,
             names: 0,
             span: None,
             dir: None,
@@ -320,20 +122,18 @@ impl Node {
     }
 
     fn file_type(&self) -> u8 {
-        match u32::from(self.mode) & crate::tree::S_IFMT {
-            S_IFREG => dir_entry::EXT2_FT_REG_FILE,
-            S_IFDIR => dir_entry::EXT2_FT_DIR,
-            S_IFCHR => dir_entry::EXT2_FT_CHRDEV,
-            S_IFBLK => dir_entry::EXT2_FT_BLKDEV,
-            S_IFIFO => dir_entry::EXT2_FT_FIFO,
-            S_IFSOCK => dir_entry::EXT2_FT_SOCK,
-            S_IFLNK => dir_entry::EXT2_FT_SYMLINK,
-            _ => dir_entry::EXT2_FT_UNKNOWN,
-        }
+        dir_entry::file_type(self.mode)
+    }
+
+    /// Takes a finished block map.
+    fn set_map(&mut self, (i_block, sectors): ([u32; inode::EXT2_N_BLOCKS], u64), flags: u32) {
+        self.i_block = i_block;
+        self.sectors = sectors;
+        self.flags |= flags;
     }
 }
 
-/// Builds an ext2/ext3 image on a file; feed it entries through
+/// Builds an ext2/ext3/ext4 image on a file; feed it entries through
 /// [`Sink::put`] and call [`Builder::finish`].
 pub struct Builder<'f> {
     opts: Options,
@@ -342,6 +142,9 @@ pub struct Builder<'f> {
     /// Index `ino - 1`; `None` for free inodes.
     inodes: Vec<Option<Node>>,
     journal: Option<Node>,
+    hash_seed: [u32; 4],
+    /// The volume's checksum seed (ext4's metadata_csum).
+    csum: Option<u32>,
 }
 
 fn path_str(p: &TreePath) -> String {
@@ -359,14 +162,30 @@ impl<'f> Builder<'f> {
             return Err(Error::Timestamp(opts.timestamp));
         }
         inode::encode_time(opts.timestamp).ok_or(Error::Timestamp(opts.timestamp))?;
-        let geo = Geometry::new(opts.size, opts.block_size, opts.inodes)?;
+        let geo = if opts.ext4 {
+            Geometry::ext4(opts.size, opts.block_size, opts.inodes)?
+        } else {
+            Geometry::new(opts.size, opts.block_size, opts.inodes)?
+        };
         let mut disk = Disk::new(file, geo.block_size);
         disk.reset(opts.size)?;
+        let seed = Sha256::digest([&b"ext2 s_hash_seed"[..], &opts.uuid].concat());
+        let mut hash_seed = [0u32; 4];
+        for (i, h) in hash_seed.iter_mut().enumerate() {
+            *h = u32::from_le_bytes([
+                seed[4 * i],
+                seed[4 * i + 1],
+                seed[4 * i + 2],
+                seed[4 * i + 3],
+            ]);
+        }
         let mut b = Builder {
             space: Space::new(geo),
             disk,
             inodes: Vec::new(),
             journal: None,
+            hash_seed,
+            csum: opts.ext4.then(|| csum::volume_seed(&opts.uuid)),
             opts,
         };
         let now = Meta {
@@ -383,10 +202,49 @@ impl<'f> Builder<'f> {
         lf.names = 1;
         b.set_inode(LOST_FOUND_INO, lf);
         b.bind(inode::EXT2_ROOT_INO, b"lost+found", LOST_FOUND_INO);
-        if b.opts.journal {
+        if b.opts.journal || b.opts.ext4 {
             b.write_journal()?;
         }
         Ok(b)
+    }
+
+    /// A block map for inode `ino`, and the `i_flags` it needs: extents
+    /// on ext4, indirect blocks otherwise.
+    fn mapper(&self, ino: u32) -> (Box<dyn FileMap>, u32) {
+        let bs = self.space.geo.block_size;
+        if self.opts.ext4 {
+            let seed = self.csum.map(|v| csum::inode_seed(v, ino, 0));
+            (
+                Box::new(ExtentMapper::new(bs, seed)),
+                inode::EXT4_EXTENTS_FL,
+            )
+        } else {
+            (Box::new(BlockMapper::new(bs)), 0)
+        }
+    }
+
+    /// How directory blocks of inode `ino` are laid out.
+    fn dir_format(&self, ino: u32) -> DirFormat {
+        DirFormat {
+            block_size: self.space.geo.block_size as usize,
+            hash_seed: self.hash_seed,
+            signed_hash: true,
+            csum_seed: self.csum.map(|v| csum::inode_seed(v, ino, 0)),
+        }
+    }
+
+    /// Writes `blocks` as the content of inode `ino`: its block map and
+    /// the `i_flags` that go with it.
+    fn write_blocks(
+        &mut self,
+        ino: u32,
+        blocks: &[Vec<u8>],
+    ) -> Result<(([u32; inode::EXT2_N_BLOCKS], u64), u32), Error> {
+        let (mut m, flags) = self.mapper(ino);
+        for (l, b) in blocks.iter().enumerate() {
+            m.map_block(&mut self.space, &mut self.disk, l as u64, Some(b))?;
+        }
+        Ok((m.complete(&mut self.space, &mut self.disk)?, flags))
     }
 
     fn set_inode(&mut self, ino: u32, node: Node) {
@@ -422,13 +280,17 @@ impl<'f> Builder<'f> {
             default_journal_blocks(u64::from(geo.blocks_count)).ok_or(Error::NoRoomForJournal)?;
         let bs = geo.block_size;
         self.space.what = "the journal".into();
-        let jsb = JournalSuperblock::new_internal(bs, blocks, self.opts.uuid).encode(bs as usize);
-        let mut m = BlockMapper::new(bs);
+        let mut jsb = JournalSuperblock::new_internal(bs, blocks, self.opts.uuid);
+        if self.opts.ext4 {
+            jsb = jsb.with_csum_v3();
+        }
+        let jsb = jsb.encode(bs as usize);
+        let (mut m, flags) = self.mapper(inode::EXT2_JOURNAL_INO);
         for l in 0..u64::from(blocks) {
             let data = if l == 0 { Some(&jsb[..]) } else { None };
-            m.map(&mut self.space, &mut self.disk, l, data)?;
+            m.map_block(&mut self.space, &mut self.disk, l, data)?;
         }
-        let (i_block, sectors) = m.finish(&mut self.disk)?;
+        let map = m.complete(&mut self.space, &mut self.disk)?;
         let mut n = Node::new(
             S_IFREG | 0o600,
             Meta {
@@ -439,8 +301,7 @@ impl<'f> Builder<'f> {
             },
         );
         n.size = u64::from(blocks) * u64::from(bs);
-        n.i_block = i_block;
-        n.sectors = sectors;
+        n.set_map(map, flags);
         n.names = 1;
         self.journal = Some(n);
         Ok(())
@@ -582,7 +443,7 @@ impl<'f> Builder<'f> {
         }
 
         let ino = self.alloc_inode(path)?;
-        let mut node = self.make_node(entry, data)?;
+        let mut node = self.make_node(ino, entry, data)?;
         if let Some(d) = node.dir.as_mut() {
             d.parent = parent;
         }
@@ -595,7 +456,12 @@ impl<'f> Builder<'f> {
     }
 
     /// Builds the inode for a non-hard-link entry, writing its content.
-    fn make_node(&mut self, entry: &Entry, data: &mut dyn SparseRead) -> Result<Node, Error> {
+    fn make_node(
+        &mut self,
+        ino: u32,
+        entry: &Entry,
+        data: &mut dyn SparseRead,
+    ) -> Result<Node, Error> {
         let path = &entry.path;
         let meta = entry.meta;
         let mode = entry.mode();
@@ -603,7 +469,7 @@ impl<'f> Builder<'f> {
             Kind::Dir => Node::new_dir(meta, 0),
             Kind::File { size } => {
                 let mut n = Node::new(mode, meta);
-                self.write_file(&mut n, path, *size, data)?;
+                self.write_file(ino, &mut n, path, *size, data)?;
                 n
             }
             Kind::Symlink { target } => {
@@ -638,11 +504,8 @@ impl<'f> Builder<'f> {
                     let mut block = vec![0u8; bs];
                     block[..target.len()].copy_from_slice(target);
                     let start = self.space.cursor;
-                    let mut m = BlockMapper::new(bs as u32);
-                    m.map(&mut self.space, &mut self.disk, 0, Some(&block))?;
-                    let (i_block, sectors) = m.finish(&mut self.disk)?;
-                    n.i_block = i_block;
-                    n.sectors = sectors;
+                    let (map, flags) = self.write_blocks(ino, &[block])?;
+                    n.set_map(map, flags);
                     n.span = Some((start, self.space.cursor));
                 }
                 n
@@ -665,70 +528,30 @@ impl<'f> Builder<'f> {
         Ok(n)
     }
 
-    /// Streams a file's content into freshly allocated blocks; all-zero
-    /// blocks become holes, and so do the holes the source tells of, which
-    /// are stepped over rather than read.
+    /// Streams a file's content into freshly allocated blocks (see
+    /// [`copy_content`]).
     fn write_file(
         &mut self,
+        ino: u32,
         n: &mut Node,
         path: &TreePath,
         size: u64,
         data: &mut dyn SparseRead,
     ) -> Result<(), Error> {
-        let bs = u64::from(self.space.geo.block_size);
-        let mut m = BlockMapper::new(self.space.geo.block_size);
-        if size.div_ceil(bs) > m.max_blocks() {
-            return Err(Error::FileTooLarge {
-                path: path_str(path),
-                size,
-            });
-        }
         let start = self.space.cursor;
-        let mut buf = vec![0u8; bs as usize];
-        let mut done = 0u64;
-        let mut l = 0u64;
-        let content_err = |e: std::io::Error| Error::Content {
-            path: path_str(path),
-            source: e,
-        };
-        while done < size {
-            // at a block boundary: whole blocks of hole are skipped, a
-            // hole ending inside the next block zeroes its start
-            let hole = data.skip_hole().map_err(content_err)?.min(size - done);
-            l += hole / bs;
-            done += hole / bs * bs;
-            if done >= size {
-                break;
-            }
-            let want = (size - done).min(bs) as usize;
-            let chunk = &mut buf[..want];
-            let mut got = (hole % bs) as usize;
-            chunk[..got].fill(0);
-            while got < want {
-                match data.read(&mut chunk[got..]) {
-                    Ok(0) => {
-                        return Err(Error::ShortData {
-                            path: path_str(path),
-                            expected: size,
-                            got: done + got as u64,
-                        })
-                    }
-                    Ok(k) => got += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(content_err(e)),
-                }
-            }
-            buf[want..].fill(0);
-            if !crate::bytes::all_zero(&buf) {
-                m.map(&mut self.space, &mut self.disk, l, Some(&buf))?;
-            }
-            done += want as u64;
-            l += 1;
-        }
-        let (i_block, sectors) = m.finish(&mut self.disk)?;
+        let bs = self.space.geo.block_size;
+        let (mut m, flags) = self.mapper(ino);
+        copy_content(
+            &mut *m,
+            &mut self.space,
+            &mut self.disk,
+            bs,
+            path,
+            size,
+            data,
+        )?;
+        n.set_map(m.complete(&mut self.space, &mut self.disk)?, flags);
         n.size = size;
-        n.i_block = i_block;
-        n.sectors = sectors;
         n.span = Some((start, self.space.cursor));
         Ok(())
     }
@@ -748,41 +571,39 @@ impl<'f> Builder<'f> {
             };
             let Some(d) = node.dir.as_ref() else { continue };
             self.space.what = format!("directory inode {ino}");
-            let mut packer = BlockPacker::new(bs);
-            let mut blocks: Vec<Vec<u8>> = Vec::new();
-            let entries = [
-                (ino, dir_entry::EXT2_FT_DIR, &b"."[..]),
-                (d.parent, dir_entry::EXT2_FT_DIR, &b".."[..]),
-            ];
-            let mut bump = |i: u32| {
-                if let Some(l) = links.get_mut((i as usize).wrapping_sub(1)) {
-                    *l += 1;
-                }
-            };
-            for (i, ft, name) in entries {
-                bump(i);
-                blocks.extend(packer.push(i, ft, name));
-            }
+            let mut entries: Vec<(u32, u8, &[u8])> = Vec::with_capacity(d.names.len() + 2);
+            entries.push((ino, dir_entry::EXT2_FT_DIR, &b"."[..]));
+            entries.push((d.parent, dir_entry::EXT2_FT_DIR, &b".."[..]));
             for (name, child) in &d.names {
                 let ft = self.node(*child).map(|c| c.file_type()).unwrap_or(0);
-                bump(*child);
-                blocks.extend(packer.push(*child, ft, name));
+                entries.push((*child, ft, name));
             }
-            blocks.extend(packer.take());
-            if ino == LOST_FOUND_INO {
-                while (blocks.len() as u64) < lost_found_blocks {
-                    blocks.push(dir_entry::empty_block(bs));
+            for e in &entries {
+                if let Some(l) = links.get_mut((e.0 as usize).wrapping_sub(1)) {
+                    *l += 1;
                 }
             }
-            let mut m = BlockMapper::new(geo.block_size);
-            for (l, b) in blocks.iter().enumerate() {
-                m.map(&mut self.space, &mut self.disk, l as u64, Some(b))?;
+            let fmt = self.dir_format(ino);
+            let mut blocks = fmt.linear(&entries);
+            let mut index_flag = 0;
+            // a directory outgrowing one block is hashed on ext4, as
+            // mke2fs -d makes it; lost+found stays linear, as e2fsck
+            // wants it
+            if self.opts.ext4 && blocks.len() > 1 && ino != LOST_FOUND_INO {
+                if let Some(b) = fmt.indexed(ino, d.parent, &entries[2..]) {
+                    blocks = b;
+                    index_flag = inode::EXT2_INDEX_FL;
+                }
             }
-            let (i_block, sectors) = m.finish(&mut self.disk)?;
+            if ino == LOST_FOUND_INO {
+                while (blocks.len() as u64) < lost_found_blocks {
+                    blocks.push(fmt.empty());
+                }
+            }
+            let (map, flags) = self.write_blocks(ino, &blocks)?;
             let size = (blocks.len() * bs) as u64;
             if let Some(n) = self.node_mut(ino) {
-                n.i_block = i_block;
-                n.sectors = sectors;
+                n.set_map(map, flags | index_flag);
                 n.size = size;
             }
         }
@@ -806,6 +627,8 @@ impl<'f> Builder<'f> {
             inode_used.set(u64::from(ino), true);
         }
         let mut dirs_per_group = vec![0u32; geo.group_count as usize];
+        // per group, one past the highest inode index in use
+        let mut table_end = vec![0u32; geo.group_count as usize];
         let mut table_block: Option<(u32, Vec<u8>)> = None;
         for ino in 1..=self.inodes.len() as u32 {
             let Some(Some(node)) = self.inodes.get((ino - 1) as usize) else {
@@ -819,6 +642,9 @@ impl<'f> Builder<'f> {
                 }
             }
             let idx = (ino - 1) % ipg;
+            if let Some(e) = table_end.get_mut(g as usize) {
+                *e = idx + 1;
+            }
             let blk = geo.inode_table(g) + idx / per_block;
             if table_block.as_ref().is_some_and(|(b, _)| *b != blk) {
                 if let Some((b, data)) = table_block.take() {
@@ -826,10 +652,10 @@ impl<'f> Builder<'f> {
                 }
             }
             let tb = table_block.get_or_insert_with(|| (blk, vec![0u8; bs]));
-            let raw = encode_inode(
+            let raw = self.encode_inode(
+                ino,
                 node,
                 links.get((ino - 1) as usize).copied().unwrap_or(0),
-                &self.opts,
             )?;
             let off = (idx % per_block) as usize * inode::INODE_SIZE;
             if let Some(dst) = tb.1.get_mut(off..off + inode::INODE_SIZE) {
@@ -869,13 +695,29 @@ impl<'f> Builder<'f> {
                 bg_free_inodes_count: fi as u32,
                 bg_used_dirs_count: dirs_per_group.get(g as usize).copied().unwrap_or(0),
                 bg_flags: 0,
+                ..Default::default()
             });
+            if let (Some(v), Some(d)) = (self.csum, descs.last_mut()) {
+                d.bg_block_bitmap_csum = csum::bitmap(v, &bb, geo.blocks_per_group);
+                d.bg_inode_bitmap_csum = csum::bitmap(v, &ib, ipg);
+                d.bg_itable_unused = ipg - table_end.get(g as usize).copied().unwrap_or(0);
+                // holes in the sparse image read as zeros
+                d.bg_flags = EXT4_BG_INODE_ZEROED;
+            }
         }
         let mut gdt = vec![0u8; geo.gdt_blocks as usize * bs];
+        let ds = geo.desc_size as usize;
         for (i, d) in descs.iter().enumerate() {
-            let off = i * super::group_desc::GROUP_DESC_SIZE;
-            if let Some(dst) = gdt.get_mut(off..off + super::group_desc::GROUP_DESC_SIZE) {
-                dst.copy_from_slice(&d.encode());
+            let raw = match self.csum {
+                Some(v) => {
+                    let mut raw = d.encode_wide(ds);
+                    csum::seal_group_desc(v, i as u32, &mut raw);
+                    raw
+                }
+                None => d.encode().to_vec(),
+            };
+            if let Some(dst) = gdt.get_mut(i * ds..(i + 1) * ds) {
+                dst.copy_from_slice(&raw);
             }
         }
 
@@ -888,7 +730,11 @@ impl<'f> Builder<'f> {
             } else {
                 first * bs as u64
             };
-            self.disk.write_at(offset, &sb.encode())?;
+            let mut raw = sb.encode();
+            if self.csum.is_some() {
+                csum::seal_superblock(&mut raw);
+            }
+            self.disk.write_at(offset, &raw)?;
             self.disk.write_blocks(first + 1, &gdt)?;
         }
         self.disk.flush()
@@ -900,16 +746,6 @@ impl<'f> Builder<'f> {
         let (t_lo, t_hi) = (t as u32, (t >> 32) as u8);
         let mut volume_name = [0u8; 16];
         volume_name[..self.opts.label.len()].copy_from_slice(&self.opts.label);
-        let seed = Sha256::digest([&b"ext2 s_hash_seed"[..], &self.opts.uuid].concat());
-        let mut s_hash_seed = [0u32; 4];
-        for (i, h) in s_hash_seed.iter_mut().enumerate() {
-            *h = u32::from_le_bytes([
-                seed[4 * i],
-                seed[4 * i + 1],
-                seed[4 * i + 2],
-                seed[4 * i + 3],
-            ]);
-        }
         let mut sb = Superblock {
             s_inodes_count: geo.inodes_count(),
             s_blocks_count_lo: geo.blocks_count,
@@ -938,8 +774,8 @@ impl<'f> Builder<'f> {
             s_feature_ro_compat: RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE,
             s_uuid: self.opts.uuid,
             s_volume_name: volume_name,
-            s_hash_seed,
-            s_def_hash_version: EXT2_HASH_HALF_MD4,
+            s_hash_seed: self.hash_seed,
+            s_def_hash_version: DX_HASH_HALF_MD4,
             s_mkfs_time: t_lo,
             s_min_extra_isize: inode::EXTRA_ISIZE,
             s_want_extra_isize: inode::EXTRA_ISIZE,
@@ -958,7 +794,50 @@ impl<'f> Builder<'f> {
             sb.s_jnl_blocks[15] = (j.size >> 32) as u32;
             sb.s_jnl_blocks[16] = j.size as u32;
         }
+        if self.opts.ext4 {
+            // resize_inode is left out: it only reserves descriptor
+            // blocks for growing the volume while it is mounted
+            sb.s_feature_compat |= COMPAT_EXT_ATTR | COMPAT_DIR_INDEX;
+            sb.s_feature_incompat |= INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_FLEX_BG;
+            sb.s_feature_ro_compat |= RO_COMPAT_HUGE_FILE
+                | RO_COMPAT_DIR_NLINK
+                | RO_COMPAT_EXTRA_ISIZE
+                | RO_COMPAT_METADATA_CSUM;
+            sb.s_desc_size = geo.desc_size as u16;
+            sb.s_log_groups_per_flex = LOG_GROUPS_PER_FLEX;
+            sb.s_checksum_type = csum::CSUM_TYPE_CRC32C;
+            sb.s_default_mount_opts = DEFM_XATTR_USER | DEFM_ACL;
+        }
         sb
+    }
+
+    /// The inode record of `n`, with `links` names; on ext4 with its
+    /// flags, the high half of its sector count, dir_nlink's 1 for a
+    /// directory past the link limit, and its checksum.
+    fn encode_inode(
+        &self,
+        ino: u32,
+        n: &Node,
+        links: u32,
+    ) -> Result<[u8; inode::INODE_SIZE], Error> {
+        inode::encode_time(n.meta.mtime).ok_or(Error::Timestamp(n.meta.mtime))?;
+        let mut i = Inode::new(u32::from(n.mode), n.meta, inode::INODE_SIZE as u32);
+        i.i_links_count = links.min(u32::from(u16::MAX)) as u16;
+        i.i_block = n.i_block;
+        i.set_size(n.size, n.sectors);
+        let mut raw = [0u8; inode::INODE_SIZE];
+        if let Some(v) = self.csum {
+            i.i_flags = n.flags;
+            i.l_i_blocks_high = (n.sectors >> 32) as u16;
+            if n.dir.is_some() && links >= u32::from(inode::EXT4_LINK_MAX) {
+                i.i_links_count = 1;
+            }
+            i.encode_into(&mut raw);
+            csum::seal_inode(v, ino, &mut raw);
+        } else {
+            i.encode_into(&mut raw);
+        }
+        Ok(raw)
     }
 }
 
@@ -971,34 +850,6 @@ fn check_name(name: &[u8], path: &TreePath) -> Result<(), Error> {
     Ok(())
 }
 
-fn encode_inode(n: &Node, links: u32, opts: &Options) -> Result<[u8; inode::INODE_SIZE], Error> {
-    let (t, extra) = inode::encode_time(n.meta.mtime).ok_or(Error::Timestamp(n.meta.mtime))?;
-    let ino = Inode {
-        i_mode: n.mode,
-        i_uid: n.meta.uid as u16,
-        i_size_lo: n.size as u32,
-        i_atime: t,
-        i_ctime: t,
-        i_mtime: t,
-        i_gid: n.meta.gid as u16,
-        i_links_count: links.min(u32::from(u16::MAX)) as u16,
-        i_blocks_lo: n.sectors as u32,
-        i_block: n.i_block,
-        i_size_high: (n.size >> 32) as u32,
-        l_i_uid_high: (n.meta.uid >> 16) as u16,
-        l_i_gid_high: (n.meta.gid >> 16) as u16,
-        i_extra_isize: inode::EXTRA_ISIZE,
-        i_ctime_extra: extra,
-        i_mtime_extra: extra,
-        i_atime_extra: extra,
-        i_crtime: t,
-        i_crtime_extra: extra,
-        ..Default::default()
-    };
-    let _ = opts;
-    Ok(ino.encode())
-}
-
 impl Sink for Builder<'_> {
     fn put(&mut self, entry: &Entry, data: &mut dyn Read) -> std::io::Result<()> {
         self.put_entry(entry, &mut Dense(data))
@@ -1007,22 +858,5 @@ impl Sink for Builder<'_> {
 
     fn put_sparse(&mut self, entry: &Entry, data: &mut dyn SparseRead) -> std::io::Result<()> {
         self.put_entry(entry, data).map_err(std::io::Error::from)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn indirect_paths() {
-        let m = BlockMapper::new(1024);
-        assert_eq!(m.path(11), None);
-        assert_eq!(m.path(12), Some((12, vec![0])));
-        assert_eq!(m.path(12 + 255), Some((12, vec![255])));
-        assert_eq!(m.path(12 + 256), Some((13, vec![0, 0])));
-        assert_eq!(m.path(12 + 256 + 257), Some((13, vec![1, 1])));
-        assert_eq!(m.path(12 + 256 + 65536), Some((14, vec![0, 0, 0])));
-        assert_eq!(m.max_blocks(), 12 + 256 + 65536 + 16_777_216);
     }
 }

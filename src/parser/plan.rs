@@ -27,6 +27,8 @@ impl fmt::Display for UriRef {
 pub enum FsType {
     Ext2,
     Ext3,
+    /// ext4 with the features of mke2fs's ext4 (see `ext::Options::ext4`).
+    Ext4,
     /// A Linux swap area: no file system, nothing can be populated into it.
     Swap,
 }
@@ -260,6 +262,7 @@ impl fmt::Display for Action {
                 match fs {
                     FsType::Ext2 => "ext2",
                     FsType::Ext3 => "ext3",
+                    FsType::Ext4 => "ext4",
                     FsType::Swap => "swap",
                 },
                 String::from_utf8_lossy(label)

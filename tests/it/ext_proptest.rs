@@ -4,6 +4,9 @@ use crate::ext_common;
 
 use ext_common::*;
 use proptest::prelude::*;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use vm_container::ext::Options;
 use vm_container::tree::manifest::manifest;
 use vm_container::tree::{Entry, Kind, Meta, TreePath};
 
@@ -50,7 +53,8 @@ type Shape = (
     Vec<(usize, Leaf, Meta, Vec<u8>)>,
     bool,
     u32,
-    bool,
+    // 2, 3 or 4: ext2, ext3 or ext4
+    u8,
 );
 
 fn tree() -> impl Strategy<Value = Shape> {
@@ -68,7 +72,7 @@ fn tree() -> impl Strategy<Value = Shape> {
         ),
         any::<bool>(),
         prop_oneof![Just(1024u32), Just(4096u32)],
-        any::<bool>(),
+        2u8..=4,
     )
 }
 
@@ -160,15 +164,56 @@ proptest! {
 
     #[test]
     #[ignore = "root tier: mounts the image on a loop device"]
-    fn random_trees_round_trip((dirs, leaves, children_first, bs, journal) in tree()) {
+    fn random_trees_round_trip((dirs, leaves, children_first, bs, ext) in tree()) {
         let tmp = tempfile::tempdir().unwrap();
         let img = tmp.path().join("img");
-        build(opts(8 << 20, bs, journal), &mut to_mem(&dirs, &leaves, children_first), &img).unwrap();
+        let opts = Options { ext4: ext == 4, ..opts(8 << 20, bs, ext >= 3) };
+        build(opts, &mut to_mem(&dirs, &leaves, children_first), &img).unwrap();
         e2fsck_clean(&img);
         let want = comparable(manifest(&mut to_mem(&dirs, &leaves, children_first)).unwrap());
         assert_same(&want, &comparable(volume_manifest(&img)), "reader");
         let m = Mount::new(&img);
         let got = comparable(manifest(&mut HostDir(m.dir.path().to_path_buf())).unwrap());
         assert_same(&want, &got, "mounted");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Hashed directories of random names (any byte but `/` and NUL, up
+    /// to 255 bytes: several hash rounds, bytes above 127): e2fsck checks
+    /// every name lies in the hash range its index gives it, the kernel
+    /// finds each one by name.
+    #[test]
+    #[ignore = "root tier: mounts the image on a loop device"]
+    fn random_names_in_hashed_directories(
+        names in prop::collection::btree_set(
+            prop::collection::vec(prop_oneof![1u8..=46, 48u8..=255], 1..=255),
+            0..700,
+        ),
+        bs in prop_oneof![Just(1024u32), Just(4096u32)],
+    ) {
+        let mut t = MemTree::new();
+        t.dir("d", 0o755, 0, 0, 0);
+        let names: Vec<&Vec<u8>> = names.iter().filter(|n| n[..] != b"."[..] && n[..] != b".."[..]).collect();
+        for n in &names {
+            let entry = Entry {
+                path: TreePath::from_member(&[&b"d/"[..], n].concat()).unwrap(),
+                kind: Kind::File { size: 0 },
+                meta: Meta { perm: 0o644, uid: 0, gid: 0, mtime: 0 },
+            };
+            t.0.push((entry, Some(Content::Bytes(Vec::new()))));
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let img = tmp.path().join("img");
+        let opts = Options { ext4: true, ..opts(16 << 20, bs, true) };
+        build(opts, &mut t, &img).unwrap();
+        e2fsck_clean(&img);
+        let m = Mount::new(&img);
+        for n in &names {
+            let p = m.dir.path().join("d").join(OsStr::from_bytes(n));
+            prop_assert!(std::fs::symlink_metadata(&p).is_ok(), "{} not found", p.display());
+        }
     }
 }

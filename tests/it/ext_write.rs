@@ -36,24 +36,7 @@ fn full_tree() -> MemTree {
     }
     t.dir("d0", 0o750, 5, 6, T + 1);
     t.dir("d0/d1/d2", 0o2755, 0, 50, T + 2);
-    t.dir("etc", 0o755, 0, 0, T);
-    t.file(
-        "etc/hostname",
-        Content::Bytes(b"box\n".to_vec()),
-        0o644,
-        0,
-        0,
-        T,
-    );
-    t.file("etc/empty", Content::Bytes(Vec::new()), 0o644, 0, 0, T);
-    t.file(
-        "etc/overwritten",
-        Content::Bytes(b"first version".to_vec()),
-        0o644,
-        0,
-        0,
-        T,
-    );
+    etc_entries(&mut t, T);
     t.file(
         "big",
         Content::Pattern {
@@ -139,109 +122,7 @@ fn full_tree() -> MemTree {
         0,
         T,
     );
-    t.dir("dev", 0o755, 0, 0, T);
-    t.add(
-        "dev/null",
-        Kind::CharDev { major: 1, minor: 3 },
-        0o666,
-        0,
-        0,
-        T,
-    );
-    t.add(
-        "dev/sda1",
-        Kind::BlockDev { major: 8, minor: 1 },
-        0o660,
-        0,
-        6,
-        T,
-    );
-    t.add(
-        "dev/big",
-        Kind::CharDev {
-            major: 300,
-            minor: 70_000,
-        },
-        0o600,
-        0,
-        0,
-        T,
-    );
-    t.add(
-        "dev/nvme",
-        Kind::BlockDev {
-            major: 259,
-            minor: 3,
-        },
-        0o600,
-        0,
-        0,
-        T,
-    );
-    t.add("fifo", Kind::Fifo, 0o644, 0, 0, T);
-    t.add("socket", Kind::Socket, 0o755, 0, 0, T);
-    t.add(
-        "hl-hostname",
-        Kind::HardLink {
-            target: TreePath::from_member(b"etc/hostname").unwrap(),
-        },
-        0,
-        0,
-        0,
-        0,
-    );
-    t.add(
-        "dev/hl-big",
-        Kind::HardLink {
-            target: TreePath::from_member(b"big").unwrap(),
-        },
-        0,
-        0,
-        0,
-        0,
-    );
-    t.file(
-        "suid",
-        Content::Bytes(b"#!/bin/sh\n".to_vec()),
-        0o4755,
-        0,
-        0,
-        T,
-    );
-    t.dir("tmp", 0o1777, 0, 0, T);
-    t.file(
-        &format!("etc/{}", "n".repeat(255)),
-        Content::Bytes(b"longest name".to_vec()),
-        0o644,
-        0,
-        0,
-        T,
-    );
-    t.file(
-        "ids",
-        Content::Bytes(b"ids".to_vec()),
-        0o600,
-        70_000,
-        3_000_000,
-        -100_000,
-    );
-    t.file(
-        "future",
-        Content::Bytes(b"2096".to_vec()),
-        0o600,
-        65534,
-        65534,
-        4_000_000_000,
-    );
-    t.file("epoch", Content::Bytes(b"0".to_vec()), 0o600, 0, 0, 0);
-    t.file(
-        "etc/overwritten",
-        Content::Bytes(b"second".to_vec()),
-        0o600,
-        9,
-        9,
-        T + 9,
-    );
+    special_entries(&mut t, T, "big");
     t
 }
 

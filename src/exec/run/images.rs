@@ -80,13 +80,14 @@ impl Runner<'_> {
                 label: label.to_vec(),
                 uuid,
             }),
-            FsType::Ext2 | FsType::Ext3 => Format::Ext(ext::Options {
+            FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => Format::Ext(ext::Options {
                 size,
                 block_size,
                 inodes,
                 label: label.to_vec(),
                 uuid,
-                journal: fs == FsType::Ext3,
+                journal: fs != FsType::Ext2,
+                ext4: fs == FsType::Ext4,
                 timestamp: self.now,
             }),
         };

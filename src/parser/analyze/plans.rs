@@ -63,7 +63,7 @@ impl Analyzer<'_> {
 
     pub(super) fn image(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         const USAGE: &str =
-            "[image PATH SIZE [LABEL] [fs ext2|ext3|swap] [blocksize N] [inodes N] [uuid U] [base BASE [format raw]]][end]";
+            "[image PATH SIZE [LABEL] [fs ext2|ext3|ext4|swap] [blocksize N] [inodes N] [uuid U] [base BASE [format raw]]][end]";
         if words.len() < 2 {
             let what = if words.is_empty() {
                 "PATH and SIZE"
@@ -149,11 +149,12 @@ impl Analyzer<'_> {
                 ImageKey::Fs => match v.as_str() {
                     "ext2" => fs = FsType::Ext2,
                     "ext3" => fs = FsType::Ext3,
+                    "ext4" => fs = FsType::Ext4,
                     "swap" => fs = FsType::Swap,
                     other => {
                         self.err(
                             w.span(),
-                            format!("fs `{other}`: vm-container writes ext2, ext3 or swap"),
+                            format!("fs `{other}`: vm-container writes ext2, ext3, ext4 or swap"),
                         );
                         return None;
                     }
@@ -212,27 +213,24 @@ impl Analyzer<'_> {
             self.err(
                 words[1].span(),
                 format!(
-                    "{} is too large for ext2/ext3 with {bs}-byte blocks",
+                    "{} is too large for ext2/3/4 with {bs}-byte blocks",
                     words[1].text
                 ),
             );
             return None;
         }
-        let min = if fs == FsType::Ext3 {
-            2 << 20
-        } else {
-            256 << 10
-        };
+        let journal = fs != FsType::Ext2;
+        let min = if journal { 2 << 20 } else { 256 << 10 };
         if size < min {
             self.err(
                 words[1].span(),
                 format!(
                     "{} is too small for {}: at least {} KiB",
                     words[1].text,
-                    if fs == FsType::Ext3 {
-                        "ext3 (its journal needs 1 MiB)"
-                    } else {
-                        "ext2"
+                    match fs {
+                        FsType::Ext2 => "ext2",
+                        FsType::Ext4 => "ext4 (its journal needs 1 MiB)",
+                        _ => "ext3 (its journal needs 1 MiB)",
                     },
                     min >> 10
                 ),
@@ -240,7 +238,7 @@ impl Analyzer<'_> {
             return None;
         }
         if let (Some(n), Some(at)) = (inodes, inodes_at) {
-            if let Some(max) = too_many_inodes(size, bs, fs == FsType::Ext3, n) {
+            if let Some(max) = too_many_inodes(size, bs, journal, n) {
                 self.err(
                     at,
                     format!(

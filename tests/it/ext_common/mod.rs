@@ -109,6 +109,12 @@ impl MemTree {
         ));
     }
 
+    /// A symlink to `target`, mode 0777, owned by root.
+    pub fn symlink(&mut self, path: &str, target: &[u8], mtime: i64) {
+        let target = target.to_vec();
+        self.add(path, Kind::Symlink { target }, 0o777, 0, 0, mtime);
+    }
+
     pub fn dir(&mut self, path: &str, perm: u32, uid: u32, gid: u32, mtime: i64) {
         self.add(path, Kind::Dir, perm, uid, gid, mtime);
     }
@@ -354,6 +360,7 @@ pub fn opts(size: u64, bs: u32, journal: bool) -> Options {
             0xcd, 0xef,
         ],
         journal,
+        ext4: false,
         timestamp: 1_700_000_000,
     }
 }
@@ -370,5 +377,138 @@ pub fn debugfs_w(img: &Path, request: &str) {
     assert!(
         out.status.success() && err.lines().all(|l| l.starts_with("debugfs ")),
         "debugfs -w -R '{request}': {err}"
+    );
+}
+
+/// The awkward entries every writer test holds, after the rest of a
+/// tree: devices in both encodings, a FIFO, a socket, hard links (one to
+/// `big`), setuid and sticky modes, the longest name, 32-bit ids, times
+/// before 1970 and after 2038, and `etc/overwritten` written again.
+pub fn special_entries(t: &mut MemTree, t0: i64, big: &str) {
+    t.dir("dev", 0o755, 0, 0, t0);
+    t.add(
+        "dev/null",
+        Kind::CharDev { major: 1, minor: 3 },
+        0o666,
+        0,
+        0,
+        t0,
+    );
+    t.add(
+        "dev/sda1",
+        Kind::BlockDev { major: 8, minor: 1 },
+        0o660,
+        0,
+        6,
+        t0,
+    );
+    t.add(
+        "dev/big",
+        Kind::CharDev {
+            major: 300,
+            minor: 70_000,
+        },
+        0o600,
+        0,
+        0,
+        t0,
+    );
+    t.add(
+        "dev/nvme",
+        Kind::BlockDev {
+            major: 259,
+            minor: 3,
+        },
+        0o600,
+        0,
+        0,
+        t0,
+    );
+    t.add("fifo", Kind::Fifo, 0o644, 0, 0, t0);
+    t.add("socket", Kind::Socket, 0o755, 0, 0, t0);
+    t.add(
+        "hl-hostname",
+        Kind::HardLink {
+            target: TreePath::from_member(b"etc/hostname").unwrap(),
+        },
+        0,
+        0,
+        0,
+        0,
+    );
+    t.add(
+        "dev/hl-big",
+        Kind::HardLink {
+            target: TreePath::from_member(big.as_bytes()).unwrap(),
+        },
+        0,
+        0,
+        0,
+        0,
+    );
+    t.file(
+        "suid",
+        Content::Bytes(b"#!/bin/sh\n".to_vec()),
+        0o4755,
+        0,
+        0,
+        t0,
+    );
+    t.dir("tmp", 0o1777, 0, 0, t0);
+    t.file(
+        &format!("etc/{}", "n".repeat(255)),
+        Content::Bytes(b"longest name".to_vec()),
+        0o644,
+        0,
+        0,
+        t0,
+    );
+    t.file(
+        "ids",
+        Content::Bytes(b"ids".to_vec()),
+        0o600,
+        70_000,
+        3_000_000,
+        -100_000,
+    );
+    t.file(
+        "future",
+        Content::Bytes(b"2096".to_vec()),
+        0o600,
+        65534,
+        65534,
+        4_000_000_000,
+    );
+    t.file("epoch", Content::Bytes(b"0".to_vec()), 0o600, 0, 0, 0);
+    t.file(
+        "etc/overwritten",
+        Content::Bytes(b"second".to_vec()),
+        0o600,
+        9,
+        9,
+        t0 + 9,
+    );
+}
+
+/// `/etc` with a hostname, an empty file and the first version of
+/// `etc/overwritten` ([`special_entries`] writes the second).
+pub fn etc_entries(t: &mut MemTree, t0: i64) {
+    t.dir("etc", 0o755, 0, 0, t0);
+    t.file(
+        "etc/hostname",
+        Content::Bytes(b"box\n".to_vec()),
+        0o644,
+        0,
+        0,
+        t0,
+    );
+    t.file("etc/empty", Content::Bytes(Vec::new()), 0o644, 0, 0, t0);
+    t.file(
+        "etc/overwritten",
+        Content::Bytes(b"first version".to_vec()),
+        0o644,
+        0,
+        0,
+        t0,
     );
 }
