@@ -145,6 +145,13 @@ proptest! {
             "a", "${x}", "$$", "<<E", "text", "E", "\\", ",", ";", "50M", "/etc/x", "archive", "\r", "é"]), 0..60)) {
         let text: String = parts.concat();
         let parsed = parser::parse(&text);
-        let _ = parser::analyze(&parsed.container, &text, &parser::Options::default(), &parser::analyze::EmptyWorld);
+        let analyzed = parser::analyze(&parsed.container, &text, &parser::Options::default(), &parser::analyze::EmptyWorld);
+        // whatever went wrong, the rendered error is its kind's message at its place
+        let all = parsed.errors.iter().chain(analyzed.as_ref().err().into_iter().flatten());
+        for d in all {
+            let shown = d.render("f.vmc", &text);
+            let first = shown.lines().next().unwrap_or_default();
+            prop_assert_eq!(first, format!("f.vmc:{}: error: {}", d.span, d.kind));
+        }
     }
 }

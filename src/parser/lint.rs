@@ -3,7 +3,7 @@
 
 use super::analyze::Options;
 use super::ast::{Container, Item, LineIndex, Span};
-use super::diagnostic::Diagnostic;
+use super::diagnostic::{Diagnostic, DiagnosticKind};
 use super::plan::{Action, Plan};
 use crate::xen::{self, lexer::Lexer, lexer::TokenKind, Op, Value};
 use std::collections::HashSet;
@@ -61,10 +61,10 @@ fn relative_disk_images(
         };
         out.push(Diagnostic::new(
             span,
-            format!(
-                "disk target `{target}` is relative: this file makes the image at {}, but `xl create` reads the path from its own working directory; write it absolute (for instance `${{dir}}/...`)",
-                made.display()
-            ),
+            DiagnosticKind::RelativeDiskTarget {
+                target: target.to_string(),
+                made,
+            },
         ));
     }
     out

@@ -2,6 +2,7 @@
 //! a plan step.
 
 use super::super::ast::{Expr, Span};
+use super::super::diagnostic::DiagnosticKind;
 use super::super::plan::{Action, Edit, FsType, PatchTarget, TargetKind, UriRef};
 use super::super::template::substitute;
 use super::args::{parse_mode, parse_owner, parse_size, parse_uuid, Arg, OptionKey};
@@ -75,17 +76,14 @@ impl Analyzer<'_> {
                     words[1].text.bytes().all(|b| b.is_ascii_digit())
                         && parse_size(&format!("1{}", u.text)).is_ok()
                 });
-                match split_unit {
-                    Some(u) => self.err(
-                        words[1].span(),
-                        format!(
-                            "size `{n} {u}`: write `{n}{u}`, without a space",
-                            n = words[1].text,
-                            u = u.text
-                        ),
-                    ),
-                    None => self.err(words[1].span(), m),
-                }
+                let kind = match split_unit {
+                    Some(u) => DiagnosticKind::SizeSplitUnit {
+                        number: words[1].text.clone(),
+                        unit: u.text.clone(),
+                    },
+                    None => DiagnosticKind::Size(m),
+                };
+                self.err(words[1].span(), kind);
                 return None;
             }
         };
@@ -95,13 +93,7 @@ impl Analyzer<'_> {
             if w.key::<ImageKey>().is_none() {
                 let s = &w.text;
                 if s.len() > 16 {
-                    self.err(
-                        w.span(),
-                        format!(
-                            "label `{s}` is {} bytes; an ext2/ext3 or swap label holds at most 16",
-                            s.len()
-                        ),
-                    );
+                    self.err(w.span(), DiagnosticKind::LabelTooLong { label: s.clone() });
                     return None;
                 }
                 label = s.as_bytes().to_vec();
@@ -112,7 +104,7 @@ impl Analyzer<'_> {
         let mut inodes_at = None;
         let opts = self.options::<ImageKey>(e, rest, USAGE)?;
         // options that only a file system has, for a swap area's error
-        let mut fs_only: Vec<(&str, Span)> = Vec::new();
+        let mut fs_only: Vec<(&'static str, Span)> = Vec::new();
         for opt in opts {
             let (w, v) = (opt.value, &opt.value.text);
             if matches!(opt.key, ImageKey::BlockSize | ImageKey::Inodes) {
@@ -127,7 +119,9 @@ impl Analyzer<'_> {
                     other => {
                         self.err(
                             w.span(),
-                            format!("fs `{other}`: vm-container writes ext2, ext3 or swap"),
+                            DiagnosticKind::UnknownFs {
+                                fs: other.to_string(),
+                            },
                         );
                         return None;
                     }
@@ -135,7 +129,7 @@ impl Analyzer<'_> {
                 ImageKey::BlockSize => match v.parse::<u32>() {
                     Ok(n @ (1024 | 2048 | 4096)) => block_size = Some(n),
                     _ => {
-                        self.err(w.span(), format!("blocksize `{v}`: use 1024, 2048 or 4096"));
+                        self.err(w.span(), DiagnosticKind::BadBlockSize { value: v.clone() });
                         return None;
                     }
                 },
@@ -145,20 +139,14 @@ impl Analyzer<'_> {
                         inodes_at = Some(w.span());
                     }
                     _ => {
-                        self.err(
-                            w.span(),
-                            format!("inodes `{v}`: a whole number of at least 16"),
-                        );
+                        self.err(w.span(), DiagnosticKind::BadInodes { value: v.clone() });
                         return None;
                     }
                 },
                 ImageKey::Uuid => match parse_uuid(v) {
                     Some(u) => uuid = Some(u),
                     None => {
-                        self.err(
-                            w.span(),
-                            format!("uuid `{v}`: expected 8-4-4-4-12 hex digits"),
-                        );
+                        self.err(w.span(), DiagnosticKind::BadUuid { value: v.clone() });
                         return None;
                     }
                 },
@@ -175,10 +163,10 @@ impl Analyzer<'_> {
         if size / bs > u32::MAX as u64 {
             self.err(
                 words[1].span(),
-                format!(
-                    "{} is too large for ext2/ext3 with {bs}-byte blocks",
-                    words[1].text
-                ),
+                DiagnosticKind::TooLargeForExt {
+                    size: words[1].text.clone(),
+                    block_size: bs,
+                },
             );
             return None;
         }
@@ -190,16 +178,11 @@ impl Analyzer<'_> {
         if size < min {
             self.err(
                 words[1].span(),
-                format!(
-                    "{} is too small for {}: at least {} KiB",
-                    words[1].text,
-                    if fs == FsType::Ext3 {
-                        "ext3 (its journal needs 1 MiB)"
-                    } else {
-                        "ext2"
-                    },
-                    min >> 10
-                ),
+                DiagnosticKind::TooSmallForFs {
+                    size: words[1].text.clone(),
+                    fs,
+                    min_kib: min >> 10,
+                },
             );
             return None;
         }
@@ -207,10 +190,12 @@ impl Analyzer<'_> {
             if let Some(max) = too_many_inodes(size, bs, fs == FsType::Ext3, n) {
                 self.err(
                     at,
-                    format!(
-                        "inodes `{n}`: too many for a {} volume with {bs}-byte blocks (about {max} fit)",
-                        words[1].text
-                    ),
+                    DiagnosticKind::TooManyInodes {
+                        inodes: n,
+                        size: words[1].text.clone(),
+                        block_size: bs,
+                        max,
+                    },
                 );
                 return None;
             }
@@ -235,13 +220,10 @@ impl Analyzer<'_> {
         label: Vec<u8>,
         uuid: Option<[u8; 16]>,
         size_word: &Arg,
-        fs_only: &[(&str, Span)],
+        fs_only: &[(&'static str, Span)],
     ) -> Option<Action> {
         if let Some((key, span)) = fs_only.first() {
-            self.err(
-                *span,
-                format!("`{key}` is an ext2/ext3 option; a swap area has none (its pages are 4096 bytes)"),
-            );
+            self.err(*span, DiagnosticKind::SwapFsOption { option: key });
             return None;
         }
         // mkswap's limits for 4 KiB pages: 10 pages at least, and the last
@@ -250,20 +232,18 @@ impl Analyzer<'_> {
         if pages < 10 {
             self.err(
                 size_word.span(),
-                format!(
-                    "{} is too small for a swap area: at least 40 KiB",
-                    size_word.text
-                ),
+                DiagnosticKind::SwapTooSmall {
+                    size: size_word.text.clone(),
+                },
             );
             return None;
         }
         if pages - 1 > u32::MAX as u64 {
             self.err(
                 size_word.span(),
-                format!(
-                    "{} is too large for a swap area: at most 16 TiB",
-                    size_word.text
-                ),
+                DiagnosticKind::SwapTooLarge {
+                    size: size_word.text.clone(),
+                },
             );
             return None;
         }
@@ -280,16 +260,16 @@ impl Analyzer<'_> {
 
     /// Reports `path` when an earlier `[image ... fs swap]` makes it a swap
     /// area: it holds no tree to populate, patch or edit.
-    pub(super) fn not_swap(&mut self, span: Span, path: &Path, what: &str) -> bool {
+    pub(super) fn not_swap(&mut self, span: Span, path: &Path, what: &'static str) -> bool {
         let Some(at) = self.swaps.get(path) else {
             return true;
         };
-        let msg = format!(
-            "{what} {}, which the `[image ... fs swap]` at line {} makes a swap area: it holds no files",
-            path.display(),
-            at.line
-        );
-        self.err(span, msg);
+        let kind = DiagnosticKind::SwapHoldsNoFiles {
+            what,
+            path: path.to_path_buf(),
+            swap_line: at.line,
+        };
+        self.err(span, kind);
         false
     }
 
@@ -311,7 +291,9 @@ impl Analyzer<'_> {
             other => {
                 self.err(
                     words[0].span(),
-                    format!("populate kind `{other}`: expected image, device or dir"),
+                    DiagnosticKind::UnknownPopulateKind {
+                        kind: other.to_string(),
+                    },
                 );
                 return None;
             }
@@ -324,17 +306,14 @@ impl Analyzer<'_> {
             TargetKind::Image if !self.images.contains(&target) && !self.world.exists(&target) => {
                 self.err(
                     words[1].span(),
-                    format!(
-                        "populate names the image {}, which neither exists nor is created by an earlier `[image]`",
-                        target.display()
-                    ),
+                    DiagnosticKind::MissingImage { path: target },
                 );
                 return None;
             }
             TargetKind::Device if !self.world.exists(&target) => {
                 self.err(
                     words[1].span(),
-                    format!("device {} does not exist", target.display()),
+                    DiagnosticKind::MissingDevice { path: target },
                 );
                 return None;
             }
@@ -356,10 +335,9 @@ impl Analyzer<'_> {
             if !self.produced.contains(p) && !self.world.exists(p) {
                 self.err(
                     u.span,
-                    format!(
-                        "{} does not exist and no earlier expression creates it",
-                        p.display()
-                    ),
+                    DiagnosticKind::MissingInput {
+                        path: p.to_path_buf(),
+                    },
                 );
             }
         }
@@ -371,7 +349,7 @@ impl Analyzer<'_> {
         &mut self,
         e: &Expr,
         words: &[Arg],
-        usage: &str,
+        usage: &'static str,
         positional: &mut Vec<Arg>,
     ) -> Option<(TreePath, Edit)> {
         let Some(pw) = words.first() else {
@@ -382,11 +360,17 @@ impl Analyzer<'_> {
         let path = match TreePath::from_absolute(ps.as_bytes()) {
             Ok(p) if !p.is_root() => p,
             Ok(_) => {
-                self.err(pw.span(), "the path names the root directory, not a file");
+                self.err(pw.span(), DiagnosticKind::RootPath);
                 return None;
             }
             Err(err) => {
-                self.err(pw.span(), format!("path `{ps}`: {err}"));
+                self.err(
+                    pw.span(),
+                    DiagnosticKind::BadPath {
+                        path: ps.clone(),
+                        error: err,
+                    },
+                );
                 return None;
             }
         };
@@ -414,20 +398,14 @@ impl Analyzer<'_> {
                 EditKey::Mode => match parse_mode(v) {
                     Some(m) => mode = Some(m),
                     None => {
-                        self.err(
-                            w.span(),
-                            format!("mode `{v}`: expected octal digits up to 7777"),
-                        );
+                        self.err(w.span(), DiagnosticKind::BadMode { value: v.clone() });
                         return None;
                     }
                 },
                 EditKey::Owner => match parse_owner(v) {
                     Some(o) => owner = Some(o),
                     None => {
-                        self.err(
-                            w.span(),
-                            format!("owner `{v}`: expected UID:GID in numbers"),
-                        );
+                        self.err(w.span(), DiagnosticKind::BadOwner { value: v.clone() });
                         return None;
                     }
                 },
@@ -436,7 +414,7 @@ impl Analyzer<'_> {
         let Some(archive) = archive else {
             self.err(
                 e.keyword_span,
-                format!("`[{}` needs `archive URI`: the tree to modify", e.keyword),
+                DiagnosticKind::NeedsArchive { keyword: e.keyword },
             );
             return None;
         };
@@ -484,7 +462,7 @@ impl Analyzer<'_> {
                         .map(|k| body_span.offset + k)
                         .unwrap_or(body_span.offset);
                     let span = self.span(found, err.len);
-                    self.err(span, err.message);
+                    self.err(span, err.kind);
                     return None;
                 }
             },
@@ -547,10 +525,7 @@ impl Analyzer<'_> {
             Some(p) => {
                 self.err(
                     words[0].span(),
-                    format!(
-                        "patch names {}, which neither exists nor is created by an earlier expression",
-                        p.display()
-                    ),
+                    DiagnosticKind::MissingPatchTarget { path: p },
                 );
                 return None;
             }
