@@ -150,8 +150,8 @@ proptest! {
         let all = parsed.errors.iter().chain(analyzed.as_ref().err().into_iter().flatten());
         for d in all {
             let shown = d.render("f.vmc", &text);
-            let first = shown.lines().next().unwrap_or_default();
-            prop_assert_eq!(first, format!("f.vmc:{}: error: {}", d.span, d.kind));
+            let head = format!("f.vmc:{}: error: {}\n", d.span, d.kind);
+            prop_assert!(shown.starts_with(&head), "{:?} does not start with {:?}", shown, head);
         }
     }
 }

@@ -76,11 +76,11 @@ pub fn boot(opts: &BootOptions) -> Result<()> {
     if let Some(e) = errors.first() {
         return Err(Failure::usage(format!(
             "{}: stripped config: {}",
-            loaded.name, e.message
+            loaded.name, e.kind
         )));
     }
     let settings = crate::xen::apply_all(&stmts)
-        .map_err(|e| Failure::usage(format!("{}: {}", loaded.name, e.message)))?;
+        .map_err(|e| Failure::usage(format!("{}: {}", loaded.name, e.kind)))?;
     let plan = Plan::from_settings(&settings, &loaded.base_dir).map_err(|r| Failure {
         code: 2,
         message: r

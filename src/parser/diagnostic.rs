@@ -10,6 +10,7 @@ use super::plan::FsType;
 use super::template::{MAX_FILE, MAX_VALUE};
 use crate::tree::PathError;
 use crate::uri::UriError;
+use crate::xen::ErrorKind as XenError;
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -36,10 +37,10 @@ pub enum DiagnosticKind {
     // reading the file
     #[error("the file is not UTF-8 text")]
     NotUtf8,
-    /// A Xen statement or comment `xl` would refuse; the Xen reader words
-    /// it (libxlutil's rules live there).
-    #[error("{0}")]
-    Xen(String),
+    /// A Xen statement or comment `xl` would refuse (the Xen reader knows
+    /// libxlutil's rules).
+    #[error(transparent)]
+    Xen(XenError),
     #[error("`]` outside any list or expression")]
     StrayClose,
     #[error(
@@ -92,7 +93,7 @@ pub enum DiagnosticKind {
     #[error("--set {name}=...: a value cannot hold a line break")]
     SetLineBreak { name: String },
     #[error("after substituting variables this value is not valid for xl: {0}")]
-    XenAfterSubstitution(String),
+    XenAfterSubstitution(XenError),
 
     // an expression's words
     #[error("`[{keyword}` takes no body")]

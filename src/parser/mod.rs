@@ -77,7 +77,7 @@ pub fn parse(text: &str) -> ParseResult {
                     Err(e) => {
                         errors.push(Diagnostic::new(
                             idx.span(e.offset, e.len),
-                            DiagnosticKind::Xen(e.message),
+                            DiagnosticKind::Xen(e.kind),
                         ));
                         pos = xen::recover(text, pos);
                     }
@@ -108,14 +108,13 @@ pub fn parse(text: &str) -> ParseResult {
                             found: k.describe(),
                         },
                     },
-                    Err(e) => DiagnosticKind::Xen(e.message),
+                    Err(e) => DiagnosticKind::Xen(e.kind),
                 };
                 errors.push(Diagnostic::new(idx.span(pos, 1), kind));
                 pos = xen::recover(text, pos);
             }
             Err(e) => {
-                let mut d =
-                    Diagnostic::new(idx.span(e.offset, e.len), DiagnosticKind::Xen(e.message));
+                let mut d = Diagnostic::new(idx.span(e.offset, e.len), DiagnosticKind::Xen(e.kind));
                 if let Some((at, note)) = e.note {
                     d = d.with_note(idx.span(at, 1), note);
                 }

@@ -247,6 +247,7 @@ fn quoted_words_and_comments() {
 
 #[test]
 fn malformed_inputs_are_located() {
+    use crate::xen::ErrorKind as XenError;
     use DiagnosticKind as K;
     assert_err!("[frobnicate /x][end]\n", 1, 2, K::UnknownKeyword { word } if word == "frobnicate");
     assert_err!("a = 1\n[image /x][end]\n", 2, 8, K::MissingArgument { keyword: Keyword::Image, what, .. } if what == "SIZE");
@@ -269,9 +270,13 @@ fn malformed_inputs_are_located() {
     assert_err!("[copy /x archive http://h/a mode 9 http://h/f][end]\n", 1, 34, K::BadMode { value } if value == "9");
     assert_err!("[copy /x archive http://h/a owner root http://h/f][end]\n", 1, 35, K::BadOwner { value } if value == "root");
     assert_err!("\n[image /x/${nope} 5M][end]\n", 2, 11, K::UndefinedVariable { name } if name == "nope");
-    // the Xen reader words its own errors
-    assert_err!("a = \"open\n", 1, 5, K::Xen(m) if m.contains("unterminated string"));
-    assert_err!("a = [1,\n2\n", 3, 1, K::Xen(m) if m.contains("closing `]` missing"));
+    assert_err!("a = \"open\n", 1, 5, K::Xen(XenError::StringEndsLine));
+    assert_err!(
+        "a = [1,\n2\n",
+        3,
+        1,
+        K::Xen(XenError::Unexpected { unclosed: true, .. })
+    );
     assert_err!(
         "[image /x 5M\n",
         1,
@@ -298,8 +303,9 @@ fn malformed_inputs_are_located() {
             keyword: Keyword::Replace
         }
     );
-    assert_err!("Name = 1\n", 1, 1, K::Xen(m) if m.contains("lower-case"));
-    assert_err!("a = 1\na += ['x']\n", 2, 6, K::Xen(m) if m.contains("append"));
+    assert_err!("Name = 1\n", 1, 1, K::Xen(XenError::NameStart { c: 'N' }));
+    assert_err!("a = 1\na += ['x']\n", 2, 6, K::Xen(XenError::BadAppend { name, .. }) if name == "a");
+    assert_err!("a = '${x'\n[image /y 1M][end]\n", 1, 6, K::UnclosedVariable);
     assert_err!("[end]\n", 1, 2, K::EndWithoutExpression);
     assert_err!("[ /x][end]\n", 1, 1, K::MissingKeyword);
     assert_err!("]\n", 1, 1, K::StrayClose);

@@ -88,17 +88,14 @@ impl Analyzer<'_> {
             Ok((xen::Parsed::Statement(s), _)) => s,
             Ok((xen::Parsed::NotAStatement, _)) => return None,
             Err(e) => {
-                self.err(
-                    x.value_span,
-                    DiagnosticKind::XenAfterSubstitution(e.message),
-                );
+                self.err(x.value_span, DiagnosticKind::XenAfterSubstitution(e.kind));
                 return None;
             }
         };
         let mut shifted = stmt.clone();
         shifted.value_range = (x.value_span.offset, x.value_span.end());
         if let Err(e) = xen::apply(&mut self.settings, &shifted) {
-            self.err(x.value_span, DiagnosticKind::Xen(e.message));
+            self.err(x.value_span, DiagnosticKind::Xen(e.kind));
         }
         if let Some(v) = self.settings.get(name) {
             let var = match v.scalar_text() {
