@@ -51,7 +51,7 @@ if [ ! -f "$work/minbase.cpio.gz" ]; then
   mv "$work/minbase.cpio.gz.new" "$work/minbase.cpio.gz"
 fi
 
-# The initramfs tests/boot.rs makes: busybox, the virtio modules in load
+# The initramfs tests/it/boot.rs makes: busybox, the virtio modules in load
 # order, examples/trees/boot-initramfs/init.
 ird=$work/initramfs
 rm -rf "$ird" && mkdir -p "$ird/bin" "$ird/etc" "$ird/lib/modules"

@@ -72,7 +72,7 @@ if [ "${1:-}" = --demo ]; then
   exit 0
 fi
 # --- boot: QEMU, busybox and a Debian kernel for `vm-container boot` ------
-# tests/boot.rs boots real kernels under QEMU: the kernel of Debian's cloud
+# tests/it/boot.rs boots real kernels under QEMU: the kernel of Debian's cloud
 # flavour (small, virtio drivers as modules) is unpacked into
 # target/boot-kernel/ with its modules.dep, and reused until Debian's
 # linux-image-cloud-amd64 points at another package.

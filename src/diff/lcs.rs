@@ -323,7 +323,7 @@ fn middle_snake(a: &[u32], b: &[u32], fd: &mut [isize], bd: &mut [isize]) -> (us
 /// ends next to a change in the other file. Which of several equal lines
 /// is "the change" is arbitrary; choosing as GNU does makes the hunks
 /// byte-equal to `diff -u` output in most such cases (at least 90% of the
-/// tie-heavy cases `tests/diff_gnu_agreement.rs` generates).
+/// tie-heavy cases `tests/it/diff_gnu_agreement.rs` generates).
 fn shift_boundaries(equivs: &[u32], changed: &mut [bool], other: &[bool]) {
     let n = changed.len() as isize;
     // Out-of-range positions read as unchanged, like GNU's sentinels.

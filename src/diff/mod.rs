@@ -11,10 +11,10 @@
 //! * [`unified`] writes the diff between two [`FileMap`]s in the format
 //!   of `diff -ruN a b`, choosing among equally short diffs as GNU diff
 //!   does. What the tests measure: on an edited copy of `/etc` the output
-//!   is byte-equal to GNU diff's (`tests/diff_oracle.rs`); on random
+//!   is byte-equal to GNU diff's (`tests/it/diff_oracle.rs`); on random
 //!   inputs made of few distinct lines, where ties abound, at least 90%
 //!   of diffs are, and GNU patch applies the others to the same result
-//!   (`tests/diff_gnu_agreement.rs`).
+//!   (`tests/it/diff_gnu_agreement.rs`).
 //!
 //! Patch targets are small text files (configuration), so whole-file
 //! content is held in memory here; the caller decides which files qualify.
