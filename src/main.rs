@@ -391,8 +391,8 @@ fn main() -> ExitCode {
         return match generate(g.what) {
             Ok(()) => ExitCode::SUCCESS,
             Err(f) => {
-                eprintln!("{f}");
-                ExitCode::from(f.code)
+                eprintln!("{}", render(&f));
+                ExitCode::from(f.code())
             }
         };
     }
@@ -424,7 +424,7 @@ fn main() -> ExitCode {
         Some(Command::Pack { dir, uri }) => tools::pack(&dir, &uri),
         Some(Command::Diff { old, new, out }) => tools::diff_trees(&old, &new, &out)
             .map(|changed| status = u8::from(changed))
-            .map_err(|f| Failure { code: 2, ..f }),
+            .map_err(|f| Failure::Trouble(Box::new(f))),
         Some(Command::Ls { image, path }) => tools::ls(&image, path.as_deref()),
         Some(Command::Cat { image, path }) => tools::cat(&image, &path),
         Some(Command::Keygen {
@@ -479,10 +479,20 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::from(status),
-        Err(Failure { code, message }) => {
-            eprintln!("{message}");
-            ExitCode::from(code)
+        Err(e) => {
+            eprintln!("{}", render(&e));
+            ExitCode::from(e.code())
         }
+    }
+}
+
+/// What a failed command prints: rendered diagnostics as they are,
+/// anything else after `error: `.
+fn render(e: &Failure) -> String {
+    match e {
+        Failure::Diagnostics(text) => text.clone(),
+        Failure::Trouble(inner) => render(inner),
+        e => format!("error: {e}"),
     }
 }
 

@@ -81,14 +81,13 @@ pub fn boot(opts: &BootOptions) -> Result<()> {
     }
     let settings = crate::xen::apply_all(&stmts)
         .map_err(|e| Failure::usage(format!("{}: {}", loaded.name, e.kind)))?;
-    let plan = Plan::from_settings(&settings, &loaded.base_dir).map_err(|r| Failure {
-        code: 2,
-        message: r
-            .0
-            .iter()
-            .map(|l| format!("error: {}: {l}", loaded.name))
-            .collect::<Vec<_>>()
-            .join("\n"),
+    let plan = Plan::from_settings(&settings, &loaded.base_dir).map_err(|r| {
+        Failure::Diagnostics(
+            r.0.iter()
+                .map(|l| format!("error: {}: {l}", loaded.name))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })?;
     for n in &plan.notes {
         eprintln!("boot: {}: {n}", loaded.name);
@@ -466,15 +465,15 @@ fn watch_qemu(
     let mut said = None;
     let outcome: Result<()> = loop {
         if interrupt.load(Ordering::Relaxed) {
-            break Err(Failure {
+            break Err(Failure::Stopped {
                 code: 130,
-                message: format!("error: interrupted (SIGINT); QEMU stopped{}", watch.tail()),
+                message: format!("interrupted (SIGINT); QEMU stopped{}", watch.tail()),
             });
         }
         if terminate.load(Ordering::Relaxed) {
-            break Err(Failure {
+            break Err(Failure::Stopped {
                 code: 143,
-                message: format!("error: terminated (SIGTERM); QEMU stopped{}", watch.tail()),
+                message: format!("terminated (SIGTERM); QEMU stopped{}", watch.tail()),
             });
         }
         if watch.all_seen() {

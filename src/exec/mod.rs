@@ -3,6 +3,7 @@
 //! format and transport modules.
 
 pub mod boot;
+pub mod error;
 pub mod formats;
 pub mod holders;
 pub mod inputs;
@@ -16,48 +17,11 @@ pub mod tools;
 pub mod worktree;
 
 use crate::parser::plan::Plan;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Why a command failed, rendered once by `main`.
-#[derive(Debug)]
-pub struct Failure {
-    /// 1: a run failed; 2: usage or container-file error.
-    pub code: u8,
-    pub message: String,
-}
-
-impl Failure {
-    /// A run failed (exit status 1).
-    pub fn run(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 1,
-            message: format!("error: {}", message.into()),
-        }
-    }
-
-    /// A usage or container-file error (exit status 2).
-    pub fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 2,
-            message: format!("error: {}", message.into()),
-        }
-    }
-
-    /// Container-file diagnostics, already rendered with their locations.
-    pub fn diagnostics(rendered: String) -> Failure {
-        Failure {
-            code: 2,
-            message: rendered,
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
+pub use error::Error;
+/// The name the executor's modules use for [`Error`].
+pub type Failure = Error;
 
 pub type Result<T> = std::result::Result<T, Failure>;
 

@@ -255,7 +255,7 @@ impl Commit {
             ));
             return Err(Failure::run(format!(
                 "{}; committed: {}; not committed: {}",
-                e.message.trim_start_matches("error: "),
+                e,
                 done.join(", "),
                 if not.is_empty() { "nothing else" } else { &not }
             )));

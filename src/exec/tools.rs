@@ -151,7 +151,8 @@ pub fn diff_trees(old: &Path, new: &Path, out: &str) -> Result<bool> {
         }
     }
     let read = |tree: &Path| {
-        let open = || open_tree(tree).map_err(|f| io::Error::other(f.message));
+        // the typed error travels inside the I/O error, not as its text
+        let open = || open_tree(tree).map_err(io::Error::other);
         read_tree_files(&open, &changed).map_err(|e| fail(tree.display(), e))
     };
     let (ca, cb) = (read(old)?, read(new)?);
