@@ -66,62 +66,74 @@ pub enum Error {
     #[error("{place}: {source}")]
     Io { place: Place, source: io::Error },
     #[error("{place}: {source}")]
-    Ext { place: Place, source: ext::Error },
+    Ext {
+        place: Place,
+        source: Box<ext::Error>,
+    },
     #[error("{place}: {source}")]
-    Cpio { place: Place, source: cpio::Error },
+    Cpio {
+        place: Place,
+        source: Box<cpio::Error>,
+    },
     #[error("{place}: {source}")]
     Archive {
         place: Place,
-        source: archive::Error,
+        source: Box<archive::Error>,
     },
     #[error("{place}: {source}")]
     Transfer {
         place: Place,
-        source: transport::TransferError,
+        source: Box<transport::TransferError>,
     },
     #[error("{place}: {source}")]
     Patch {
         place: Place,
-        source: diff::ApplyError,
+        source: Box<diff::ApplyError>,
     },
     #[error("{place}: {source}")]
     PatchText {
         place: Place,
-        source: diff::ParseError,
+        source: Box<diff::ParseError>,
     },
     #[error("{place}: {source}")]
-    Swap { place: Place, source: swap::Error },
+    Swap {
+        place: Place,
+        source: Box<swap::Error>,
+    },
     #[error("{place}: {source}")]
     HostDir {
         place: Place,
-        source: hostdir::Error,
+        source: Box<hostdir::Error>,
     },
     #[error("{place}: {source}")]
     Cache {
         place: Place,
-        source: cache::CacheError,
+        source: Box<cache::CacheError>,
     },
     #[error("{place}: {source}")]
-    Uri { place: Place, source: uri::UriError },
+    Uri {
+        place: Place,
+        source: Box<uri::UriError>,
+    },
     #[error("{place}: {source}")]
     Key {
         place: Place,
-        source: sign::KeyError,
+        source: Box<sign::KeyError>,
     },
     #[error("{place}: {source}")]
     Sign {
         place: Place,
-        source: sign::SignError,
+        source: Box<sign::SignError>,
     },
     #[error("{place}: {source}")]
     Verify {
         place: Place,
-        source: sign::VerifyError,
+        source: Box<sign::VerifyError>,
     },
     #[error("{place}: {source}")]
     Tree {
         place: Place,
-        source: super::worktree::TreeError,
+        source: Box<super::worktree::TreeError>,
     },
 }
 
@@ -167,14 +179,13 @@ macro_rules! causes {
     ($($variant:ident: $ty:ty,)+) => {
         $(impl Cause for $ty {
             fn at(self, place: Place) -> Error {
-                Error::$variant { place, source: self }
+                Error::$variant { place, source: Box::new(self) }
             }
         })+
     };
 }
 
 causes! {
-    Io: io::Error,
     Ext: ext::Error,
     Cpio: cpio::Error,
     Archive: archive::Error,

@@ -2,22 +2,24 @@
 //! file, asks the parser for a plan, and carries the plan out with the
 //! format and transport modules.
 
+pub mod atomic;
 pub mod boot;
+pub mod budget;
+pub mod commit;
 pub mod error;
 pub mod formats;
 pub mod holders;
 pub mod inputs;
 pub mod load;
 pub mod log;
-pub mod output;
-pub mod outputs;
 pub mod run;
 pub mod state;
 pub mod tools;
+pub mod workdir;
 pub mod worktree;
 
 use crate::parser::plan::Plan;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use error::Error;
 /// The name the executor's modules use for [`Error`].
@@ -77,60 +79,6 @@ pub fn trusted_keys(opts: &RunOptions) -> Result<Vec<crate::sign::PublicKey>> {
     Ok(keys)
 }
 
-/// The working directory: `--dir`, else `/var/lib/vm-container` for root
-/// and `$XDG_CACHE_HOME/vm-container` (or `~/.cache/vm-container`) for
-/// others.
-pub fn default_dir() -> PathBuf {
-    if rustix_is_root() {
-        return PathBuf::from("/var/lib/vm-container");
-    }
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("vm-container");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".cache/vm-container"),
-        None => PathBuf::from("/tmp/vm-container"),
-    }
-}
-
-fn rustix_is_root() -> bool {
-    // the effective uid decides what the process may do
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
-/// Removes what interrupted runs staged: entries named `PREFIX<pid>` (or
-/// ending in `-<pid>`) whose process is gone.
-pub fn clean_stale(dir: &std::path::Path, prefix: &str) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(prefix) {
-            continue;
-        }
-        let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if process_gone(pid) {
-            let p = e.path();
-            let _ = if p.is_dir() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-        }
-    }
-}
-
-/// True when no process `pid` runs (and it is not this one): what it
-/// staged or left half-done is stale.
-pub fn process_gone(pid: u32) -> bool {
-    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
-}
-
 /// `check FILE`: parse and validate, print every error, no side effects.
 pub fn check(file: &str, set: &[(String, String)]) -> Result<Plan> {
     let loaded = load::load(file, set)?;
@@ -143,7 +91,7 @@ pub fn check(file: &str, set: &[(String, String)]) -> Result<Plan> {
 /// `strip FILE [-o OUT]`: the stripped config only; runs no expression.
 pub fn strip(file: &str, set: &[(String, String)], out: Option<&str>) -> Result<()> {
     let loaded = load::load(file, set)?;
-    output::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes(), true)
+    atomic::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes(), true)
 }
 
 /// A run (`run FILE`, `FILE` or `--container FILE`): every expression in
@@ -153,27 +101,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let bytes = load::read_bytes(&opts.container)?;
     if opts.require_signatures {
         // the container is verified before it is parsed
-        if keys.is_empty() {
-            return Err(Failure::usage(
-                "--require-signatures: no trusted key (give --trust KEY.pub or put keys in the trust directory)",
-            ));
-        }
-        if opts.container == "-" {
-            return Err(Failure::usage(
-                "--require-signatures: a container read from standard input has no signature file",
-            ));
-        }
-        let sig = PathBuf::from(format!("{}.sig", opts.container));
-        let sigbytes = std::fs::read(&sig).map_err(|e| {
-            Failure::run(format!(
-                "{}: missing signature {}: {e}",
-                opts.container,
-                sig.display()
-            ))
-        })?;
-        crate::sign::verify(&keys, &sigbytes, &bytes[..]).map_err(|e| {
-            Failure::run(format!("{}: signature check failed: {e}", opts.container))
-        })?;
+        verify_container(opts, &keys, &bytes)?;
     }
     let sign_key = match &opts.sign_key {
         Some(p) => Some(tools::secret_key(p, opts.sign_passphrase_file.as_deref())?),
@@ -196,158 +124,52 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         loaded.name,
         loaded.plan.steps.len()
     ))?;
-    let dir = opts.dir.clone().unwrap_or_else(default_dir);
+    let dir = opts.dir.clone().unwrap_or_else(workdir::default_dir);
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     run::source_dirs_untouched(&loaded.plan, &loaded.name, &dir)?;
-    for sub in ["cache", "work", "state"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.display())))?;
-    }
-    {
-        // a run killed while committing is completed before anything else
-        let _lock = crate::cache::lock::FileLock::exclusive(&dir.join("state").join("lock"))
-            .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.display())))?;
-        outputs::recover(&dir.join("state"));
-    }
-    clean_stale(&dir.join("work"), "run-");
-    let staging = dir.join("work").join(format!("run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)
-        .map_err(|e| Failure::run(format!("--dir {}: {e}", staging.display())))?;
-    let mut runner = run::Runner::new(opts, &loaded.name, &dir, staging.clone(), log)?;
-    runner.set_trust(
-        inputs::Trust {
+    let work = workdir::WorkDir::open(&dir)?;
+    let result = run::Runner::new(run::Context {
+        opts,
+        name: &loaded.name,
+        work: &work,
+        log,
+        trust: inputs::Trust {
             keys,
             require_all: opts.require_signatures,
         },
         sign_key,
-    );
-    runner.commit = outputs::Commit::load(dir.join("state").join("created"));
-    if let Some(out) = &opts.stripped {
-        if out != "-" {
-            let p = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
-            runner.commit.check_local(&p, opts.force, &loaded.name)?;
-            if let (Some(d), Some(n)) = (p.parent(), p.file_name()) {
-                clean_stale(d, &output::temp_prefix(n));
-            }
-        }
-    }
-    // a domain-start hook runs this again and again: when no input changed
-    // and every output is as the last run left it, there is nothing to do
-    let record_path = state::Record::path(&dir.join("state"), &opts.container, &opts.set);
-    let fingerprint = runner.fingerprint(&loaded.plan, &loaded.text)?;
-    let previous = state::Record::load(&record_path);
-    runner.date(&loaded.plan, previous.as_ref());
-    if let Some(rec) = &previous {
-        runner.previous_images = rec.images.iter().cloned().collect();
-        runner.commit.previous = rec
-            .outputs
-            .iter()
-            .map(|(p, s, m)| (p.clone(), (*s, *m)))
-            .collect();
-        if rec.inputs == fingerprint
-            && rec.outputs_intact()
-            && runner.remotes_intact(&loaded.plan, &rec.remotes)
-        {
-            // a stream (standard output, a FIFO) gets the config every run
-            if let Some(out) = opts.stripped.as_deref().filter(|o| {
-                *o == "-" || matches!(output::dest(Path::new(o)), Ok(output::Dest::Stream(_)))
-            }) {
-                output::write_text(out, loaded.plan.stripped.as_bytes(), true)?;
-            }
-            runner
-                .log
-                .line("up to date: no input changed since the last run")?;
-            if opts.verbosity != Verbosity::Quiet {
-                eprintln!("{}: up to date", loaded.name);
-            }
-            let _ = std::fs::remove_dir_all(&staging);
-            return Ok(());
-        }
-    }
-    // only Xen statements changed: every image and archive is as the
-    // last run left it and would be made again the same, so only the
-    // stripped config is written
-    let xen_only = previous.as_ref().filter(|rec| {
-        rec.plan_inputs.is_some()
-            && rec.plan_inputs == runner.plan_inputs
-            && rec.outputs_intact()
-            && runner.remotes_intact(&loaded.plan, &rec.remotes)
-    });
-    let planned = match xen_only {
-        Some(rec) => {
-            for (p, _, _) in &rec.outputs {
-                runner.commit.keep(p.clone());
-            }
-            runner.image_digests = rec.images.iter().cloned().collect();
-            runner.commit.remotes = rec.remotes.clone();
-            if opts.verbosity != Verbosity::Quiet {
-                eprintln!(
-                    "{}: only Xen statements changed; writing the stripped config",
-                    loaded.name
-                );
-            }
-            runner
-                .log
-                .line("only Xen statements changed: every other output kept")
-        }
-        None => runner.run_plan(&loaded.plan),
-    };
-    let result = planned.and_then(|()| {
-        let stripped = opts
-            .stripped
-            .as_deref()
-            .map(|o| (o, loaded.plan.stripped.as_bytes()));
-        // one commit at a time per --dir: the record of created outputs is
-        // shared by every domain using it
-        let _lock = crate::cache::lock::FileLock::exclusive(&dir.join("state").join("lock"))
-            .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.display())))?;
-        let mut commit = std::mem::take(&mut runner.commit);
-        commit
-            .created
-            .extend(outputs::Commit::load(dir.join("state").join("created")).created);
-        let r = commit.run(&mut runner.log, stripped);
-        runner.commit = commit;
-        r
-    });
-    if result.is_ok() || runner.commit.partial {
-        // a kept output written again (the stripped config) counts once
-        let mut seen = std::collections::BTreeSet::new();
-        let outputs = runner
-            .commit
-            .committed
-            .iter()
-            .filter(|p| seen.insert(p.to_path_buf()))
-            .filter_map(|p| state::stamp(p).map(|(s, m)| (p.clone(), s, m)))
-            .collect();
-        let rec = state::Record {
-            // a commit that failed halfway: what it changed is recorded,
-            // and the next run is never `up to date`
-            inputs: if result.is_ok() {
-                fingerprint
-            } else {
-                "incomplete".to_string()
-            },
-            outputs,
-            images: runner.image_digests.clone().into_iter().collect(),
-            remotes: runner.commit.remotes.clone(),
-            dated: runner.dated.clone(),
-            plan_inputs: runner.plan_inputs.clone(),
-        };
-        if let Err(e) = rec.save(&record_path) {
-            eprintln!("warning: {}: {e}", record_path.display());
-        }
-    }
-    if result.is_err() {
-        runner.commit.abandon();
-        let _ = runner.log.line(if runner.commit.partial {
-            "failed; committed in part"
-        } else {
-            "failed; nothing committed"
-        });
-    } else {
-        runner.log.line("done")?;
-    }
-    let _ = std::fs::remove_dir_all(&staging);
+    })
+    .and_then(|mut runner| runner.carry_out(&loaded));
+    work.remove_staging();
     result
+}
+
+/// `--require-signatures`: the container's own signature, checked
+/// against the trusted keys.
+fn verify_container(
+    opts: &RunOptions,
+    keys: &[crate::sign::PublicKey],
+    bytes: &[u8],
+) -> Result<()> {
+    if keys.is_empty() {
+        return Err(Failure::usage(
+            "--require-signatures: no trusted key (give --trust KEY.pub or put keys in the trust directory)",
+        ));
+    }
+    if opts.container == "-" {
+        return Err(Failure::usage(
+            "--require-signatures: a container read from standard input has no signature file",
+        ));
+    }
+    let sig = PathBuf::from(format!("{}.sig", opts.container));
+    let sigbytes = std::fs::read(&sig).map_err(|e| {
+        Failure::run(format!(
+            "{}: missing signature {}: {e}",
+            opts.container,
+            sig.display()
+        ))
+    })?;
+    crate::sign::verify(keys, &sigbytes, bytes)
+        .map_err(|e| Failure::run(format!("{}: signature check failed: {e}", opts.container)))?;
+    Ok(())
 }

@@ -124,6 +124,18 @@ impl Fingerprint {
     }
 }
 
+/// What a run has to do, by the last run's record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No input changed and every output and upload is as the last run
+    /// left it: nothing.
+    UpToDate,
+    /// Only Xen statements changed: only the stripped config is written.
+    XenOnly,
+    /// Every expression.
+    Run,
+}
+
 /// The record of the last successful run of one container.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Record {
@@ -139,7 +151,8 @@ pub struct Record {
     /// an edit of Xen statements alone keeps the date.
     pub dated: Option<(String, i64)>,
     /// The inputs digest with the container's expressions in place of
-    /// its text (see [`super::run::Runner::plan_inputs`]).
+    /// its text: equal to a later run's, only Xen statements changed
+    /// (see [`Record::verdict`]).
     pub plan_inputs: Option<String>,
 }
 
@@ -231,7 +244,30 @@ impl Record {
         }
         let seal = seal_of(&text);
         text.push_str(&format!("end {seal}\n"));
-        super::outputs::write_synced(path, text.as_bytes())
+        super::atomic::write_synced(path, text.as_bytes())
+    }
+
+    /// What this record, the last run's, says of a run whose inputs
+    /// digest to `inputs` (and, with the expressions in place of the
+    /// container's text, to `plan_inputs`). `remotes_intact` tells
+    /// whether every upload is still as the record lists it.
+    pub fn verdict(
+        &self,
+        inputs: &str,
+        plan_inputs: Option<&str>,
+        mut remotes_intact: impl FnMut(&[(String, String, String)]) -> bool,
+    ) -> Verdict {
+        if self.inputs == inputs && self.outputs_intact() && remotes_intact(&self.remotes) {
+            return Verdict::UpToDate;
+        }
+        if self.plan_inputs.is_some()
+            && self.plan_inputs.as_deref() == plan_inputs
+            && self.outputs_intact()
+            && remotes_intact(&self.remotes)
+        {
+            return Verdict::XenOnly;
+        }
+        Verdict::Run
     }
 
     /// True when every output is still as this record left it.

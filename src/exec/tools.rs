@@ -40,9 +40,9 @@ pub fn pack(dir: &Path, dest: &str) -> Result<()> {
     }
     let mut walker = hostdir::Walker::new(dir).clamp_mtime(source_date_epoch());
     match uri.local_path() {
-        Some(p) => match super::output::dest(p).map_err(|e| fail(dest, e))? {
-            super::output::Dest::Atomic(p) => {
-                let tmp = super::output::temp_beside(&p);
+        Some(p) => match super::atomic::dest(p).map_err(|e| fail(dest, e))? {
+            super::atomic::Dest::Atomic(p) => {
+                let tmp = super::atomic::temp_beside(&p);
                 let r =
                     write_archive(&mut walker, &tmp, dest).and_then(|()| std::fs::rename(&tmp, &p));
                 if let Err(e) = r {
@@ -50,7 +50,7 @@ pub fn pack(dir: &Path, dest: &str) -> Result<()> {
                     return Err(fail(dest, e));
                 }
             }
-            super::output::Dest::Stream(p) => {
+            super::atomic::Dest::Stream(p) => {
                 // a device or FIFO: packed straight into it
                 write_archive(&mut walker, &p, dest).map_err(|e| fail(dest, e))?;
             }
@@ -173,7 +173,7 @@ pub fn diff_trees(old: &Path, new: &Path, out: &str) -> Result<bool> {
                 .collect()
         };
     let text = diff::unified(&map(ca, &a), &map(cb, &b), &diff::UnifiedOptions::default());
-    super::output::write_text(out, &text, true)?;
+    super::atomic::write_text(out, &text, true)?;
     Ok(!text.is_empty())
 }
 
@@ -223,7 +223,7 @@ pub fn ls(img: &Path, path: Option<&OsStr>) -> Result<()> {
     } else {
         vec![st]
     };
-    super::output::to_stdout(|out| ls_lines(out, &vol, &p, is_dir, entries))
+    super::atomic::to_stdout(|out| ls_lines(out, &vol, &p, is_dir, entries))
 }
 
 fn ls_lines(
@@ -297,7 +297,7 @@ pub fn cat(img: &Path, path: &OsStr) -> Result<()> {
         inner: &mut r,
         seen: &mut read_error,
     };
-    let r = super::output::to_stdout(|out| io::copy(&mut reader, out).map(|_| ()));
+    let r = super::atomic::to_stdout(|out| io::copy(&mut reader, out).map(|_| ()));
     if let Some(e) = read_error {
         return Err(fail(format!("{}:{}", img.display(), p.display_abs()), e));
     }

@@ -7,7 +7,7 @@ use crate::uri::Uri;
 use crate::xen;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A URI with the text it was written as (after templates) and its place.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +97,82 @@ pub enum Action {
         patch: UriRef,
         fork: Option<UriRef>,
     },
+}
+
+/// Something an action reads, in the order it reads them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read<'a> {
+    /// An archive read as a tree: populated, edited or patched (a local
+    /// one may be a host directory).
+    Tree(&'a UriRef),
+    /// The unified diff `[patch]` applies.
+    Patch(&'a UriRef),
+    /// What `[copy]` puts into a tree: a file, or a host directory copied
+    /// whole.
+    Copy(&'a UriRef),
+    /// The host directory `[create]` packs.
+    Dir(&'a Path),
+}
+
+/// Something an action writes, in the order it writes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write<'a> {
+    /// An archive, a diff or a fork the run publishes.
+    Output(&'a UriRef),
+    /// A new image, built whole.
+    Image(&'a Path),
+    /// An existing image, device or directory changed in place.
+    Target(TargetKind, &'a Path),
+}
+
+impl Action {
+    /// What the action reads.
+    pub fn reads(&self) -> Vec<Read<'_>> {
+        match self {
+            Action::Create { src, .. } => vec![Read::Dir(src)],
+            Action::Image { .. } => Vec::new(),
+            Action::Populate { source, .. } => vec![Read::Tree(source)],
+            Action::Replace { edit, .. } => vec![Read::Tree(&edit.archive)],
+            Action::Copy { edit, source, .. } => {
+                vec![Read::Tree(&edit.archive), Read::Copy(source)]
+            }
+            Action::Patch { target, patch, .. } => match target {
+                PatchTarget::Archive(a) => vec![Read::Tree(a), Read::Patch(patch)],
+                PatchTarget::Image(_) => vec![Read::Patch(patch)],
+            },
+        }
+    }
+
+    /// What the action writes.
+    pub fn writes(&self) -> Vec<Write<'_>> {
+        match self {
+            Action::Create { dest, .. } => vec![Write::Output(dest)],
+            Action::Image { path, .. } => vec![Write::Image(path)],
+            Action::Populate { kind, target, .. } => vec![Write::Target(*kind, target)],
+            Action::Replace { edit, .. } | Action::Copy { edit, .. } => edit
+                .patch
+                .iter()
+                .chain(edit.fork.iter())
+                .map(Write::Output)
+                .collect(),
+            Action::Patch { target, fork, .. } => {
+                let mut w = Vec::new();
+                if let PatchTarget::Image(p) = target {
+                    w.push(Write::Target(TargetKind::Image, p));
+                }
+                w.extend(fork.iter().map(Write::Output));
+                w
+            }
+        }
+    }
+
+    /// The archives, diffs and forks the action publishes.
+    pub fn outputs(&self) -> impl Iterator<Item = &UriRef> {
+        self.writes().into_iter().filter_map(|w| match w {
+            Write::Output(u) => Some(u),
+            _ => None,
+        })
+    }
 }
 
 /// One step of the plan and where it was written.

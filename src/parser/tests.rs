@@ -98,6 +98,64 @@ fn paper_section_4_5_to_4_9() {
     assert_eq!(p.steps[1].span.line, 5);
 }
 
+/// What each action reads and writes, in the order a run stamps and
+/// publishes them (the digest of a run's inputs depends on that order).
+#[test]
+fn actions_say_what_they_read_and_write() {
+    use super::plan::{Read, Write};
+    let text = "[create /etc/ ftp://h/etc.cpio.gz][end]\n\
+                [image /img/a 50MB a] [end]\n\
+                [populate dir /srv/a /mnt/ ftp://h/etc.cpio.gz][end]\n\
+                [copy /x archive ftp://h/etc.cpio.gz patch ftp://h/x.patch fork ftp://h/f.cpio.gz http://h/f][end]\n\
+                [patch file:///img/a ftp://h/p.diff ftp://h/g.cpio.gz][end]\n\
+                [patch ftp://h/f.cpio.gz ftp://h/q.diff][end]\n";
+    let p = plan(text);
+    let show = |a: &Action| {
+        let reads: Vec<String> = a
+            .reads()
+            .iter()
+            .map(|r| match r {
+                Read::Tree(u) => format!("tree {u}"),
+                Read::Patch(u) => format!("patch {u}"),
+                Read::Copy(u) => format!("copy {u}"),
+                Read::Dir(d) => format!("dir {}", d.display()),
+            })
+            .collect();
+        let writes: Vec<String> = a
+            .writes()
+            .iter()
+            .map(|w| match w {
+                Write::Output(u) => format!("output {u}"),
+                Write::Image(p) => format!("image {}", p.display()),
+                Write::Target(k, p) => format!("{k:?} {}", p.display()),
+            })
+            .collect();
+        (reads.join(", "), writes.join(", "))
+    };
+    let got: Vec<(String, String)> = p.steps.iter().map(|s| show(&s.action)).collect();
+    let want = [
+        ("dir /etc", "output ftp://h/etc.cpio.gz"),
+        ("", "image /img/a"),
+        ("tree ftp://h/etc.cpio.gz", "Dir /srv/a"),
+        (
+            "tree ftp://h/etc.cpio.gz, copy http://h/f",
+            "output ftp://h/x.patch, output ftp://h/f.cpio.gz",
+        ),
+        (
+            "patch ftp://h/p.diff",
+            "Image /img/a, output ftp://h/g.cpio.gz",
+        ),
+        ("tree ftp://h/f.cpio.gz, patch ftp://h/q.diff", ""),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(r, w)| (r.to_string(), w.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    let outputs: Vec<String> = p.steps[3].action.outputs().map(|u| u.to_string()).collect();
+    assert_eq!(outputs, ["ftp://h/x.patch", "ftp://h/f.cpio.gz"]);
+}
+
 #[test]
 fn xen_statements_are_kept_verbatim() {
     let text = "# fido\nname = \"fido\" # the name\nmemory=256;vcpus = 2\ndisk = [ 'file:/x,sda1,w',\n   'phy:vg/root,hda2,w', ]\n";

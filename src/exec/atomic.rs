@@ -117,3 +117,30 @@ pub fn to_stdout(write: impl FnOnce(&mut io::StdoutLock) -> io::Result<()>) -> R
         r => r.map_err(|e| Failure::run(format!("<stdout>: {e}"))),
     }
 }
+
+/// Replaces `path` with `bytes` atomically and durably: a synced temporary
+/// beside it, renamed over it, and the directory synced.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temp_beside(path);
+    let r = fs::write(&tmp, bytes)
+        .and_then(|_| fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| fs::rename(&tmp, path))
+        .and_then(|_| sync_dir_of(Some(path)));
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Syncs the directory holding `path`, so a rename in it survives a crash.
+pub fn sync_dir_of(path: Option<&Path>) -> std::io::Result<()> {
+    match path.and_then(Path::parent) {
+        Some(d) => fs::File::open(if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        })?
+        .sync_all(),
+        None => Ok(()),
+    }
+}

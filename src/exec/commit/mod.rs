@@ -1,6 +1,8 @@
 //! The commit: what a run publishes, moved into place only after every
 //! expression succeeded, and the record of what vm-container created.
 
+mod jobs;
+
 use super::{Failure, Result};
 use crate::transport::{self, FetchOptions, Uri};
 use crate::tree::{Source, TreePath};
@@ -71,7 +73,7 @@ pub struct Commit {
     /// New images built in staging for existing block devices.
     device_images: Vec<(PathBuf, PathBuf)>,
     /// Existing images and devices this run writes, held until it ends.
-    pub locks: std::collections::BTreeMap<PathBuf, super::holders::VolumeLock>,
+    pub locks: std::collections::BTreeMap<PathBuf, crate::exec::holders::VolumeLock>,
 }
 
 impl Commit {
@@ -96,9 +98,9 @@ impl Commit {
     /// unless `--force`.
     /// A device or FIFO is streamed to, never replaced: nothing to refuse.
     pub fn check_local(&self, path: &Path, force: bool, at: &str) -> Result<()> {
-        let path = match super::output::dest(path) {
-            Ok(super::output::Dest::Stream(_)) => return Ok(()),
-            Ok(super::output::Dest::Atomic(p)) => p,
+        let path = match crate::exec::atomic::dest(path) {
+            Ok(crate::exec::atomic::Dest::Stream(_)) => return Ok(()),
+            Ok(crate::exec::atomic::Dest::Atomic(p)) => p,
             Err(e) => return Err(Failure::run(format!("{at}: {}: {e}", path.display()))),
         };
         let path = path.as_path();
@@ -115,7 +117,7 @@ impl Commit {
     pub fn intact(&self, path: &Path) -> bool {
         self.previous
             .get(path)
-            .is_some_and(|st| super::state::stamp(path) == Some(*st))
+            .is_some_and(|st| crate::exec::state::stamp(path) == Some(*st))
     }
 
     /// An output kept as it is (nothing it depends on changed).
@@ -154,36 +156,6 @@ impl Commit {
         }
     }
 
-    /// Where a `populate dir` job writes. A target that does not exist yet
-    /// is expanded beside it and renamed into place with the other outputs,
-    /// so a failed run leaves no part of it; a later job on the same
-    /// target, or on a path inside it, joins that staging directory. A
-    /// directory that exists (a mount point, say: staging beside it would
-    /// land on another file system) is merged into in place, as `cpio -idm`
-    /// into a mounted tree would.
-    fn dir_destination(&mut self, target: &Path) -> std::io::Result<PathBuf> {
-        for (t, staged) in &self.dirs {
-            if let Ok(rel) = target.strip_prefix(t) {
-                return Ok(staged.join(rel));
-            }
-        }
-        match fs::symlink_metadata(target) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-            Ok(_) => return Ok(target.to_path_buf()),
-        }
-        let staged = super::output::temp_beside(target);
-        if let (Some(dir), Some(name)) = (target.parent(), target.file_name()) {
-            fs::create_dir_all(dir)?;
-            // an interrupted run may have left its staging directory here
-            super::clean_stale(dir, &super::output::temp_prefix(name));
-        }
-        let _ = fs::remove_dir_all(&staged);
-        fs::create_dir(&staged)?;
-        self.dirs.push((target.to_path_buf(), staged.clone()));
-        Ok(staged)
-    }
-
     /// Moves everything into place, in the order that leaves the least to
     /// chance: first everything that can be checked without changing an
     /// output (each volume update is tried in full with its writes
@@ -194,7 +166,7 @@ impl Commit {
     /// and what was not.
     pub fn run(
         &mut self,
-        log: &mut super::log::Log,
+        log: &mut crate::exec::log::Log,
         stripped: Option<(&str, &[u8])>,
     ) -> Result<()> {
         self.try_volumes()?;
@@ -271,46 +243,9 @@ impl Commit {
                     fs::read(&p).map_err(|e| Failure::run(format!("{}: {e}", p.display())))?
                 }
             };
-            super::output::stream(&to, &bytes)
+            crate::exec::atomic::stream(&to, &bytes)
                 .map_err(|e| Failure::run(format!("{}: {e}", to.display())))?;
             log.line(&format!("wrote {}", to.display()))?;
-        }
-        Ok(())
-    }
-
-    /// Tries every volume update with its writes dropped: a volume that
-    /// would run out of blocks, inodes or journal fails the run here,
-    /// before any volume is changed. Each update is tried alone against
-    /// the volume as it is.
-    fn try_volumes(&mut self) -> Result<()> {
-        for job in &mut self.jobs {
-            let Job::Volume {
-                at,
-                target,
-                source,
-                deletes,
-                timestamp,
-            } = job
-            else {
-                continue;
-            };
-            let fail = |e: &dyn std::fmt::Display| {
-                Failure::run(format!("{at}: {}: {e}", target.display()))
-            };
-            let f = match self.locks.get(target.as_path()) {
-                Some(lock) => lock.file(),
-                None => fs::File::open(&*target),
-            }
-            .map_err(|e| fail(&e))?;
-            let vol = crate::ext::Volume::open(f).map_err(|e| fail(&e))?;
-            let mut trial = crate::ext::Populator::new(&vol, *timestamp)
-                .map_err(|e| fail(&e))?
-                .trial();
-            source.emit(&mut trial).map_err(|e| fail(&e))?;
-            for p in deletes.iter() {
-                trial.delete(p).map_err(|e| fail(&e))?;
-            }
-            trial.finish().map_err(|e| fail(&e))?;
         }
         Ok(())
     }
@@ -319,7 +254,7 @@ impl Commit {
     /// name (a rename away from done) and lists the uploads.
     fn bring_beside(
         &mut self,
-        log: &mut super::log::Log,
+        log: &mut crate::exec::log::Log,
         stripped: Option<(&str, &[u8])>,
         beside: &mut Vec<(PathBuf, PathBuf)>,
         remote: &mut Vec<(PathBuf, Uri)>,
@@ -330,9 +265,9 @@ impl Commit {
                 remote.push((staged, uri));
                 continue;
             };
-            let dest = match super::output::dest(&named).map_err(|e| io(&named, e))? {
-                super::output::Dest::Atomic(p) => p,
-                super::output::Dest::Stream(p) => {
+            let dest = match crate::exec::atomic::dest(&named).map_err(|e| io(&named, e))? {
+                crate::exec::atomic::Dest::Atomic(p) => p,
+                crate::exec::atomic::Dest::Stream(p) => {
                     self.streams.push((Payload::File(staged), p));
                     continue;
                 }
@@ -348,7 +283,7 @@ impl Commit {
                 log.line(&format!("kept {} (unchanged)", dest.display()))?;
                 continue;
             }
-            let tmp = super::output::temp_beside(&dest);
+            let tmp = crate::exec::atomic::temp_beside(&dest);
             if fs::rename(&staged, &tmp).is_err() {
                 // staging is on another file system: copy, then sync
                 fs::copy(&staged, &tmp)
@@ -362,20 +297,20 @@ impl Commit {
         }
         if let Some((out, bytes)) = stripped {
             if out == "-" {
-                super::output::write_text(out, bytes, true)?;
+                crate::exec::atomic::write_text(out, bytes, true)?;
             } else {
                 let named = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
                 let cannot = |e: std::io::Error| {
                     Failure::run(format!("--stripped {out}: cannot write: {e}"))
                 };
-                let dest = match super::output::dest(&named).map_err(cannot)? {
-                    super::output::Dest::Atomic(p) => p,
-                    super::output::Dest::Stream(p) => {
+                let dest = match crate::exec::atomic::dest(&named).map_err(cannot)? {
+                    crate::exec::atomic::Dest::Atomic(p) => p,
+                    crate::exec::atomic::Dest::Stream(p) => {
                         self.streams.push((Payload::Bytes(bytes.to_vec()), p));
                         return Ok(());
                     }
                 };
-                let tmp = super::output::temp_beside(&dest);
+                let tmp = crate::exec::atomic::temp_beside(&dest);
                 fs::write(&tmp, bytes)
                     .and_then(|_| fs::File::open(&tmp)?.sync_all())
                     .map_err(|e| {
@@ -388,106 +323,12 @@ impl Commit {
         Ok(())
     }
 
-    /// Runs the updates of existing volumes and directories.
-    fn run_jobs(&mut self, log: &mut super::log::Log, done: &mut Vec<String>) -> Result<()> {
-        for (staged, dest) in std::mem::take(&mut self.device_images) {
-            let fail = |e: std::io::Error| Failure::run(format!("{}: {e}", dest.display()));
-            let dev = self
-                .locks
-                .get(&dest)
-                .ok_or_else(|| fail(std::io::Error::other("not locked")))?
-                .file()
-                .map_err(fail)?;
-            copy_onto(&staged, &dev).map_err(fail)?;
-            let _ = fs::remove_file(&staged);
-            self.created.insert(dest.clone());
-            log.line(&format!("commit {} (formatted)", dest.display()))?;
-            done.push(dest.display().to_string());
-            self.committed.push(dest);
-        }
-        for job in std::mem::take(&mut self.jobs) {
-            match job {
-                Job::Volume {
-                    at,
-                    target,
-                    source,
-                    deletes,
-                    timestamp,
-                } => {
-                    let fail = |e: std::io::Error| {
-                        Failure::run(format!("{at}: {}: {e}", target.display()))
-                    };
-                    match self.locks.get(&target) {
-                        Some(lock) => {
-                            // an image file attached or mounted since the
-                            // run began (a device is held exclusively)
-                            if fs::metadata(&target).is_ok_and(|m| m.is_file()) {
-                                if let Some(why) = super::holders::holder(&target).map_err(fail)? {
-                                    return Err(Failure::run(format!(
-                                        "{at}: {why}; refusing to write it (--force does not change this)"
-                                    )));
-                                }
-                            }
-                            let f = lock.file().map_err(fail)?;
-                            super::formats::populate_open_volume(f, &target, source, &deletes, timestamp)
-                        }
-                        None => super::formats::populate_volume(&target, source, &deletes, timestamp),
-                    }
-                    .map_err(|e| {
-                        if is_after_commit(&e) {
-                            // made, though not finished: it counts as committed
-                            done.push(target.display().to_string());
-                        }
-                        fail(e)
-                    })?;
-                    log.line(&format!("{at} populated {}", target.display()))?;
-                    done.push(target.display().to_string());
-                    self.committed.push(target);
-                }
-                Job::Dir {
-                    at,
-                    target,
-                    mut source,
-                } => {
-                    let fail = |e: &dyn std::fmt::Display| {
-                        Failure::run(format!("{at}: {}: {e}", target.display()))
-                    };
-                    let into = self
-                        .dir_destination(&target)
-                        .and_then(|into| fs::create_dir_all(&into).map(|_| into))
-                        .map_err(|e| fail(&e))?;
-                    let mut x = crate::hostdir::Extractor::new(&into).map_err(|e| fail(&e))?;
-                    let mut budget = Budget::for_target(&into, &mut x).map_err(|e| fail(&e))?;
-                    source
-                        .emit(&mut crate::progress::MeteredSink {
-                            inner: &mut budget,
-                            meter: crate::progress::Meter::new(format!(
-                                "expanding into {}",
-                                target.display()
-                            )),
-                        })
-                        .map_err(|e| fail(&e))?;
-                    let warnings = x.finish().map_err(|e| fail(&e))?;
-                    for w in warnings {
-                        eprintln!("warning: {at}: {w}");
-                    }
-                    log.line(&format!("{at} populated {}", target.display()))?;
-                    if into == target {
-                        done.push(target.display().to_string());
-                        self.committed.push(target);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The renames, made safe against a kill: the record of created
     /// outputs is written (and synced) with the new paths first, then the
     /// list of renames; the next run completes a list it finds.
     fn rename_all(
         &mut self,
-        log: &mut super::log::Log,
+        log: &mut crate::exec::log::Log,
         renames: &[(PathBuf, PathBuf)],
     ) -> Result<()> {
         let io = |p: &Path, e: std::io::Error| Failure::run(format!("{}: {e}", p.display()));
@@ -501,7 +342,7 @@ impl Commit {
                 .iter()
                 .map(|(a, b)| format!("{}\t{}\n", a.display(), b.display()))
                 .collect();
-            write_synced(f, text.as_bytes()).map_err(|e| io(f, e))?;
+            crate::exec::atomic::write_synced(f, text.as_bytes()).map_err(|e| io(f, e))?;
         }
         for (k, (from, to)) in renames.iter().enumerate() {
             fault_point("rename", k);
@@ -511,7 +352,7 @@ impl Commit {
         }
         fault_point("rename", renames.len());
         if let Some(f) = &intent {
-            let _ = sync_dir_of(renames.first().map(|(_, to)| to.as_path()));
+            let _ = crate::exec::atomic::sync_dir_of(renames.first().map(|(_, to)| to.as_path()));
             let _ = fs::remove_file(f);
         }
         Ok(())
@@ -533,34 +374,7 @@ impl Commit {
             text.push_str(&p.to_string_lossy());
             text.push('\n');
         }
-        write_synced(f, text.as_bytes())
-    }
-}
-
-/// Replaces `path` with `bytes` atomically and durably: a synced temporary
-/// beside it, renamed over it, and the directory synced.
-pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = super::output::temp_beside(path);
-    let r = fs::write(&tmp, bytes)
-        .and_then(|_| fs::File::open(&tmp)?.sync_all())
-        .and_then(|_| fs::rename(&tmp, path))
-        .and_then(|_| sync_dir_of(Some(path)));
-    if r.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    r
-}
-
-/// Syncs the directory holding `path`, so a rename in it survives a crash.
-fn sync_dir_of(path: Option<&Path>) -> std::io::Result<()> {
-    match path.and_then(Path::parent) {
-        Some(d) => fs::File::open(if d.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            d
-        })?
-        .sync_all(),
-        None => Ok(()),
+        crate::exec::atomic::write_synced(f, text.as_bytes())
     }
 }
 
@@ -575,14 +389,6 @@ fn fault_point(what: &str, k: usize) {
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     }
     let _ = (what, k);
-}
-
-/// True when a volume update failed after its journal commit: the update
-/// is made, and a journal replay finishes it.
-fn is_after_commit(e: &std::io::Error) -> bool {
-    e.get_ref()
-        .and_then(|i| i.downcast_ref::<crate::ext::Error>())
-        .is_some_and(|x| matches!(x, crate::ext::Error::AfterCommit(_)))
 }
 
 /// Reads an upload back once: it proves the server holds what was sent,
@@ -600,7 +406,7 @@ fn read_back(staged: &Path, uri: &Uri, published: &transport::Published) -> Opti
             validators: Some(v),
             ..
         }) if sha256 == published.sha256 && v.is_usable() => {
-            Some(super::state::encode_validators(&v))
+            Some(crate::exec::state::encode_validators(&v))
         }
         _ => None,
     }
@@ -611,7 +417,7 @@ fn read_back(staged: &Path, uri: &Uri, published: &transport::Published) -> Opti
 /// conditional request, FTP `SIZE` and `MDTM`), or downloaded and
 /// compared when the server says it changed.
 pub fn remote_intact(uri: &Uri, sha256: &str, validators: &str, scratch: &Path) -> bool {
-    let Some(v) = super::state::decode_validators(validators) else {
+    let Some(v) = crate::exec::state::decode_validators(validators) else {
         return false;
     };
     let got = transport::fetch(uri, Some(&v), scratch, &FetchOptions::default());
@@ -621,24 +427,6 @@ pub fn remote_intact(uri: &Uri, sha256: &str, validators: &str, scratch: &Path) 
         Ok(transport::Fetched::Downloaded { sha256: d, .. }) => d.to_hex() == sha256,
         Err(_) => false,
     }
-}
-
-/// Writes a staged image over the start of a device, zeros included
-/// (the device's old blocks are not holes), then syncs it.
-fn copy_onto(staged: &Path, dev: &fs::File) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let src = fs::File::open(staged)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    loop {
-        let n = src.read_at(&mut buf, at)?;
-        if n == 0 {
-            break;
-        }
-        dev.write_all_at(&buf[..n], at)?;
-        at += n as u64;
-    }
-    dev.sync_all()
 }
 
 /// True when two files hold the same bytes (sizes first, then digests).
@@ -673,7 +461,7 @@ pub fn recover(state: &Path) {
         else {
             continue;
         };
-        if !super::process_gone(pid) {
+        if !crate::exec::workdir::process_gone(pid) {
             continue;
         }
         let Ok(text) = fs::read_to_string(e.path()) else {
@@ -696,77 +484,6 @@ pub fn recover(state: &Path) {
         if record.save_state().is_ok() {
             let _ = fs::remove_file(e.path());
         }
-    }
-}
-
-/// Expanding into a host directory stops before the file system fills: a
-/// decompression bomb (a few MB of gzip that expand to terabytes) must not
-/// take the disk from everything else on it. The budget is the target's
-/// [`crate::hostdir::Room`]; every entry counts one block besides its
-/// content.
-struct Budget<'a> {
-    inner: &'a mut dyn crate::tree::Sink,
-    counter: Counter,
-}
-
-struct Counter {
-    left: u64,
-    room: crate::hostdir::Room,
-}
-
-impl<'a> Budget<'a> {
-    fn for_target(
-        target: &Path,
-        inner: &'a mut dyn crate::tree::Sink,
-    ) -> std::io::Result<Budget<'a>> {
-        let room = crate::hostdir::Room::of(target)?;
-        Ok(Budget {
-            inner,
-            counter: Counter {
-                left: room.usable,
-                room,
-            },
-        })
-    }
-}
-
-impl Counter {
-    fn spend(&mut self, n: u64) -> std::io::Result<()> {
-        match self.left.checked_sub(n) {
-            Some(l) => {
-                self.left = l;
-                Ok(())
-            }
-            None => Err(std::io::Error::other(format!(
-                "stopped: the tree would fill {}",
-                self.room.describe()
-            ))),
-        }
-    }
-}
-
-impl crate::tree::Sink for Budget<'_> {
-    fn put(
-        &mut self,
-        entry: &crate::tree::Entry,
-        data: &mut dyn std::io::Read,
-    ) -> std::io::Result<()> {
-        let Budget { inner, counter } = self;
-        counter.spend(4096)?;
-        inner.put(entry, &mut Spent { data, counter })
-    }
-}
-
-struct Spent<'a> {
-    data: &'a mut dyn std::io::Read,
-    counter: &'a mut Counter,
-}
-
-impl std::io::Read for Spent<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.data.read(buf)?;
-        self.counter.spend(n as u64)?;
-        Ok(n)
     }
 }
 

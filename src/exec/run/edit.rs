@@ -1,0 +1,165 @@
+//! `[replace]` and `[copy]`: a change of an archive's working tree, then
+//! the diff and the fork asked for.
+
+use super::{io_fail, Runner};
+use crate::diff;
+use crate::exec::formats::write_archive;
+use crate::exec::worktree::{Change, Content, WorkTree};
+use crate::exec::{Failure, Result};
+use crate::hostdir;
+use crate::parser::plan::{Edit, UriRef};
+use crate::tree::{Entry, Kind, Source, TreePath};
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+impl Runner<'_> {
+    /// `replace` and `copy`: change the working tree, then write the diff
+    /// and the fork if asked.
+    pub(super) fn edit(
+        &mut self,
+        at: &str,
+        edit: &Edit,
+        change: impl FnOnce(&mut WorkTree) -> std::result::Result<(), String>,
+    ) -> Result<()> {
+        let wt = self.tree(at, &edit.archive)?;
+        let before: BTreeSet<TreePath> = wt.overlay.keys().cloned().collect();
+        change(wt).map_err(|e| Failure::run(format!("{at}: {e}")))?;
+        let _ = before;
+        if let Some(p) = &edit.patch {
+            let text = self.diff_of(at, &edit.archive)?;
+            let staged = self.stage_path(&p.uri.file_name_hint());
+            fs::write(&staged, text).map_err(|e| io_fail(at, staged.display(), e))?;
+            self.output(at, p, staged)?;
+        }
+        if let Some(f) = &edit.fork {
+            self.fork(at, &edit.archive, f)?;
+        }
+        Ok(())
+    }
+
+    /// The unified diff between an archive as fetched and its working tree.
+    pub(super) fn diff_of(&mut self, at: &str, archive: &UriRef) -> Result<Vec<u8>> {
+        let now = self.now;
+        let wt = self.tree(at, archive)?;
+        let changed: BTreeSet<TreePath> = wt
+            .overlay
+            .iter()
+            .filter(|(_, c)| {
+                matches!(
+                    c,
+                    Change::Delete
+                        | Change::Put {
+                            content: Some(_),
+                            ..
+                        }
+                )
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        wt.expect_lookups(changed.iter().cloned());
+        let old = wt
+            .read_base(&changed)
+            .map_err(|e| io_fail(at, archive, e))?;
+        let new = wt
+            .read_files(&changed)
+            .map_err(|e| io_fail(at, archive, e))?;
+        let version = |content: &Vec<u8>, mtime: i64| diff::FileVersion {
+            content: content.clone(),
+            mtime,
+            mtime_nsec: 0,
+        };
+        // the old side carries the archive's own mtimes: an epoch time
+        // there would read as "file absent" to `patch` (the `diff -N` rule)
+        let mut old_map = diff::FileMap::new();
+        for (p, c) in &old {
+            let mtime = wt
+                .base_entry(p)
+                .map_err(|e| io_fail(at, archive, e))?
+                .map(|e| e.meta.mtime)
+                .unwrap_or(now);
+            old_map.insert(p.clone(), version(c, mtime));
+        }
+        let new_map: diff::FileMap = new
+            .iter()
+            .map(|(p, c)| (p.clone(), version(c, now)))
+            .collect();
+        Ok(diff::unified(
+            &old_map,
+            &new_map,
+            &diff::UnifiedOptions::default(),
+        ))
+    }
+
+    pub(super) fn fork(&mut self, at: &str, archive: &UriRef, dest: &UriRef) -> Result<()> {
+        let staged = self.stage_path(&dest.uri.file_name_hint());
+        let mut src = self.tree_source(at, archive)?;
+        write_archive(src.as_mut(), &staged, &dest.text).map_err(|e| io_fail(at, dest, e))?;
+        // the fork's own working tree starts from what was just written
+        self.output(at, dest, staged)
+    }
+
+    pub(super) fn copy(
+        &mut self,
+        at: &str,
+        path: &TreePath,
+        edit: &Edit,
+        source: &UriRef,
+    ) -> Result<()> {
+        if let Some(dir) = source
+            .uri
+            .local_path()
+            .filter(|p| p.is_dir())
+            .map(Path::to_path_buf)
+        {
+            // a host directory copied recursively under PATH: the
+            // per-host override trees of SystemImager
+            let mut entries: Vec<(Entry, Option<Content>)> = Vec::new();
+            let mut walker = hostdir::Walker::new(&dir).clamp_mtime(self.epoch);
+            let base = path.clone();
+            let root = dir.clone();
+            let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn io::Read| {
+                // names are bytes: join them as bytes, never through text
+                let mut e = e.clone();
+                let rel = e.path.clone();
+                e.path = base.concat(&rel);
+                if let Kind::HardLink { target } = &e.kind {
+                    e.kind = Kind::HardLink {
+                        target: base.concat(target),
+                    };
+                }
+                let content = matches!(e.kind, Kind::File { .. })
+                    .then(|| Content::File(root.join(std::ffi::OsStr::from_bytes(rel.as_bytes()))));
+                entries.push((e, content));
+                Ok(())
+            });
+            walker
+                .emit(&mut sink)
+                .map_err(|e| io_fail(at, dir.display(), e))?;
+            let (mode, owner) = (edit.mode, edit.owner);
+            return self.edit(at, edit, move |wt| {
+                wt.expect_lookups(entries.iter().map(|(e, _)| e.path.clone()));
+                for (mut e, c) in entries {
+                    if let (Kind::File { .. }, Some(m)) = (&e.kind, mode) {
+                        e.meta.perm = m;
+                    }
+                    if let (false, Some((u, g))) = (matches!(e.kind, Kind::HardLink { .. }), owner)
+                    {
+                        e.meta.uid = u;
+                        e.meta.gid = g;
+                    }
+                    wt.put_entry(e, c).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            });
+        }
+        let input = self.inputs.get(source, at, &mut self.log)?;
+        let content = Content::File(input.path);
+        self.edit(at, edit, |wt| {
+            wt.put_file(path, content, edit.mode, edit.owner)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
