@@ -175,6 +175,17 @@ pub trait Cause {
     fn at(self, place: Place) -> Error;
 }
 
+impl Cause for io::Error {
+    fn at(self, place: Place) -> Error {
+        Error::Io {
+            place,
+            source: self,
+        }
+    }
+}
+
+/// The module errors, boxed in [`Error`]: some are large, and a `Result`
+/// carrying one should stay small.
 macro_rules! causes {
     ($($variant:ident: $ty:ty,)+) => {
         $(impl Cause for $ty {

@@ -5,6 +5,7 @@ use super::log::Log;
 use super::{Failure, Result};
 use crate::cache::{Cache, Mode};
 use crate::digest::Digest;
+use crate::exec::error::{Cause, Place};
 use crate::parser::plan::UriRef;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -108,7 +109,7 @@ impl Inputs {
             let blob = self
                 .cache
                 .get_or_fetch(&uri.uri, self.mode)
-                .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+                .map_err(|e| e.at(Place::at(at)))?;
             let how = if blob.stale {
                 "stale cached copy (revalidation failed)"
             } else if blob.from_cache {

@@ -1,6 +1,7 @@
 //! The subcommands that work on one artifact: `pack`, `diff`, `ls`, `cat`,
 //! `keygen`, `sign`, `verify`.
 
+use super::error::{Cause, Place};
 use super::formats::write_archive;
 use super::worktree::{archive_source, read_tree_files};
 use super::{Failure, Result};
@@ -17,8 +18,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-fn fail(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
-    Failure::run(format!("{what}: {e}"))
+/// A module's typed error met while working on `what`.
+fn fail(what: impl std::fmt::Display, e: impl Cause) -> Failure {
+    e.at(Place::at(what))
 }
 
 /// `SOURCE_DATE_EPOCH`, when set, clamps the mtimes of packed trees.

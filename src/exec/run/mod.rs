@@ -18,6 +18,7 @@ pub use fingerprint::expressions_digest;
 pub use sources::source_dirs_untouched;
 
 use super::commit::Commit;
+use super::error::{Cause, Place};
 use super::inputs::{Inputs, Trust};
 use super::load::Loaded;
 use super::log::Log;
@@ -70,8 +71,10 @@ pub struct Runner<'a> {
     image_digests: BTreeMap<PathBuf, String>,
 }
 
-fn io_fail(at: &str, what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
-    Failure::run(format!("{at}: {what}: {e}"))
+/// A module's typed error `e` met by the expression at `at` while working
+/// on `what` (a path, a URI, a part of the image).
+fn io_fail(at: &str, what: impl std::fmt::Display, e: impl Cause) -> Failure {
+    e.at(Place::new(at, what))
 }
 
 impl<'a> Runner<'a> {
@@ -321,7 +324,6 @@ impl Runner<'_> {
                 content,
             } => self.edit(at, edit, |wt| {
                 wt.put_file(path, Content::Bytes(content.clone()), edit.mode, edit.owner)
-                    .map_err(|e| e.to_string())
             }),
             Action::Copy { path, edit, source } => self.copy(at, path, edit, source),
             Action::Patch {

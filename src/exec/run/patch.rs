@@ -4,6 +4,7 @@
 use super::{io_fail, Runner};
 use crate::diff;
 use crate::exec::commit::Job;
+use crate::exec::error::{Cause, Place};
 use crate::exec::formats::{populate_volume, write_archive};
 use crate::exec::worktree::{Change, Content, Overlay, WorkTree};
 use crate::exec::{Failure, Result};
@@ -30,7 +31,7 @@ fn apply(at: &str, patch: &diff::Patch, target: &mut impl Patchable) -> Result<(
     let files = target.read(&patch.paths())?;
     let changes = patch
         .apply(&mut MapFileSet(files))
-        .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+        .map_err(|e| e.at(Place::at(at)))?;
     for c in changes {
         match c {
             diff::Change::Write {
@@ -138,8 +139,8 @@ impl Runner<'_> {
     ) -> Result<()> {
         let input = self.inputs.get(patch_uri, at, &mut self.log)?;
         let text = fs::read(&input.path).map_err(|e| io_fail(at, patch_uri, e))?;
-        let patch = diff::parse(&text, &patch_uri.uri.to_string())
-            .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+        let patch =
+            diff::parse(&text, &patch_uri.uri.to_string()).map_err(|e| e.at(Place::at(at)))?;
         if let Some(u) = patch.unsupported().next() {
             return Err(Failure::run(format!(
                 "{at}: {patch_uri}:{}: {} cannot be applied (a binary, rename or copy section)",
