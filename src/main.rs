@@ -424,7 +424,7 @@ fn main() -> ExitCode {
         Some(Command::Pack { dir, uri }) => tools::pack(&dir, &uri),
         Some(Command::Diff { old, new, out }) => tools::diff_trees(&old, &new, &out)
             .map(|changed| status = u8::from(changed))
-            .map_err(|f| Failure::Trouble(Box::new(f))),
+            .map_err(|f| Failure::Refused(Box::new(f))),
         Some(Command::Ls { image, path }) => tools::ls(&image, path.as_deref()),
         Some(Command::Cat { image, path }) => tools::cat(&image, &path),
         Some(Command::Keygen {
@@ -446,10 +446,7 @@ fn main() -> ExitCode {
             let keys: Result<Vec<_>, _> = public
                 .iter()
                 .chain(trust.iter())
-                .map(|p| {
-                    vm_container::sign::PublicKey::read_file(p)
-                        .map_err(|e| Failure::usage(e.to_string()))
-                })
+                .map(|p| vm_container::sign::PublicKey::read_file(p).map_err(Failure::refused))
                 .collect();
             keys.and_then(|k| tools::verify_files(&k, &files))
         }
@@ -491,7 +488,7 @@ fn main() -> ExitCode {
 fn render(e: &Failure) -> String {
     match e {
         Failure::Diagnostics(text) => text.clone(),
-        Failure::Trouble(inner) => render(inner),
+        Failure::Refused(inner) => render(inner),
         e => format!("error: {e}"),
     }
 }

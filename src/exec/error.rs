@@ -25,6 +25,11 @@ impl Place {
         }
     }
 
+    /// No place: the error names what it is about itself.
+    pub fn none() -> Place {
+        Place::default()
+    }
+
     /// `at` alone: the expression as a whole, or a path.
     pub fn at(at: impl fmt::Display) -> Place {
         Place {
@@ -34,13 +39,17 @@ impl Place {
     }
 }
 
+/// The place as the error's text starts: `AT: WHAT: `, `AT: `, or nothing.
 impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.at)?;
-        match &self.what {
-            Some(w) => write!(f, ": {w}"),
-            None => Ok(()),
+        if self.at.is_empty() && self.what.is_none() {
+            return Ok(());
         }
+        f.write_str(&self.at)?;
+        if let Some(w) = &self.what {
+            write!(f, ": {w}")?;
+        }
+        f.write_str(": ")
     }
 }
 
@@ -59,78 +68,78 @@ pub enum Error {
     /// Stopped by a signal: the exit status says which (128 + its number).
     #[error("{message}")]
     Stopped { code: u8, message: String },
-    /// The same failure, reported as trouble (exit status 2), as `diff`
-    /// does when it could not compare.
+    /// The same failure, ending with exit status 2: a refused command line
+    /// or key, or trouble as `diff` reports it when it could not compare.
     #[error(transparent)]
-    Trouble(Box<Error>),
-    #[error("{place}: {source}")]
+    Refused(Box<Error>),
+    #[error("{place}{source}")]
     Io { place: Place, source: io::Error },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Ext {
         place: Place,
         source: Box<ext::Error>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Cpio {
         place: Place,
         source: Box<cpio::Error>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Archive {
         place: Place,
         source: Box<archive::Error>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Transfer {
         place: Place,
         source: Box<transport::TransferError>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Patch {
         place: Place,
         source: Box<diff::ApplyError>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     PatchText {
         place: Place,
         source: Box<diff::ParseError>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Swap {
         place: Place,
         source: Box<swap::Error>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     HostDir {
         place: Place,
         source: Box<hostdir::Error>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Cache {
         place: Place,
         source: Box<cache::CacheError>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Uri {
         place: Place,
         source: Box<uri::UriError>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Key {
         place: Place,
         source: Box<sign::KeyError>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Sign {
         place: Place,
         source: Box<sign::SignError>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Verify {
         place: Place,
         source: Box<sign::VerifyError>,
     },
-    #[error("{place}: {source}")]
+    #[error("{place}{source}")]
     Tree {
         place: Place,
         source: Box<super::worktree::TreeError>,
@@ -153,6 +162,16 @@ impl Error {
         Error::Diagnostics(rendered)
     }
 
+    /// A module's typed error that names what it is about itself.
+    pub fn failed(cause: impl Cause) -> Error {
+        cause.at(Place::none())
+    }
+
+    /// The same, ending with exit status 2 (a refused command line or key).
+    pub fn refused(cause: impl Cause) -> Error {
+        Error::Refused(Box::new(cause.at(Place::none())))
+    }
+
     /// A module's typed error where it happened.
     pub fn at(place: Place, cause: impl Cause) -> Error {
         cause.at(place)
@@ -162,7 +181,7 @@ impl Error {
     /// container-file errors.
     pub fn code(&self) -> u8 {
         match self {
-            Error::Diagnostics(_) | Error::Usage(_) | Error::Trouble(_) => 2,
+            Error::Diagnostics(_) | Error::Usage(_) | Error::Refused(_) => 2,
             Error::Stopped { code, .. } => *code,
             _ => 1,
         }

@@ -69,7 +69,7 @@ pub struct RunOptions {
 pub fn trusted_keys(opts: &RunOptions) -> Result<Vec<crate::sign::PublicKey>> {
     let mut keys = Vec::new();
     for p in &opts.trust {
-        keys.push(crate::sign::PublicKey::read_file(p).map_err(|e| Failure::usage(e.to_string()))?);
+        keys.push(crate::sign::PublicKey::read_file(p).map_err(Failure::refused)?);
     }
     let dir = opts
         .trust_dir

@@ -33,7 +33,7 @@ pub fn source_date_epoch() -> Option<i64> {
 /// `pack DIR URI`: what `[create DIR URI]` does.
 pub fn pack(dir: &Path, dest: &str) -> Result<()> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let uri = Uri::parse(dest, &cwd).map_err(|e| Failure::usage(e.to_string()))?;
+    let uri = Uri::parse(dest, &cwd).map_err(Failure::refused)?;
     if !dir.is_dir() {
         return Err(Failure::usage(format!(
             "{}: not a directory",
@@ -61,7 +61,7 @@ pub fn pack(dir: &Path, dest: &str) -> Result<()> {
             let tmp = tempfile::NamedTempFile::new().map_err(|e| fail("temporary file", e))?;
             write_archive(&mut walker, tmp.path(), dest).map_err(|e| fail(dest, e))?;
             crate::transport::publish(tmp.path(), &uri, &Default::default())
-                .map_err(|e| Failure::run(e.to_string()))?;
+                .map_err(Failure::failed)?;
         }
     }
     Ok(())
@@ -82,7 +82,7 @@ pub fn open_tree(path: &Path) -> Result<Box<dyn Source>> {
         }
     }
     // its errors name the archive already
-    archive_source(path, &name).map_err(|e| Failure::run(e.to_string()))
+    archive_source(path, &name).map_err(Failure::failed)
 }
 
 /// Regular files' content digests and mtimes of a tree, read in one pass.
@@ -325,7 +325,7 @@ fn passphrase(file: Option<&Path>, prompt: &str) -> Result<Option<sign::Passphra
     if let Some(f) = file {
         return sign::read_passphrase_file(f)
             .map(Some)
-            .map_err(|e| Failure::usage(e.to_string()));
+            .map_err(Failure::refused);
     }
     if !io::IsTerminal::is_terminal(&io::stdin()) {
         return Err(Failure::usage(
@@ -340,35 +340,33 @@ fn passphrase(file: Option<&Path>, prompt: &str) -> Result<Option<sign::Passphra
     let line = line.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
     sign::Passphrase::new(line)
         .map(Some)
-        .map_err(|e| Failure::usage(e.to_string()))
+        .map_err(Failure::refused)
 }
 
 /// `keygen -p PUB -s SEC [-c COMMENT] [--passphrase-file F]`.
 pub fn keygen(public: &Path, secret: &Path, comment: &str, pass: Option<&Path>) -> Result<()> {
-    let (pk, sk) = sign::generate(comment).map_err(|e| Failure::run(e.to_string()))?;
+    let (pk, sk) = sign::generate(comment).map_err(Failure::failed)?;
     let pass = match pass {
-        Some(f) => Some(sign::read_passphrase_file(f).map_err(|e| Failure::usage(e.to_string()))?),
+        Some(f) => Some(sign::read_passphrase_file(f).map_err(Failure::refused)?),
         None => None,
     };
     sk.write_file(secret, pass.as_ref().map(|p| p.as_bytes()))
-        .map_err(|e| Failure::run(e.to_string()))?;
-    pk.write_file(public)
-        .map_err(|e| Failure::run(e.to_string()))?;
+        .map_err(Failure::failed)?;
+    pk.write_file(public).map_err(Failure::failed)?;
     println!("key id {}", pk.key_id());
     Ok(())
 }
 
 /// Reads a secret key, asking for its passphrase only when it has one.
 pub fn secret_key(path: &Path, pass: Option<&Path>) -> Result<sign::SecretKey> {
-    let enc =
-        sign::EncryptedSecretKey::read_file(path).map_err(|e| Failure::usage(e.to_string()))?;
+    let enc = sign::EncryptedSecretKey::read_file(path).map_err(Failure::refused)?;
     let pass = if enc.is_encrypted() {
         passphrase(pass, &format!("passphrase for {}: ", path.display()))?
     } else {
         None
     };
     enc.unlock(pass.as_ref().map(|p| p.as_bytes()))
-        .map_err(|e| Failure::usage(e.to_string()))
+        .map_err(Failure::refused)
 }
 
 /// `sign -s SEC FILE...`: writes `FILE.sig` beside each file.
@@ -380,11 +378,10 @@ pub fn sign_files(secret: &Path, pass: Option<&Path>, files: &[PathBuf]) -> Resu
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let sig = sign::sign_file(&sk, f, &sign::default_trusted_comment(&name))
-            .map_err(|e| Failure::run(e.to_string()))?;
+            .map_err(Failure::failed)?;
         let mut out = f.clone().into_os_string();
         out.push(".sig");
-        sig.write_file(Path::new(&out))
-            .map_err(|e| Failure::run(e.to_string()))?;
+        sig.write_file(Path::new(&out)).map_err(Failure::failed)?;
     }
     Ok(())
 }
@@ -401,7 +398,7 @@ pub fn keys_in_dir(dir: &Path) -> Result<Vec<sign::PublicKey>> {
     paths.sort();
     paths
         .iter()
-        .map(|p| sign::PublicKey::read_file(p).map_err(|e| Failure::usage(e.to_string())))
+        .map(|p| sign::PublicKey::read_file(p).map_err(Failure::refused))
         .collect()
 }
 

@@ -198,7 +198,7 @@ impl Commit {
                 let pairs: Vec<(&Path, &Uri)> =
                     remote.iter().map(|(p, u)| (p.as_path(), u)).collect();
                 let published = transport::publish_many(&pairs, &FetchOptions::default())
-                    .map_err(|e| Failure::run(e.to_string()))?;
+                    .map_err(Failure::failed)?;
                 for ((staged, u), p) in remote.iter().zip(&published) {
                     log.line(&format!("commit {u}"))?;
                     done.push(u.to_string());
