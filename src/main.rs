@@ -5,7 +5,7 @@ use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vm_container::exec::{self, tools, Failure, RunOptions, Verbosity};
+use vm_container::exec::{self, tools, Error, RunOptions, Verbosity};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -312,12 +312,12 @@ enum Generate {
 /// consumer looks up (man's section 1 with one page per subcommand as the
 /// main page's SUBCOMMANDS section names them, bash-completion's command
 /// name, zsh's `_command`, fish's `command.fish`).
-fn generate(what: Generate) -> Result<(), Failure> {
+fn generate(what: Generate) -> Result<(), Error> {
     let mut cmd = Cli::command();
     let dir = match &what {
         Generate::Man { dir } | Generate::Completions { dir, .. } => dir,
     };
-    let io = |e: std::io::Error| Failure::run(format!("{}: {e}", dir.display()));
+    let io = |e: std::io::Error| Error::run(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
     let shell = match what {
         Generate::Man { .. } => return clap_mangen::generate_to(cmd, dir).map_err(io),
@@ -424,7 +424,7 @@ fn main() -> ExitCode {
         Some(Command::Pack { dir, uri }) => tools::pack(&dir, &uri),
         Some(Command::Diff { old, new, out }) => tools::diff_trees(&old, &new, &out)
             .map(|changed| status = u8::from(changed))
-            .map_err(|f| Failure::Refused(Box::new(f))),
+            .map_err(|f| Error::Refused(Box::new(f))),
         Some(Command::Ls { image, path }) => tools::ls(&image, path.as_deref()),
         Some(Command::Cat { image, path }) => tools::cat(&image, &path),
         Some(Command::Keygen {
@@ -446,7 +446,7 @@ fn main() -> ExitCode {
             let keys: Result<Vec<_>, _> = public
                 .iter()
                 .chain(trust.iter())
-                .map(|p| vm_container::sign::PublicKey::read_file(p).map_err(Failure::refused))
+                .map(|p| vm_container::sign::PublicKey::read_file(p).map_err(Error::refused))
                 .collect();
             keys.and_then(|k| tools::verify_files(&k, &files))
         }
@@ -485,10 +485,10 @@ fn main() -> ExitCode {
 
 /// What a failed command prints: rendered diagnostics as they are,
 /// anything else after `error: `.
-fn render(e: &Failure) -> String {
+fn render(e: &Error) -> String {
     match e {
-        Failure::Diagnostics(text) => text.clone(),
-        Failure::Refused(inner) => render(inner),
+        Error::Diagnostics(text) => text.clone(),
+        Error::Refused(inner) => render(inner),
         e => format!("error: {e}"),
     }
 }

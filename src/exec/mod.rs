@@ -22,10 +22,8 @@ use crate::parser::plan::Plan;
 use std::path::PathBuf;
 
 pub use error::Error;
-/// The name the executor's modules use for [`Error`].
-pub type Failure = Error;
 
-pub type Result<T> = std::result::Result<T, Failure>;
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// How chatty a run is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -69,7 +67,7 @@ pub struct RunOptions {
 pub fn trusted_keys(opts: &RunOptions) -> Result<Vec<crate::sign::PublicKey>> {
     let mut keys = Vec::new();
     for p in &opts.trust {
-        keys.push(crate::sign::PublicKey::read_file(p).map_err(Failure::refused)?);
+        keys.push(crate::sign::PublicKey::read_file(p).map_err(Error::refused)?);
     }
     let dir = opts
         .trust_dir
@@ -91,7 +89,7 @@ pub fn check(file: &str, set: &[(String, String)]) -> Result<Plan> {
 /// `strip FILE [-o OUT]`: the stripped config only; runs no expression.
 pub fn strip(file: &str, set: &[(String, String)], out: Option<&str>) -> Result<()> {
     let loaded = load::load(file, set)?;
-    atomic::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes(), true)
+    atomic::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes())
 }
 
 /// A run (`run FILE`, `FILE` or `--container FILE`): every expression in
@@ -152,24 +150,24 @@ fn verify_container(
     bytes: &[u8],
 ) -> Result<()> {
     if keys.is_empty() {
-        return Err(Failure::usage(
+        return Err(Error::usage(
             "--require-signatures: no trusted key (give --trust KEY.pub or put keys in the trust directory)",
         ));
     }
     if opts.container == "-" {
-        return Err(Failure::usage(
+        return Err(Error::usage(
             "--require-signatures: a container read from standard input has no signature file",
         ));
     }
     let sig = PathBuf::from(format!("{}.sig", opts.container));
     let sigbytes = std::fs::read(&sig).map_err(|e| {
-        Failure::run(format!(
+        Error::run(format!(
             "{}: missing signature {}: {e}",
             opts.container,
             sig.display()
         ))
     })?;
     crate::sign::verify(keys, &sigbytes, bytes)
-        .map_err(|e| Failure::run(format!("{}: signature check failed: {e}", opts.container)))?;
+        .map_err(|e| Error::run(format!("{}: signature check failed: {e}", opts.container)))?;
     Ok(())
 }

@@ -25,7 +25,7 @@ use super::log::Log;
 use super::state::{Record, Verdict};
 use super::workdir::WorkDir;
 use super::worktree::{Content, WorkTree};
-use super::{atomic, Failure, Result, RunOptions, Verbosity};
+use super::{atomic, Error, Result, RunOptions, Verbosity};
 use crate::cache::{Cache, Mode};
 use crate::parser::plan::{Action, Plan, Step, UriRef};
 use images::NewImage;
@@ -73,7 +73,7 @@ pub struct Runner<'a> {
 
 /// A module's typed error `e` met by the expression at `at` while working
 /// on `what` (a path, a URI, a part of the image).
-fn io_fail(at: &str, what: impl std::fmt::Display, e: impl Cause) -> Failure {
+fn io_fail(at: &str, what: impl std::fmt::Display, e: impl Cause) -> Error {
     e.at(Place::new(at, what))
 }
 
@@ -98,7 +98,7 @@ impl<'a> Runner<'a> {
             ..Default::default()
         };
         let cache = Cache::open(work.cache(), fetch_opts)
-            .map_err(|e| Failure::run(format!("--dir {}: {e}", work.root().display())))?;
+            .map_err(|e| Error::run(format!("--dir {}: {e}", work.root().display())))?;
         let mode = if opts.offline {
             Mode::Offline
         } else if opts.allow_stale {
@@ -207,7 +207,7 @@ impl Runner<'_> {
         if let Some(out) = self.opts.stripped.as_deref().filter(|o| {
             *o == "-" || matches!(atomic::dest(Path::new(o)), Ok(atomic::Dest::Stream(_)))
         }) {
-            atomic::write_text(out, loaded.plan.stripped.as_bytes(), true)?;
+            atomic::write_text(out, loaded.plan.stripped.as_bytes())?;
         }
         self.log
             .line("up to date: no input changed since the last run")?;
