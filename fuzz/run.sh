@@ -13,7 +13,7 @@ root=$(cd "$here/.." && pwd)
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(container xen cpio archive cpio_gz cpio_roundtrip diff sign ext ext_populate ext_safety extract)
+[ ${#targets[@]} -gt 0 ] || targets=(container xen cpio archive oci_flatten cpio_gz cpio_roundtrip diff sign ext ext_populate ext_safety extract)
 [ -d "$here/corpus" ] || bash "$here/seed.sh"
 cd "$root"
 # Stable works with -s none; should a cargo-fuzz release refuse stable,
@@ -24,7 +24,7 @@ for t in "${targets[@]}"; do
     mkdir -p "$here/corpus/$t" "$here/artifacts/$t"
     case $t in
         ext | ext_populate | ext_safety) extra=(-max_len=262144 -timeout=10 -rss_limit_mb=1024) ;;
-        cpio | archive | cpio_gz | cpio_roundtrip | extract) extra=(-max_len=65536 -timeout=10) ;;
+        cpio | archive | oci_flatten | cpio_gz | cpio_roundtrip | extract) extra=(-max_len=65536 -timeout=10) ;;
         *) extra=(-max_len=16384 -timeout=10) ;;
     esac
     echo "== $t: $secs s" >&2

@@ -20,7 +20,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export SOURCE_DATE_EPOCH=1700000000
-for t in container xen cpio archive cpio_gz cpio_roundtrip diff sign ext ext_populate ext_safety extract; do mkdir -p "$corpus/$t"; done
+for t in container xen cpio archive oci_flatten cpio_gz cpio_roundtrip diff sign ext ext_populate ext_safety extract; do mkdir -p "$corpus/$t"; done
 
 # --- a small tree with every entry type a cpio archive or image carries
 tree="$work/tree"
@@ -69,6 +69,20 @@ if have xz; then xz -c "$corpus/archive/posix.tar" >"$corpus/archive/posix.tar.x
 if have zstd; then zstd -qc "$corpus/archive/gnu.tar" >"$corpus/archive/gnu.tar.zst"; fi
 if have bzip2; then bzip2 -c "$corpus/archive/posix.tar" >"$corpus/archive/posix.tar.bz2"; fi
 rm "$tree/var/sparse"
+
+# oci_flatten: a count byte, the first layer's length, then the layers:
+# a base, and one that deletes with a whiteout and hides a directory with
+# an opaque marker
+mkdir -p "$work/l2/etc" "$work/l2/var"
+: >"$work/l2/etc/.wh.hosts"
+: >"$work/l2/var/.wh..wh..opq"
+printf 'new\n' >"$work/l2/var/new"
+tar --format=gnu -C "$work/l2" -cf "$work/l2.tar" .
+for f in gnu posix; do
+    n=$(stat -c %s "$corpus/archive/$f.tar")
+    len=$(printf '\\%03o\\%03o\\%03o' $((n & 255)) $((n >> 8 & 255)) $((n >> 16 & 255)))
+    { printf '\001'; printf "$len"; cat "$corpus/archive/$f.tar" "$work/l2.tar"; } >"$corpus/oci_flatten/$f-two-layers"
+done
 
 # extract: the same archives, and names that aim at the target's
 # `escape -> ../outside` symlink, a parent and a hard link out

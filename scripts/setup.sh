@@ -16,10 +16,14 @@ demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
 # minisign, serve FTP with vsftpd, mount images (util-linux) and measure
 # memory (time), boot a debootstrapped minbase (debootstrap), run
 # `make install` into a scratch root and render its man pages (make,
-# man-db); the benchmarks use hyperfine
+# man-db), load the shell completions it installs (bash, zsh, fish),
+# watch progress bars on a pseudo-terminal (script, in bsdutils); OCI
+# images are built by umoci, copied by skopeo and served by
+# docker-registry (bearer tokens signed with openssl); the benchmarks use
+# hyperfine
 test_packages=(cpio tar xz-utils zstd bzip2 patch diffutils pigz signify-openbsd minisign vsftpd
                python3 git hyperfine util-linux mount time debootstrap
-               make man-db)
+               make man-db zsh fish bsdutils umoci skopeo docker-registry openssl)
 
 case "${1:-}" in
   --demo) packages=("${demo_packages[@]}") ;;
@@ -58,6 +62,8 @@ fi
 # their own on free ports, so the system one is not needed.
 if [ "${1:-}" != --demo ] && command -v systemctl >/dev/null 2>&1; then
   systemctl stop vsftpd >/dev/null 2>&1 || true
+  # likewise docker-registry's system instance (port 5000)
+  systemctl stop docker-registry >/dev/null 2>&1 || true
 fi
 
 # rebuilt whenever its source or build script is newer than the binary

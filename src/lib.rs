@@ -4,7 +4,8 @@
 //! - `exec`: the only layer that orchestrates I/O;
 //! - `parser` (pure): container text → syntax tree → checked plan;
 //! - format and transport modules that know nothing about containers:
-//!   `xen` (Xen config syntax), `uri`, `tree` (the file-system tree model).
+//!   `xen` (Xen config syntax), `uri`, `tree` (the file-system tree model),
+//!   `oci` (OCI images as trees).
 
 pub mod archive;
 pub mod boot;
@@ -17,6 +18,7 @@ pub mod digest;
 pub mod exec;
 pub mod ext;
 pub mod hostdir;
+pub mod oci;
 pub mod parser;
 pub mod progress;
 pub mod sign;

@@ -81,7 +81,10 @@ struct RunFlags {
     dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     vars: SetArgs,
-    /// Print the plan (every action with its source line); change nothing
+    /// Print the plan (every action with its source line), revalidate the
+    /// inputs (unless --offline) and say per output what a run would
+    /// rebuild and why; write nothing. Exits 0 when nothing would change,
+    /// 3 when something would
     #[arg(long)]
     dry_run: bool,
     /// Touch no network; use the verified copies in the cache
@@ -120,7 +123,20 @@ struct RunFlags {
     /// The passphrase of an encrypted --sign-key, in a file
     #[arg(long, value_name = "FILE")]
     sign_passphrase_file: Option<PathBuf>,
-    /// Progress bars on stderr for long transfers and image writes
+    /// The platform picked from an image index or manifest list
+    #[arg(long, value_name = "OS/ARCH", default_value = "linux/amd64")]
+    platform: String,
+    /// Registry credentials in Docker's config.json format [default:
+    /// none: anonymous, or the USER:PASSWORD of a docker:// URI]
+    #[arg(long, value_name = "FILE")]
+    registry_auth: Option<PathBuf>,
+    /// A registry (HOST or HOST:PORT) reached over plain http; 127.0.0.1
+    /// and localhost always are (repeatable)
+    #[arg(long, value_name = "HOST")]
+    insecure_registry: Vec<String>,
+    /// Progress bars on stderr for transfers, archive passes and image
+    /// writes, with the total and time left where the size is known; never
+    /// when stderr is not a terminal (auto: unless -q; always: even with -q)
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
     progress: String,
     /// Quieter: errors and warnings only
@@ -403,11 +419,22 @@ fn main() -> ExitCode {
         _ => &cli.run.opts.flags,
     };
     // `-q` silences the automatic bars; `--progress always` still shows them
+    // (on a terminal only: a pipe or a log never gets control sequences)
     vm_container::progress::set(match (flags.quiet, flags.progress.as_str()) {
         (_, "always") => vm_container::progress::When::Always,
         (true, _) | (_, "never") => vm_container::progress::When::Never,
         _ => vm_container::progress::When::Auto,
     });
+    let mut images = vm_container::oci::Settings {
+        auth_file: flags.registry_auth.clone(),
+        insecure: flags.insecure_registry.clone(),
+        ..Default::default()
+    };
+    if let Err(e) = images.set_platform(&flags.platform) {
+        eprintln!("--platform {e}");
+        return ExitCode::from(2);
+    }
+    vm_container::oci::configure(images);
     // what a success exits with: only `diff` says more than 0
     let mut status = 0u8;
     let result = match cli.command {
@@ -468,10 +495,13 @@ fn main() -> ExitCode {
                 _ => exec::boot::AccelChoice::Auto,
             },
         }),
-        Some(Command::Run { file, opts }) => exec::run(&opts.options(file)),
+        Some(Command::Run { file, opts }) => exec::run_status(&opts.options(file)).map(|s| {
+            status = s;
+        }),
         None => {
             let r = cli.run;
-            exec::run(&r.opts.options(r.file.or(r.container).unwrap_or_default()))
+            exec::run_status(&r.opts.options(r.file.or(r.container).unwrap_or_default()))
+                .map(|s| status = s)
         }
     };
     match result {

@@ -1,5 +1,7 @@
 //! URIs naming artifacts: local files, HTTP(S) resources and FTP files,
-//! optionally pinned to a content digest with `#sha256=HEX`.
+//! optionally pinned to a content digest with `#sha256=HEX`, and OCI
+//! images (`oci:DIR[:TAG]` for an image layout on disk,
+//! `docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]` for a registry).
 
 use crate::digest::Digest;
 use std::ffi::OsString;
@@ -12,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 pub enum UriError {
     #[error("empty URI")]
     Empty,
-    #[error("{uri}: unknown scheme `{scheme}` (expected file, http, https or ftp)")]
+    #[error("{uri}: unknown scheme `{scheme}` (expected file, http, https, ftp, oci or docker)")]
     UnknownScheme { uri: String, scheme: String },
     #[error("{uri}: bad host `{host}`: {reason}")]
     BadHost {
@@ -51,6 +53,43 @@ pub enum Location {
         target: String,
     },
     Ftp(FtpLocation),
+    /// An OCI image layout directory and the tag naming an image in it
+    /// (`org.opencontainers.image.ref.name`).
+    OciLayout {
+        dir: PathBuf,
+        tag: Option<String>,
+    },
+    /// An image in a registry speaking the Distribution API v2.
+    Registry(Box<RegistryLocation>),
+}
+
+/// An image in a registry, with user and password percent-decoded.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RegistryLocation {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+    /// `library/debian`, lower case components separated by `/`.
+    pub repo: String,
+    pub reference: ImageReference,
+}
+
+/// Which image of a repository: a tag (revalidated on each run) or a
+/// manifest digest (immutable).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum ImageReference {
+    Tag(String),
+    Digest(Digest),
+}
+
+impl fmt::Display for ImageReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageReference::Tag(t) => write!(f, ":{t}"),
+            ImageReference::Digest(d) => write!(f, "@sha256:{d}"),
+        }
+    }
 }
 
 /// An FTP file, with user, password and path percent-decoded.
@@ -80,6 +119,9 @@ impl Uri {
             return Err(UriError::Empty);
         }
         let shown = redact(text);
+        if let Some(layout) = text.strip_prefix(OCI_PREFIX) {
+            return parse_oci_layout(layout, base, &shown);
+        }
         match split_scheme(text) {
             Some((scheme, rest)) => {
                 let (body, fragment) = match rest.split_once('#') {
@@ -95,6 +137,12 @@ impl Uri {
                     "http" => parse_http(body, false, &shown)?,
                     "https" => parse_http(body, true, &shown)?,
                     "ftp" => Location::Ftp(parse_ftp(body, &shown)?),
+                    "docker" => {
+                        if pin.is_some() {
+                            return Err(image_pin(&shown));
+                        }
+                        Location::Registry(Box::new(parse_registry(body, &shown)?))
+                    }
                     _ => {
                         return Err(UriError::UnknownScheme {
                             uri: shown,
@@ -139,6 +187,8 @@ impl Uri {
                 target.split(['?', '#']).next().unwrap_or("").to_string()
             }
             Location::Ftp(f) => f.path.clone(),
+            Location::OciLayout { dir, .. } => dir.to_string_lossy().into_owned(),
+            Location::Registry(r) => r.repo.clone(),
         };
         path.rsplit('/')
             .find(|c| !c.is_empty())
@@ -180,6 +230,9 @@ impl Uri {
                 f.path.push_str(suffix);
                 Location::Ftp(f)
             }
+            // an image is many blobs, each checked by its digest: nothing
+            // sits beside it
+            image @ (Location::OciLayout { .. } | Location::Registry(_)) => image.clone(),
         };
         Uri {
             location,
@@ -245,18 +298,27 @@ impl fmt::Display for Uri {
             }
             Location::Ftp(loc) => {
                 write!(f, "ftp://")?;
-                if let Some(user) = &loc.user {
-                    write!(f, "{}", encode_userinfo(user))?;
-                    if loc.password.is_some() {
-                        write!(f, ":***")?;
-                    }
-                    write!(f, "@")?;
-                }
+                write_userinfo(f, loc.user.as_deref(), loc.password.is_some())?;
                 write!(f, "{}", loc.host)?;
                 if loc.port != 21 {
                     write!(f, ":{}", loc.port)?;
                 }
                 write!(f, "{}", encode_path(&loc.path))?;
+            }
+            Location::OciLayout { dir, tag } => {
+                write!(f, "{OCI_PREFIX}{}", dir.display())?;
+                if let Some(tag) = tag {
+                    write!(f, ":{tag}")?;
+                }
+            }
+            Location::Registry(r) => {
+                write!(f, "docker://")?;
+                write_userinfo(f, r.user.as_deref(), r.password.is_some())?;
+                write!(f, "{}", r.host)?;
+                if let Some(port) = r.port {
+                    write!(f, ":{port}")?;
+                }
+                write!(f, "/{}{}", r.repo, r.reference)?;
             }
         }
         if let Some(pin) = &self.pin {
@@ -264,6 +326,18 @@ impl fmt::Display for Uri {
         }
         Ok(())
     }
+}
+
+/// `user[:***]@`, the password hidden; nothing without a user.
+fn write_userinfo(f: &mut fmt::Formatter<'_>, user: Option<&str>, password: bool) -> fmt::Result {
+    let Some(user) = user else {
+        return Ok(());
+    };
+    write!(f, "{}", encode_userinfo(user))?;
+    if password {
+        write!(f, ":***")?;
+    }
+    write!(f, "@")
 }
 
 impl fmt::Debug for Uri {
@@ -300,6 +374,127 @@ pub fn redact(text: &str) -> String {
         },
         None => text.to_string(),
     }
+}
+
+const OCI_PREFIX: &str = "oci:";
+
+fn image_pin(shown: &str) -> UriError {
+    UriError::Unsupported {
+        uri: shown.to_string(),
+        reason: "an image is not pinned by #sha256= (its blobs are checked by their digests; name a manifest with docker://HOST/REPO@sha256:HEX)",
+    }
+}
+
+/// A tag as the Distribution API allows one.
+fn valid_tag(tag: &str) -> bool {
+    let mut bytes = tag.bytes();
+    tag.len() <= 128
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// `oci:DIR[:TAG]`: the tag follows the last `:` after the last `/`.
+fn parse_oci_layout(text: &str, base: &Path, shown: &str) -> Result<Uri, UriError> {
+    if text.contains('#') {
+        return Err(image_pin(shown));
+    }
+    let last = text.rfind('/').map_or(0, |i| i + 1);
+    let (dir, tag) = match text[last..].rfind(':') {
+        Some(i) => (&text[..last + i], Some(&text[last + i + 1..])),
+        None => (text, None),
+    };
+    if dir.is_empty() {
+        return Err(UriError::NoPath {
+            uri: shown.to_string(),
+        });
+    }
+    if let Some(tag) = tag.filter(|t| !valid_tag(t)) {
+        return Err(UriError::Unsupported {
+            uri: shown.to_string(),
+            reason: if tag.is_empty() {
+                "empty tag after `:`"
+            } else {
+                "a tag is 1 to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`"
+            },
+        });
+    }
+    let dir = Path::new(dir);
+    let full = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        base.join(dir)
+    };
+    Ok(Uri {
+        location: Location::OciLayout {
+            dir: normalize(&full),
+            tag: tag.map(str::to_string),
+        },
+        pin: None,
+    })
+}
+
+/// `[user[:password]@]host[:port]/repo[:tag|@sha256:hex]`.
+fn parse_registry(body: &str, shown: &str) -> Result<RegistryLocation, UriError> {
+    let unsupported = |reason| UriError::Unsupported {
+        uri: shown.to_string(),
+        reason,
+    };
+    let end = body.find('/').ok_or_else(|| UriError::NoPath {
+        uri: shown.to_string(),
+    })?;
+    let (authority, rest) = body.split_at(end);
+    let rest = &rest[1..];
+    let (user, password, hostport) = split_userinfo(authority, shown)?;
+    let (host, port) = split_host_port(hostport, shown)?;
+    let (repo, reference) = match rest.split_once('@') {
+        Some((repo, digest)) => {
+            let hex = digest.strip_prefix("sha256:").ok_or_else(|| {
+                unsupported("a digest reference is @sha256: followed by 64 hexadecimal digits")
+            })?;
+            let digest = Digest::from_hex(hex).ok_or_else(|| {
+                unsupported("a digest reference is @sha256: followed by 64 hexadecimal digits")
+            })?;
+            (repo, ImageReference::Digest(digest))
+        }
+        None => {
+            let last = rest.rfind('/').map_or(0, |i| i + 1);
+            match rest[last..].rfind(':') {
+                Some(i) => {
+                    let tag = &rest[last + i + 1..];
+                    if !valid_tag(tag) {
+                        return Err(unsupported(
+                            "a tag is 1 to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`",
+                        ));
+                    }
+                    (&rest[..last + i], ImageReference::Tag(tag.to_string()))
+                }
+                None => (rest, ImageReference::Tag("latest".to_string())),
+            }
+        }
+    };
+    let component_ok = |c: &str| {
+        !c.is_empty()
+            && c.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            })
+            && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+    };
+    if repo.len() > 255 || !repo.split('/').all(component_ok) {
+        return Err(unsupported(
+            "a repository is lower case letters, digits and `._-` in components separated by `/`",
+        ));
+    }
+    Ok(RegistryLocation {
+        user,
+        password,
+        host,
+        port,
+        repo: repo.to_string(),
+        reference,
+    })
 }
 
 fn parse_pin(fragment: &str, shown: &str) -> Result<Digest, UriError> {
@@ -385,21 +580,26 @@ fn parse_http(body: &str, secure: bool, shown: &str) -> Result<Location, UriErro
     })
 }
 
-fn parse_ftp(body: &str, shown: &str) -> Result<FtpLocation, UriError> {
-    let end = body.find('/').unwrap_or(body.len());
-    let (authority, path) = body.split_at(end);
+/// Percent-decodes `text` into UTF-8; `part` names it in the error.
+fn decode_part(text: &str, part: &'static str, shown: &str) -> Result<String, UriError> {
+    percent_decode(text)
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| UriError::BadPercent {
+            uri: shown.to_string(),
+            part,
+        })
+}
+
+/// `[user[:password]@]hostport` → user and password (percent-decoded,
+/// neither empty user nor control characters) and `hostport`.
+type UserInfo<'a> = (Option<String>, Option<String>, &'a str);
+
+fn split_userinfo<'a>(authority: &'a str, shown: &str) -> Result<UserInfo<'a>, UriError> {
     let (userinfo, hostport) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
     };
-    let decode = |text: &str, part: &'static str| -> Result<String, UriError> {
-        percent_decode(text)
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| UriError::BadPercent {
-                uri: shown.to_string(),
-                part,
-            })
-    };
+    let decode = |text: &str, part: &'static str| decode_part(text, part, shown);
     let (user, password) = match userinfo {
         None => (None, None),
         Some(info) => match info.split_once(':') {
@@ -417,6 +617,13 @@ fn parse_ftp(body: &str, shown: &str) -> Result<FtpLocation, UriError> {
             part: "user or password (empty or control characters)",
         });
     }
+    Ok((user, password, hostport))
+}
+
+fn parse_ftp(body: &str, shown: &str) -> Result<FtpLocation, UriError> {
+    let end = body.find('/').unwrap_or(body.len());
+    let (authority, path) = body.split_at(end);
+    let (user, password, hostport) = split_userinfo(authority, shown)?;
     let (host, port) = split_host_port(hostport, shown)?;
     if path.contains('?') {
         return Err(UriError::Unsupported {
@@ -424,7 +631,7 @@ fn parse_ftp(body: &str, shown: &str) -> Result<FtpLocation, UriError> {
             reason: "FTP URIs take no query",
         });
     }
-    let path = decode(path, "path")?;
+    let path = decode_part(path, "path", shown)?;
     if path.is_empty() || path.ends_with('/') {
         return Err(UriError::NoPath {
             uri: shown.to_string(),
@@ -684,5 +891,56 @@ mod tests {
         let e = p("ftp://u:secret@bad_host!/x").unwrap_err().to_string();
         assert!(!e.contains("secret"), "{e}");
         assert!(e.contains("u:***@"), "{e}");
+    }
+
+    #[test]
+    fn image_references() {
+        let u = p("oci:img/layout:v1.2").unwrap();
+        assert!(
+            u.location
+                == Location::OciLayout {
+                    dir: PathBuf::from("/base/dir/img/layout"),
+                    tag: Some("v1.2".to_string())
+                }
+        );
+        assert_eq!(u.to_string(), "oci:/base/dir/img/layout:v1.2");
+        assert_eq!(u.local_path(), None);
+        let u = p("oci:/srv/a:b/layout").unwrap();
+        assert!(
+            matches!(&u.location, Location::OciLayout { dir, tag: None } if dir == Path::new("/srv/a:b/layout"))
+        );
+        assert!(p("oci:x:").is_err());
+        assert!(p("oci:x:-bad").is_err());
+        assert!(p(&format!("oci:x#sha256={HEX}")).is_err());
+
+        let u = p("docker://us%40er:secret@127.0.0.1:5000/test/img:t").unwrap();
+        let Location::Registry(r) = &u.location else {
+            panic!("not a registry")
+        };
+        assert_eq!(r.user.as_deref(), Some("us@er"));
+        assert_eq!(r.password.as_deref(), Some("secret"));
+        assert_eq!((r.host.as_str(), r.port), ("127.0.0.1", Some(5000)));
+        assert_eq!(r.repo, "test/img");
+        assert!(matches!(&r.reference, ImageReference::Tag(t) if t == "t"));
+        assert_eq!(
+            u.to_string(),
+            "docker://us%40er:***@127.0.0.1:5000/test/img:t"
+        );
+        let u = p("docker://Registry.example/debian").unwrap();
+        assert_eq!(u.to_string(), "docker://registry.example/debian:latest");
+        let u = p(&format!("docker://h/a/b@sha256:{HEX}")).unwrap();
+        assert_eq!(u.to_string(), format!("docker://h/a/b@sha256:{HEX}"));
+        for bad in [
+            "docker://h",
+            "docker://h/Upper",
+            "docker://h/a//b",
+            "docker://h/a@sha256:12",
+            "docker://h/a:",
+            "docker://h/../a",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        let e = p("docker://u:secret@h/a@md5:x").unwrap_err().to_string();
+        assert!(!e.contains("secret"), "{e}");
     }
 }

@@ -161,6 +161,11 @@ impl Cache {
         &self.dir
     }
 
+    /// The network behaviour of this cache's fetches.
+    pub fn options(&self) -> &FetchOptions {
+        &self.opts
+    }
+
     /// Where the blob with this digest lives (whether or not it exists).
     pub fn blob_path(&self, sha256: &Digest) -> PathBuf {
         self.dir.join("blobs").join("sha256").join(sha256.to_hex())
@@ -174,6 +179,14 @@ impl Cache {
 
     fn index_path(&self, uri: &Uri) -> PathBuf {
         self.dir.join("index").join(Self::key(uri))
+    }
+
+    /// The index record of `uri` in the cache at `dir`, read without
+    /// opening the cache (which creates its directories): for looking
+    /// only, as `--dry-run` does.
+    pub fn entry_in(dir: &Path, uri: &Uri) -> Option<IndexEntry> {
+        let text = fs::read_to_string(dir.join("index").join(Self::key(uri))).ok()?;
+        IndexEntry::from_text(&text)
     }
 
     /// The index record of `uri`, if one is readable.

@@ -15,10 +15,7 @@ pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result
     let f = File::create(out)?;
     let gz = cpio::gzip_encoder(BufWriter::with_capacity(256 * 1024, f), 6);
     let mut w = cpio::Writer::new(gz, name.to_string());
-    src.emit(&mut crate::progress::MeteredSink {
-        inner: &mut w,
-        meter: crate::progress::Meter::new(format!("packing {name}")),
-    })?;
+    crate::progress::emit(src, &mut w, format!("packing {name}"))?;
     let buf = w.finish_gzip()?;
     let f = buf.into_inner().map_err(|e| e.into_error())?;
     match f.sync_all() {
@@ -60,10 +57,11 @@ pub fn populate_open_volume(
 ) -> io::Result<()> {
     let vol = ext::Volume::open_rw(f).map_err(io::Error::other)?;
     let mut pop = ext::Populator::new(&vol, timestamp).map_err(io::Error::other)?;
-    src.emit(&mut crate::progress::MeteredSink {
-        inner: &mut pop,
-        meter: crate::progress::Meter::new(format!("populating {}", target.display())),
-    })?;
+    crate::progress::emit(
+        &mut *src,
+        &mut pop,
+        format!("populating {}", target.display()),
+    )?;
     for p in deletes {
         pop.delete(p).map_err(io::Error::other)?;
     }

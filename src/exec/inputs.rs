@@ -73,6 +73,11 @@ impl Inputs {
         if let Some(i) = self.seen.get(&key) {
             return Ok(i.clone());
         }
+        if crate::oci::is_image(&uri.uri) {
+            let input = super::image::pull(self, uri, at, log)?;
+            self.seen.insert(key, input.clone());
+            return Ok(input);
+        }
         let input = if let Some(p) = uri.uri.local_path() {
             if !p.exists() {
                 return Err(Error::run(format!("{at}: {}: no such file", p.display())));

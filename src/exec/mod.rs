@@ -9,9 +9,11 @@ pub mod commit;
 pub mod error;
 pub mod formats;
 pub mod holders;
+pub mod image;
 pub mod inputs;
 pub mod load;
 pub mod log;
+pub mod pending;
 pub mod run;
 pub mod state;
 pub mod tools;
@@ -95,6 +97,15 @@ pub fn strip(file: &str, set: &[(String, String)], out: Option<&str>) -> Result<
 /// A run (`run FILE`, `FILE` or `--container FILE`): every expression in
 /// order, then every output committed and the stripped config written.
 pub fn run(opts: &RunOptions) -> Result<()> {
+    run_status(opts).map(|_| ())
+}
+
+/// What `--dry-run` exits with when a run would change something.
+pub const PENDING: u8 = 3;
+
+/// As [`run`], returning the exit status of a success: 0, or [`PENDING`]
+/// when `--dry-run` finds that a run would change an output.
+pub fn run_status(opts: &RunOptions) -> Result<u8> {
     let keys = trusted_keys(opts)?;
     let bytes = load::read_bytes(&opts.container)?;
     if opts.require_signatures {
@@ -107,13 +118,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     };
     let loaded = load::load_bytes(&opts.container, bytes, &opts.set)?;
     if opts.dry_run {
-        for step in &loaded.plan.steps {
-            println!("{}:{}: {}", loaded.name, step.span, step.action);
-        }
-        if let Some(out) = &opts.stripped {
-            println!("write stripped config -> {out}");
-        }
-        return Ok(());
+        return pending::report(opts, &loaded).map(|p| if p { PENDING } else { 0 });
     }
     let mut log = log::Log::open(opts.log.as_deref())?;
     log.echo = opts.verbosity == Verbosity::Verbose;
@@ -139,7 +144,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     })
     .and_then(|mut runner| runner.carry_out(&loaded));
     work.remove_staging();
-    result
+    result.map(|()| 0)
 }
 
 /// `--require-signatures`: the container's own signature, checked

@@ -8,6 +8,7 @@
 //! way, so a fork, a populate or a diff costs one pass over the archive
 //! and memory in proportion to the changes, not to the archive.
 
+use crate::parser::plan::DirMeta;
 use crate::tree::{Entry, Kind, Meta, Sink, Source, SparseRead, TreePath};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -91,6 +92,9 @@ pub struct WorkTree {
     pub overlay: Overlay,
     /// The mtime given to what this run creates.
     pub now: i64,
+    /// The mode and owner of the directories made for the paths put
+    /// (0755 0:0 where unset).
+    pub new_dirs: DirMeta,
 }
 
 /// Opens a tree source: an archive of any format [`crate::archive`]
@@ -102,7 +106,9 @@ pub fn archive_source(path: &Path, name: &str) -> io::Result<Box<dyn Source>> {
             crate::hostdir::Walker::new(path).one_file_system(),
         ));
     }
-    let f = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
+    let f = File::open(path)
+        .and_then(crate::progress::Reading::file)
+        .map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
     Ok(Box::new(crate::archive::open(f, name)?))
 }
 
@@ -116,6 +122,7 @@ impl WorkTree {
             scans: 0,
             overlay: Overlay::new(),
             now,
+            new_dirs: DirMeta::default(),
         }
     }
 
@@ -157,7 +164,7 @@ impl WorkTree {
                 }
                 Ok(())
             });
-            src.emit(&mut sink)?;
+            crate::progress::emit(&mut *src, &mut sink, format!("looking in {}", self.name))?;
             self.scans += 1;
         }
         for p in wanted {
@@ -186,8 +193,9 @@ impl WorkTree {
     }
 
     /// Makes sure every ancestor of `path` is a directory, creating missing
-    /// ones 0755 root-owned. A symlink on the way is refused: writing
-    /// through it would put the file somewhere else than the path says.
+    /// ones as [`WorkTree::new_dirs`] says (0755 root-owned by default). A
+    /// symlink on the way is refused: writing through it would put the file
+    /// somewhere else than the path says.
     fn ensure_parents(&mut self, path: &TreePath) -> Result<(), TreeError> {
         // the path itself is looked up next: one pass finds it and its
         // ancestors
@@ -216,9 +224,9 @@ impl WorkTree {
                 path: p.clone(),
                 kind: Kind::Dir,
                 meta: Meta {
-                    perm: 0o755,
-                    uid: 0,
-                    gid: 0,
+                    perm: self.new_dirs.mode.unwrap_or(0o755),
+                    uid: self.new_dirs.owner.map_or(0, |(u, _)| u),
+                    gid: self.new_dirs.owner.map_or(0, |(_, g)| g),
                     mtime: self.now,
                 },
             };
@@ -403,7 +411,7 @@ pub fn read_tree_files(
         }
         Ok(())
     });
-    src.emit(&mut sink)?;
+    crate::progress::emit(&mut *src, &mut sink, "reading files".to_string())?;
     let targets: BTreeSet<TreePath> = links
         .iter()
         .filter(|(_, t)| !out.contains_key(t))

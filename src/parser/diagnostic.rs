@@ -130,10 +130,12 @@ pub enum DiagnosticKind {
     BadInodes { value: String },
     #[error("uuid `{value}`: expected 8-4-4-4-12 hex digits")]
     BadUuid { value: String },
-    #[error("mode `{value}`: expected octal digits up to 7777")]
-    BadMode { value: String },
-    #[error("owner `{value}`: expected UID:GID in numbers")]
-    BadOwner { value: String },
+    /// `option` is `mode` or `dirmode`.
+    #[error("{option} `{value}`: expected octal digits up to 7777")]
+    BadMode { option: &'static str, value: String },
+    /// `option` is `owner` or `dirowner`.
+    #[error("{option} `{value}`: expected UID:GID in numbers")]
+    BadOwner { option: &'static str, value: String },
     #[error("populate kind `{kind}`: expected image, device or dir")]
     UnknownPopulateKind { kind: String },
     #[error("the path names the root directory, not a file")]

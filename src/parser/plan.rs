@@ -50,6 +50,18 @@ pub struct Edit {
     pub fork: Option<UriRef>,
     pub mode: Option<u32>,
     pub owner: Option<(u32, u32)>,
+    /// The directories the expression makes.
+    pub dirs: DirMeta,
+}
+
+/// The mode and owner of the directories an edit makes: the missing
+/// ancestors of its path and the directories of a copied host tree.
+/// Unset, a missing ancestor is 0755 0:0 and a copied directory keeps
+/// the host's mode and takes the edit's `owner`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirMeta {
+    pub mode: Option<u32>,
+    pub owner: Option<(u32, u32)>,
 }
 
 /// What `[patch]` modifies.

@@ -325,8 +325,8 @@ fn malformed_inputs_are_located() {
         K::LabelTooLong { .. }
     );
     assert_err!("[create /etc gopher://h/x][end]\n", 1, 14, K::Uri(crate::uri::UriError::UnknownScheme { scheme, .. }) if scheme == "gopher");
-    assert_err!("[copy /x archive http://h/a mode 9 http://h/f][end]\n", 1, 34, K::BadMode { value } if value == "9");
-    assert_err!("[copy /x archive http://h/a owner root http://h/f][end]\n", 1, 35, K::BadOwner { value } if value == "root");
+    assert_err!("[copy /x archive http://h/a mode 9 http://h/f][end]\n", 1, 34, K::BadMode { option: "mode", value } if value == "9");
+    assert_err!("[copy /x archive http://h/a owner root http://h/f][end]\n", 1, 35, K::BadOwner { option: "owner", value } if value == "root");
     assert_err!("\n[image /x/${nope} 5M][end]\n", 2, 11, K::UndefinedVariable { name } if name == "nope");
     assert_err!("a = \"open\n", 1, 5, K::Xen(XenError::StringEndsLine));
     assert_err!(
@@ -462,9 +462,9 @@ const OPTION_ERRORS: &[(&str, &str)] = &[
     ("[replace /etc/x archive a.cpio owner root:0][end]\n", "1:38: owner `root:0`: expected UID:GID in numbers"),
     ("[replace /etc/x archive a.cpio owner][end]\n", "1:32: option `owner` needs a value"),
     ("[replace /etc/x archive a.cpio archive b.cpio][end]\n", "1:32: option `archive` given twice"),
-    ("[replace /etc/x archive a.cpio extra][end]\n", "1:25: /base/a.cpio does not exist and no earlier expression creates it\n1:32: unexpected argument `extra` to `[replace`; usage: [replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID], a blank line, TEXT, then `] [end]`"),
-    ("[copy /etc/x archive a.cpio][end]\n", "1:22: /base/a.cpio does not exist and no earlier expression creates it\n1:22: `[copy` is missing SOURCE-URI; usage: [copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] SOURCE-URI][end]"),
-    ("[copy /etc/x archive a.cpio \"mode\" 0644 src][end]\n", "1:22: /base/a.cpio does not exist and no earlier expression creates it\n1:36: unexpected argument `0644` to `[copy`; usage: [copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] SOURCE-URI][end]"),
+    ("[replace /etc/x archive a.cpio extra][end]\n", "1:25: /base/a.cpio does not exist and no earlier expression creates it\n1:32: unexpected argument `extra` to `[replace`; usage: [replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] [dirmode OCTAL] [dirowner UID:GID], a blank line, TEXT, then `] [end]`"),
+    ("[copy /etc/x archive a.cpio][end]\n", "1:22: /base/a.cpio does not exist and no earlier expression creates it\n1:22: `[copy` is missing SOURCE-URI; usage: [copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] [dirmode OCTAL] [dirowner UID:GID] SOURCE-URI][end]"),
+    ("[copy /etc/x archive a.cpio \"mode\" 0644 src][end]\n", "1:22: /base/a.cpio does not exist and no earlier expression creates it\n1:36: unexpected argument `0644` to `[copy`; usage: [copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] [dirmode OCTAL] [dirowner UID:GID] SOURCE-URI][end]"),
     ("[copy / archive a.cpio src][end]\n", "1:7: the path names the root directory, not a file"),
     ("[populate disk /x / a.cpio][end]\n", "1:11: populate kind `disk`: expected image, device or dir"),
     ("[patch][end]\n", "1:2: `[patch` is missing TARGET and PATCH-URI; usage: [patch TARGET PATCH-URI [FORK-URI]][end]"),

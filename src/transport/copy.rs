@@ -7,14 +7,17 @@ const CHUNK: usize = 64 * 1024;
 
 /// Copies until end of input. Fails with `TimedOut` once `deadline` has
 /// passed, so a server trickling bytes cannot hold a transfer forever.
+/// `expected` (a Content-Length, an FTP SIZE, a file's size) gives the
+/// progress bar its end.
 pub(crate) fn copy_until(
     reader: &mut dyn Read,
     writer: &mut dyn Write,
     deadline: Option<Instant>,
+    expected: Option<u64>,
 ) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; CHUNK];
     let mut total: u64 = 0;
-    let mut meter = crate::progress::Meter::current();
+    let mut meter = crate::progress::Meter::current().total(expected);
     loop {
         if deadline.is_some_and(|d| Instant::now() > d) {
             return Err(CopyError::Read(

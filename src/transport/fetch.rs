@@ -73,6 +73,13 @@ pub fn fetch(
         Location::File { path, .. } => file::fetch(uri, path, validators, dest)?,
         Location::Http { .. } => http::fetch(uri, validators, dest, opts)?,
         Location::Ftp(loc) => ftp::fetch(uri, loc, validators, dest, opts)?,
+        Location::OciLayout { .. } | Location::Registry(_) => {
+            return Err(FetchError::Unsupported {
+                uri: uri.to_string(),
+                reason: "an OCI image is many blobs, read by the oci module, not one file"
+                    .to_string(),
+            })
+        }
     };
     if let (Some(expected), Fetched::Downloaded { sha256, .. }) = (uri.pin, &fetched) {
         if expected != *sha256 {
@@ -171,7 +178,7 @@ fn receive_body(
         inner: &mut out,
         left: limit,
     };
-    let copied = copy_until(reader, &mut capped, deadline);
+    let copied = copy_until(reader, &mut capped, deadline, expected);
     match copied {
         Ok(n) => Ok((out, n)),
         Err(CopyError::Write(cause)) if cause.get_ref().is_some_and(|e| e.is::<LimitReached>()) => {

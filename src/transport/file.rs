@@ -43,7 +43,7 @@ pub(crate) fn fetch(
     }
     let shown = uri.to_string();
     let mut out = open_dest(&shown, dest)?;
-    copy_until(&mut file, &mut out, None).map_err(|e| match e {
+    copy_until(&mut file, &mut out, None, Some(meta.size())).map_err(|e| match e {
         CopyError::Read(cause, _) => source_err(cause),
         CopyError::Write(cause) => FetchError::Destination {
             uri: shown.clone(),

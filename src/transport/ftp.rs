@@ -283,7 +283,12 @@ pub(crate) fn store(
     let mut stream = ftp
         .put_with_stream(remote)
         .map_err(|e| command_error(uri, &format!("STOR {remote}"), e))?;
-    let sent = match copy_until(reader, &mut stream, None) {
+    let sent = match copy_until(
+        reader,
+        &mut stream,
+        None,
+        std::fs::metadata(local).ok().map(|m| m.len()),
+    ) {
         Ok(n) => n,
         Err(CopyError::Read(cause, _)) => {
             return Err(TransferError::LocalSource {

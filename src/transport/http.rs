@@ -15,7 +15,7 @@ use ureq::{Agent, Proxy};
 /// A client for one request to `uri`. Redirects are followed by
 /// [`fetch`] itself, hop by hop, so that each target is checked and named;
 /// `deadline` bounds the whole transfer over all hops.
-fn agent(
+pub(crate) fn agent(
     uri: &Uri,
     opts: &FetchOptions,
     deadline: Option<Instant>,
@@ -91,7 +91,7 @@ fn bypasses_proxy(host: &str, no_proxy: &str) -> bool {
 
 /// Maps a failed request; `shown` names the URI (and the redirect target
 /// when one was followed).
-fn map_ureq(uri: &Uri, shown: &str, e: ureq::Error) -> TransferError {
+pub(crate) fn map_ureq(uri: &Uri, shown: &str, e: ureq::Error) -> TransferError {
     let shown = shown.to_string();
     match e {
         ureq::Error::Timeout(t) => TransferError::Timeout {
@@ -252,7 +252,7 @@ fn at_deadline(e: TransferError, deadline: Option<Instant>, opts: &FetchOptions)
 
 /// The absolute URL a `Location` header names, resolved against the URL
 /// that answered with it (RFC 9110 allows relative references).
-fn resolve_location(base: &str, location: &str) -> String {
+pub(crate) fn resolve_location(base: &str, location: &str) -> String {
     let has_scheme = location.split_once(':').is_some_and(|(scheme, _)| {
         let mut chars = scheme.chars();
         chars.next().is_some_and(|c| c.is_ascii_alphabetic())

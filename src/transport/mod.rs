@@ -17,7 +17,9 @@ mod publish;
 pub use crate::digest::{Digest, HashingWriter};
 pub use crate::uri::{percent_decode, redact, FtpLocation, Location, Uri, UriError};
 pub use error::{FetchError, PublishError, TransferError};
+pub(crate) use fetch::receive;
 pub use fetch::{fetch, Fetched, Validators};
+pub(crate) use http::{agent as http_agent, map_ureq, resolve_location};
 pub use publish::{publish, publish_many, Published};
 
 use std::time::Duration;

@@ -154,8 +154,13 @@ fn stage(
     opts: &FetchOptions,
     sessions: &mut Vec<Session>,
 ) -> Result<(Staged, Published), PublishError> {
+    let _label = crate::progress::label(format!("publishing {uri}"));
     match &uri.location {
         Location::File { path, .. } => stage_file(local, uri, path),
+        Location::OciLayout { .. } | Location::Registry(_) => Err(PublishError::Unsupported {
+            uri: uri.to_string(),
+            reason: "an OCI image is read, never written".to_string(),
+        }),
         Location::Ftp(loc) => {
             let (dir, name) = ftp::split_dir(&loc.path);
             let temp = if dir == "/" {
@@ -230,7 +235,13 @@ fn stage_file(local: &Path, uri: &Uri, target: &Path) -> Result<(Staged, Publish
     let temp_path: PathBuf = temp.to_path_buf();
     let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(64 * 1024, file));
     let mut reader = open_local(uri, local)?;
-    copy_until(&mut reader, &mut out, None).map_err(|e| match e {
+    copy_until(
+        &mut reader,
+        &mut out,
+        None,
+        fs::metadata(local).ok().map(|m| m.len()),
+    )
+    .map_err(|e| match e {
         CopyError::Read(cause, _) => PublishError::LocalSource {
             uri: uri.to_string(),
             path: local.to_path_buf(),

@@ -227,6 +227,79 @@ fn bash_completes_subcommands_and_options() {
     assert_eq!(progress, ["auto", "always", "never"]);
 }
 
+/// Runs a shell with a scratch home, so that neither zsh nor fish reads
+/// or writes the user's own configuration.
+fn shell(home: &Path, argv: &[&str]) -> String {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .output()
+        .unwrap_or_else(|e| panic!("{} (scripts/setup.sh installs it): {e}", argv[0]));
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn zsh_loads_its_completion() {
+    let t = tempdir();
+    install(t.path(), "/usr");
+    let f = t.path().join("usr/share/zsh/site-functions/_vm-container");
+    let file = f.to_str().unwrap();
+    shell(t.path(), &["zsh", "-n", file]);
+    // compinit, then the script as a completion file: it registers itself
+    // for vm-container and defines the function that completes it
+    let prog = format!(
+        "autoload -U compinit && compinit -u -d \"$HOME/zcompdump\" && source '{file}' && \
+         print -r -- \"comp=${{_comps[vm-container]}}\" && \
+         (( $+functions[_vm-container] )) && print defined && \
+         functions _vm-container_commands"
+    );
+    let out = shell(t.path(), &["zsh", "-f", "-c", &prog]);
+    assert!(out.contains("comp=_vm-container"), "{out}");
+    assert!(out.contains("defined"), "{out}");
+    // the subcommands it offers, each with its description
+    for sub in SUBCOMMANDS {
+        assert!(out.contains(&format!("'{sub}:")), "{sub}: {out}");
+    }
+    assert!(!out.contains("'generate:"), "{out}");
+}
+
+#[test]
+fn fish_completes_subcommands() {
+    let t = tempdir();
+    install(t.path(), "/usr");
+    let f = t
+        .path()
+        .join("usr/share/fish/vendor_completions.d/vm-container.fish");
+    let file = f.to_str().unwrap();
+    shell(t.path(), &["fish", "--no-config", "--no-execute", file]);
+    let offered = |line: &str| -> Vec<String> {
+        let prog = format!("source '{file}'; complete -C '{line}'");
+        shell(t.path(), &["fish", "--no-config", "-c", &prog])
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or("").to_string())
+            .collect()
+    };
+    let first = offered("vm-container ");
+    for sub in SUBCOMMANDS {
+        assert!(first.iter().any(|w| w == sub), "{sub} not in {first:?}");
+    }
+    assert!(!first.iter().any(|w| w == "generate"), "{first:?}");
+    // fish sorts what it offers
+    let progress = offered("vm-container boot --progress ");
+    assert_eq!(progress, ["always", "auto", "never"]);
+    let run = offered("vm-container run --st");
+    assert!(run.iter().any(|w| w == "--stripped"), "{run:?}");
+}
+
 /// Debian 12's own rustc (1.63.0) is refused before anything is
 /// installed, with the way to a newer one, even beside a new cargo.
 #[test]

@@ -11,7 +11,7 @@ use crate::common;
 use crate::net;
 
 use common::trees::{
-    assert_same, gnu_extract, image_tree, run_ok, set_mtime, sh_ok, show, tree_of, vmc,
+    assert_same, gnu_extract, image_tree, run_ok, set_mtime, sh_ok, show, stat_field, tree_of, vmc,
     without_root, Job,
 };
 use common::{bin, tempdir};
@@ -440,14 +440,7 @@ fn copy_over_http_with_mode_and_owner() {
             .arg("stat /etc/motd")
             .arg(&img),
     );
-    let words: Vec<&str> = stat.split_whitespace().collect();
-    let after = |key: &str| -> &str {
-        let i = words
-            .iter()
-            .position(|w| *w == key)
-            .unwrap_or_else(|| panic!("no {key} in {stat}"));
-        words[i + 1]
-    };
+    let after = |key: &str| stat_field(&stat, key);
     assert_eq!(after("Type:"), "regular", "{stat}");
     assert_eq!(after("Mode:"), "0600", "{stat}");
     assert_eq!(after("User:"), "0", "{stat}");
@@ -1137,7 +1130,9 @@ fn dry_run_changes_nothing_and_fetches_nothing() {
         .arg("--stripped")
         .arg(w.join("out/fido.cfg"));
     let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&cmd, &out));
+    // no earlier run: everything is pending (3); nothing is cached, so
+    // there is nothing to revalidate
+    assert_eq!(out.status.code(), Some(3), "{}", show(&cmd, &out));
     assert_eq!(http.requests().len(), 0, "{:?}", http.requests());
     assert_eq!(http.body_bytes(), 0);
     assert_eq!(snapshot(w), before, "--dry-run changed files");
@@ -1171,8 +1166,11 @@ fn dry_run_changes_nothing_and_fetches_nothing() {
     );
     assert!(!http.requests().is_empty());
     assert!(w.join("out/fido.img").exists() && w.join("out/fido.cfg").exists());
-    // with outputs in place and the cache filled: still no request, no change
+    // with outputs in place and the cache filled: the inputs are
+    // revalidated (conditional requests, answered 304, no body), nothing
+    // changes, nothing is pending (0)
     let served = http.requests().len();
+    let bodies = http.body_bytes();
     let before = snapshot(w);
     let mut cmd = vmc(&container, &w.join("work"));
     cmd.arg("--dry-run")
@@ -1180,7 +1178,14 @@ fn dry_run_changes_nothing_and_fetches_nothing() {
         .arg(w.join("out/fido.cfg"));
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&cmd, &out));
-    assert_eq!(http.requests().len(), served, "{:?}", http.requests());
+    let asked = http.requests()[served..].to_vec();
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.headers.contains_key("if-none-match")),
+        "{asked:?}"
+    );
+    assert_eq!(http.body_bytes(), bodies);
     assert_eq!(snapshot(w), before, "--dry-run changed files");
 }
 
@@ -1195,7 +1200,7 @@ fn dry_run_does_not_write_the_log() {
     let mut cmd = vmc(&container, &w.join("work"));
     cmd.arg("--dry-run").arg("--log").arg(&log);
     let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&cmd, &out));
+    assert_eq!(out.status.code(), Some(3), "{}", show(&cmd, &out));
     assert_eq!(http.requests().len(), 0, "{:?}", http.requests());
     assert!(
         !log.exists(),

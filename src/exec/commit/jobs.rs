@@ -63,6 +63,8 @@ impl Commit {
             let _ = fs::remove_file(&staged);
             self.created.insert(dest.clone());
             log.line(&format!("commit {} (formatted)", dest.display()))?;
+            self.said
+                .push(format!("built {} (formatted)", dest.display()));
             done.push(dest.display().to_string());
             self.committed.push(dest);
         }
@@ -101,6 +103,8 @@ impl Commit {
                         fail(e)
                     })?;
                     log.line(&format!("{at} populated {}", target.display()))?;
+                    self.said
+                        .push(format!("updated in place {}", target.display()));
                     done.push(target.display().to_string());
                     self.committed.push(target);
                 }
@@ -118,20 +122,19 @@ impl Commit {
                         .map_err(|e| fail(&e))?;
                     let mut x = crate::hostdir::Extractor::new(&into).map_err(|e| fail(&e))?;
                     let mut budget = Budget::for_target(&into, &mut x).map_err(|e| fail(&e))?;
-                    source
-                        .emit(&mut crate::progress::MeteredSink {
-                            inner: &mut budget,
-                            meter: crate::progress::Meter::new(format!(
-                                "expanding into {}",
-                                target.display()
-                            )),
-                        })
-                        .map_err(|e| fail(&e))?;
+                    crate::progress::emit(
+                        &mut *source,
+                        &mut budget,
+                        format!("expanding into {}", target.display()),
+                    )
+                    .map_err(|e| fail(&e))?;
                     let warnings = x.finish().map_err(|e| fail(&e))?;
                     for w in warnings {
                         eprintln!("warning: {at}: {w}");
                     }
                     log.line(&format!("{at} populated {}", target.display()))?;
+                    self.said
+                        .push(format!("updated in place {}", target.display()));
                     if into == target {
                         done.push(target.display().to_string());
                         self.committed.push(target);

@@ -74,6 +74,9 @@ pub struct Commit {
     device_images: Vec<(PathBuf, PathBuf)>,
     /// Existing images and devices this run writes, held until it ends.
     pub locks: std::collections::BTreeMap<PathBuf, crate::exec::holders::VolumeLock>,
+    /// What happened to each output, one line each, for the screen:
+    /// `built`, `kept … (unchanged)`, `updated in place`, `published`.
+    pub said: Vec<String>,
 }
 
 impl Commit {
@@ -121,7 +124,44 @@ impl Commit {
     }
 
     /// An output kept as it is (nothing it depends on changed).
+    /// [`Commit::said`] with one line per output, the last said of it,
+    /// in the order outputs were first named.
+    pub fn said_once(&self) -> Vec<String> {
+        let subject = |l: &str| {
+            let l = l
+                .strip_suffix(" (unchanged)")
+                .or_else(|| l.strip_suffix(" (formatted)"))
+                .unwrap_or(l);
+            [
+                "kept ",
+                "built ",
+                "updated in place ",
+                "published ",
+                "wrote ",
+            ]
+            .iter()
+            .find_map(|v| l.strip_prefix(v))
+            .unwrap_or(l)
+            .to_string()
+        };
+        let mut order: Vec<String> = Vec::new();
+        let mut last: std::collections::HashMap<String, &String> = Default::default();
+        for l in &self.said {
+            let s = subject(l);
+            if !last.contains_key(&s) {
+                order.push(s.clone());
+            }
+            last.insert(s, l);
+        }
+        order
+            .iter()
+            .filter_map(|s| last.get(s).map(|l| (*l).clone()))
+            .collect()
+    }
+
     pub fn keep(&mut self, path: PathBuf) {
+        self.said
+            .push(format!("kept {} (unchanged)", path.display()));
         self.committed.push(path);
     }
 
@@ -201,6 +241,7 @@ impl Commit {
                     .map_err(Error::failed)?;
                 for ((staged, u), p) in remote.iter().zip(&published) {
                     log.line(&format!("commit {u}"))?;
+                    self.said.push(format!("published {u}"));
                     done.push(u.to_string());
                     if let Some(v) = read_back(staged, u, p) {
                         self.remotes.push((u.resource_key(), p.sha256.to_hex(), v));
@@ -246,6 +287,7 @@ impl Commit {
             crate::exec::atomic::stream(&to, &bytes)
                 .map_err(|e| Error::run(format!("{}: {e}", to.display())))?;
             log.line(&format!("wrote {}", to.display()))?;
+            self.said.push(format!("wrote {}", to.display()));
         }
         Ok(())
     }
@@ -279,8 +321,10 @@ impl Commit {
                 // rebuilt to the same bytes: keep the file and its mtime, so
                 // what depends on it sees no change
                 let _ = fs::remove_file(&staged);
-                self.committed.push(dest.clone());
                 log.line(&format!("kept {} (unchanged)", dest.display()))?;
+                self.said
+                    .push(format!("kept {} (unchanged)", dest.display()));
+                self.committed.push(dest);
                 continue;
             }
             let tmp = crate::exec::atomic::temp_beside(&dest);
@@ -309,6 +353,13 @@ impl Commit {
                         return Ok(());
                     }
                 };
+                if fs::read(&dest).is_ok_and(|old| old == bytes) {
+                    // the same config: kept with its mtime, as other outputs
+                    self.said
+                        .push(format!("kept {} (unchanged)", dest.display()));
+                    self.committed.push(dest);
+                    return Ok(());
+                }
                 let tmp = crate::exec::atomic::temp_beside(&dest);
                 fs::write(&tmp, bytes)
                     .and_then(|_| fs::File::open(&tmp)?.sync_all())
@@ -348,6 +399,7 @@ impl Commit {
             fs::rename(from, to).map_err(|e| io(to, e))?;
             self.committed.push(to.clone());
             log.line(&format!("commit {}", to.display()))?;
+            self.said.push(format!("built {}", to.display()));
         }
         fault_point("rename", renames.len());
         if let Some(f) = &intent {

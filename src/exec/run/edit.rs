@@ -8,7 +8,7 @@ use crate::exec::formats::write_archive;
 use crate::exec::worktree::{Change, Content, TreeError, WorkTree};
 use crate::exec::Result;
 use crate::hostdir;
-use crate::parser::plan::{Edit, UriRef};
+use crate::parser::plan::{DirMeta, Edit, UriRef};
 use crate::tree::{Entry, Kind, Source, TreePath};
 use std::collections::BTreeSet;
 use std::fs;
@@ -26,9 +26,10 @@ impl Runner<'_> {
         change: impl FnOnce(&mut WorkTree) -> std::result::Result<(), TreeError>,
     ) -> Result<()> {
         let wt = self.tree(at, &edit.archive)?;
-        let before: BTreeSet<TreePath> = wt.overlay.keys().cloned().collect();
-        change(wt).map_err(|e| e.at(Place::at(at)))?;
-        let _ = before;
+        wt.new_dirs = edit.dirs;
+        let changed = change(wt);
+        wt.new_dirs = DirMeta::default();
+        changed.map_err(|e| e.at(Place::at(at)))?;
         if let Some(p) = &edit.patch {
             let text = self.diff_of(at, &edit.archive)?;
             let staged = self.stage_path(&p.uri.file_name_hint());
@@ -139,13 +140,16 @@ impl Runner<'_> {
             walker
                 .emit(&mut sink)
                 .map_err(|e| io_fail(at, dir.display(), e))?;
-            let (mode, owner) = (edit.mode, edit.owner);
+            let (mode, owner, dirs) = (edit.mode, edit.owner, edit.dirs);
             return self.edit(at, edit, move |wt| {
                 wt.expect_lookups(entries.iter().map(|(e, _)| e.path.clone()));
                 for (mut e, c) in entries {
-                    if let (Kind::File { .. }, Some(m)) = (&e.kind, mode) {
+                    let is_dir = e.kind == Kind::Dir;
+                    let perm = if is_dir { dirs.mode } else { mode };
+                    if let (Kind::File { .. } | Kind::Dir, Some(m)) = (&e.kind, perm) {
                         e.meta.perm = m;
                     }
+                    let owner = if is_dir { dirs.owner.or(owner) } else { owner };
                     if let (false, Some((u, g))) = (matches!(e.kind, Kind::HardLink { .. }), owner)
                     {
                         e.meta.uid = u;

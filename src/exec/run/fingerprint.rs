@@ -7,7 +7,7 @@ use crate::exec::state::{self, Fingerprint, Record};
 use crate::exec::worktree::Change;
 use crate::exec::Result;
 use crate::hostdir;
-use crate::parser::plan::{Action, Edit, PatchTarget, Plan, Read, UriRef};
+use crate::parser::plan::{Action, DirMeta, Edit, PatchTarget, Plan, Read, UriRef};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
@@ -241,11 +241,19 @@ pub fn expressions_digest(plan: &Plan) -> String {
             fork,
             mode,
             owner,
+            dirs,
         } = e;
         uri(f, "archive", archive);
         opt(f, "patch", patch);
         opt(f, "fork", fork);
         f.add("mode", format!("{mode:?} {owner:?}").as_bytes());
+        // only when given: an edit without them keeps its old fingerprint
+        if *dirs != DirMeta::default() {
+            f.add(
+                "dirs",
+                format!("{:?} {:?}", dirs.mode, dirs.owner).as_bytes(),
+            );
+        }
     };
     for step in &plan.steps {
         match &step.action {

@@ -266,11 +266,7 @@ impl Runner<'_> {
             let mut builder =
                 ext::Builder::new(options, &file).map_err(|e| io_fail(&at, "image", e))?;
             for (label, src) in img.sources.iter_mut() {
-                let mut metered = crate::progress::MeteredSink {
-                    inner: &mut builder,
-                    meter: crate::progress::Meter::new(format!("writing {at}")),
-                };
-                src.emit(&mut metered)
+                crate::progress::emit(&mut **src, &mut builder, format!("writing {at}"))
                     .map_err(|e| io_fail(&at, format!("populating from {label}"), e))?;
             }
             builder.finish().map_err(|e| io_fail(&at, "image", e))?;

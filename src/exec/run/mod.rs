@@ -197,6 +197,12 @@ impl Runner<'_> {
             });
         } else {
             self.log.line("done")?;
+            // one line per output: what happened to it
+            if self.opts.verbosity != Verbosity::Quiet {
+                for line in self.commit.said_once() {
+                    eprintln!("{line}");
+                }
+            }
         }
         result
     }
@@ -290,7 +296,9 @@ impl Runner<'_> {
         self.lock_volumes(plan)?;
         for step in &plan.steps {
             let at = format!("{}:{}", self.name, step.span);
-            if self.opts.verbosity != Verbosity::Quiet {
+            // the screen says what happened to each output at the end;
+            // every action as it runs is for -v
+            if self.opts.verbosity == Verbosity::Verbose {
                 eprintln!("{at}: {}", step.action);
             }
             self.step(step, &at)?;

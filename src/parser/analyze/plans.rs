@@ -3,7 +3,7 @@
 
 use super::super::ast::{Expr, Span};
 use super::super::diagnostic::DiagnosticKind;
-use super::super::plan::{Action, Edit, FsType, PatchTarget, TargetKind, UriRef};
+use super::super::plan::{Action, DirMeta, Edit, FsType, PatchTarget, TargetKind, UriRef};
 use super::super::template::substitute;
 use super::args::{parse_mode, parse_owner, parse_size, parse_uuid, Arg, OptionKey};
 use super::Analyzer;
@@ -28,6 +28,8 @@ option_keys! {
         Fork = "fork",
         Mode = "mode",
         Owner = "owner",
+        DirMode = "dirmode",
+        DirOwner = "dirowner",
     }
 }
 
@@ -387,25 +389,39 @@ impl Analyzer<'_> {
             }
         }
         let opts = self.options::<EditKey>(e, &opt_words, usage)?;
-        let (mut archive, mut patch, mut fork, mut mode, mut owner) =
-            (None, None, None, None, None);
+        let (mut archive, mut patch, mut fork) = (None, None, None);
+        let (mut mode, mut owner, mut dir_mode, mut dir_owner) = (None, None, None, None);
         for opt in opts {
             let (w, v) = (opt.value, &opt.value.text);
             match opt.key {
                 EditKey::Archive => archive = Some(self.uri(w)?),
                 EditKey::Patch => patch = Some(self.uri(w)?),
                 EditKey::Fork => fork = Some(self.uri(w)?),
-                EditKey::Mode => match parse_mode(v) {
-                    Some(m) => mode = Some(m),
+                EditKey::Mode | EditKey::DirMode => match parse_mode(v) {
+                    Some(m) if opt.key == EditKey::Mode => mode = Some(m),
+                    Some(m) => dir_mode = Some(m),
                     None => {
-                        self.err(w.span(), DiagnosticKind::BadMode { value: v.clone() });
+                        self.err(
+                            w.span(),
+                            DiagnosticKind::BadMode {
+                                option: opt.key.name(),
+                                value: v.clone(),
+                            },
+                        );
                         return None;
                     }
                 },
-                EditKey::Owner => match parse_owner(v) {
-                    Some(o) => owner = Some(o),
+                EditKey::Owner | EditKey::DirOwner => match parse_owner(v) {
+                    Some(o) if opt.key == EditKey::Owner => owner = Some(o),
+                    Some(o) => dir_owner = Some(o),
                     None => {
-                        self.err(w.span(), DiagnosticKind::BadOwner { value: v.clone() });
+                        self.err(
+                            w.span(),
+                            DiagnosticKind::BadOwner {
+                                option: opt.key.name(),
+                                value: v.clone(),
+                            },
+                        );
                         return None;
                     }
                 },
@@ -437,13 +453,17 @@ impl Analyzer<'_> {
                 fork,
                 mode,
                 owner,
+                dirs: DirMeta {
+                    mode: dir_mode,
+                    owner: dir_owner,
+                },
             },
         ))
     }
 
     pub(super) fn replace(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         // the text follows a blank line inside the brackets
-        const USAGE: &str = "[replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID], a blank line, TEXT, then `] [end]`";
+        const USAGE: &str = "[replace PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] [dirmode OCTAL] [dirowner UID:GID], a blank line, TEXT, then `] [end]`";
         let mut positional = Vec::new();
         let (path, edit) = self.edit(e, words, USAGE, &mut positional)?;
         if let Some(w) = positional.first() {
@@ -475,7 +495,7 @@ impl Analyzer<'_> {
     }
 
     pub(super) fn copy(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
-        const USAGE: &str = "[copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] SOURCE-URI][end]";
+        const USAGE: &str = "[copy PATH archive URI [patch URI] [fork URI] [mode OCTAL] [owner UID:GID] [dirmode OCTAL] [dirowner UID:GID] SOURCE-URI][end]";
         let mut positional = Vec::new();
         let (path, edit) = self.edit(e, words, USAGE, &mut positional)?;
         let Some(sw) = positional.first() else {

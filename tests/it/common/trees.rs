@@ -29,6 +29,16 @@ pub fn sh_ok(script: &str, dir: &Path) -> String {
     run_ok(Command::new("sh").arg("-c").arg(script).current_dir(dir))
 }
 
+/// The word after `key` (`Mode:`, `User:`) in debugfs's `stat` output.
+pub fn stat_field<'a>(stat: &'a str, key: &str) -> &'a str {
+    let mut words = stat.split_whitespace();
+    words
+        .by_ref()
+        .find(|w| *w == key)
+        .and_then(|_| words.next())
+        .unwrap_or_else(|| panic!("no {key} in {stat}"))
+}
+
 /// `vm-container --container C --dir W [extra...]`, without
 /// `SOURCE_DATE_EPOCH` so that mtimes are kept as they are.
 pub fn vmc(container: &Path, workdir: &Path) -> Command {
