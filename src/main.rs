@@ -5,7 +5,7 @@ use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vm_container::exec::{self, tools, Failure, RunOptions, Verbosity};
+use vm_container::exec::{self, tools, Error, RunOptions, Verbosity};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -328,12 +328,12 @@ enum Generate {
 /// consumer looks up (man's section 1 with one page per subcommand as the
 /// main page's SUBCOMMANDS section names them, bash-completion's command
 /// name, zsh's `_command`, fish's `command.fish`).
-fn generate(what: Generate) -> Result<(), Failure> {
+fn generate(what: Generate) -> Result<(), Error> {
     let mut cmd = Cli::command();
     let dir = match &what {
         Generate::Man { dir } | Generate::Completions { dir, .. } => dir,
     };
-    let io = |e: std::io::Error| Failure::run(format!("{}: {e}", dir.display()));
+    let io = |e: std::io::Error| Error::run(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
     let shell = match what {
         Generate::Man { .. } => return clap_mangen::generate_to(cmd, dir).map_err(io),
@@ -407,8 +407,8 @@ fn main() -> ExitCode {
         return match generate(g.what) {
             Ok(()) => ExitCode::SUCCESS,
             Err(f) => {
-                eprintln!("{f}");
-                ExitCode::from(f.code)
+                eprintln!("{}", render(&f));
+                ExitCode::from(f.code())
             }
         };
     }
@@ -451,7 +451,7 @@ fn main() -> ExitCode {
         Some(Command::Pack { dir, uri }) => tools::pack(&dir, &uri),
         Some(Command::Diff { old, new, out }) => tools::diff_trees(&old, &new, &out)
             .map(|changed| status = u8::from(changed))
-            .map_err(|f| Failure { code: 2, ..f }),
+            .map_err(|f| Error::Refused(Box::new(f))),
         Some(Command::Ls { image, path }) => tools::ls(&image, path.as_deref()),
         Some(Command::Cat { image, path }) => tools::cat(&image, &path),
         Some(Command::Keygen {
@@ -473,10 +473,7 @@ fn main() -> ExitCode {
             let keys: Result<Vec<_>, _> = public
                 .iter()
                 .chain(trust.iter())
-                .map(|p| {
-                    vm_container::sign::PublicKey::read_file(p)
-                        .map_err(|e| Failure::usage(e.to_string()))
-                })
+                .map(|p| vm_container::sign::PublicKey::read_file(p).map_err(Error::refused))
                 .collect();
             keys.and_then(|k| tools::verify_files(&k, &files))
         }
@@ -509,10 +506,20 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::from(status),
-        Err(Failure { code, message }) => {
-            eprintln!("{message}");
-            ExitCode::from(code)
+        Err(e) => {
+            eprintln!("{}", render(&e));
+            ExitCode::from(e.code())
         }
+    }
+}
+
+/// What a failed command prints: rendered diagnostics as they are,
+/// anything else after `error: `.
+fn render(e: &Error) -> String {
+    match e {
+        Error::Diagnostics(text) => text.clone(),
+        Error::Refused(inner) => render(inner),
+        e => format!("error: {e}"),
     }
 }
 

@@ -538,7 +538,7 @@ impl<R: Read> Source for TarReader<R> {
         loop {
             s.at = s.offset;
             let block = match s.block()? {
-                Some(b) if b.iter().any(|&c| c != 0) => b,
+                Some(b) if !crate::bytes::all_zero(&b) => b,
                 // the end-of-archive blocks, or the end of the stream
                 _ => {
                     if pending.name.is_some() || pending.link.is_some() || pending.pax.is_some() {

@@ -7,7 +7,7 @@
 //! gets the same treatment), and a directory, block device or socket is
 //! refused.
 
-use super::{Failure, Result};
+use super::{Error, Result};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -83,12 +83,14 @@ pub fn stream(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Writes `bytes` to `out` (`-` = standard output): atomically when it is
-/// a regular file or missing, streamed when it is a device or FIFO.
-pub fn write_text(out: &str, bytes: &[u8], _force: bool) -> Result<()> {
+/// a regular file or missing, streamed when it is a device or FIFO. Text
+/// outputs (a stripped config, a diff) are derived: `--force` has nothing
+/// to protect there, and they are always replaced.
+pub fn write_text(out: &str, bytes: &[u8]) -> Result<()> {
     if out == "-" {
         return to_stdout(|so| so.write_all(bytes));
     }
-    let fail = |e: io::Error| Failure::run(format!("{out}: cannot write: {e}"));
+    let fail = |e: io::Error| Error::run(format!("{out}: cannot write: {e}"));
     let target = match dest(Path::new(out)).map_err(fail)? {
         Dest::Stream(p) => return stream(&p, bytes).map_err(fail),
         Dest::Atomic(p) => p,
@@ -114,7 +116,7 @@ pub fn to_stdout(write: impl FnOnce(&mut io::StdoutLock) -> io::Result<()>) -> R
     let mut so = io::stdout().lock();
     match write(&mut so).and_then(|_| so.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(|e| Failure::run(format!("<stdout>: {e}"))),
+        r => r.map_err(|e| Error::run(format!("<stdout>: {e}"))),
     }
 }
 

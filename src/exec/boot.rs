@@ -4,7 +4,7 @@
 //! outlives the run: it is killed on every way out of this module, and the
 //! kernel kills it (parent-death signal) if this process is killed.
 
-use super::{load, Failure, Result, RunOptions};
+use super::{load, Error, Result, RunOptions};
 use crate::boot::{self, Accel, Plan};
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -54,7 +54,7 @@ fn qemu_binary() -> OsString {
 pub fn boot(opts: &BootOptions) -> Result<()> {
     let config = &opts.run.container;
     if config == "-" {
-        return Err(Failure::usage(
+        return Err(Error::usage(
             "boot: CONFIG must be a file (relative disk paths are taken from its directory)",
         ));
     }
@@ -74,21 +74,20 @@ pub fn boot(opts: &BootOptions) -> Result<()> {
     }
     let (stmts, errors) = crate::xen::parse_config(&loaded.plan.stripped);
     if let Some(e) = errors.first() {
-        return Err(Failure::usage(format!(
+        return Err(Error::usage(format!(
             "{}: stripped config: {}",
-            loaded.name, e.message
+            loaded.name, e.kind
         )));
     }
     let settings = crate::xen::apply_all(&stmts)
-        .map_err(|e| Failure::usage(format!("{}: {}", loaded.name, e.message)))?;
-    let plan = Plan::from_settings(&settings, &loaded.base_dir).map_err(|r| Failure {
-        code: 2,
-        message: r
-            .0
-            .iter()
-            .map(|l| format!("error: {}: {l}", loaded.name))
-            .collect::<Vec<_>>()
-            .join("\n"),
+        .map_err(|e| Error::usage(format!("{}: {}", loaded.name, e.kind)))?;
+    let plan = Plan::from_settings(&settings, &loaded.base_dir).map_err(|r| {
+        Error::Diagnostics(
+            r.0.iter()
+                .map(|l| format!("error: {}: {l}", loaded.name))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })?;
     for n in &plan.notes {
         eprintln!("boot: {}: {n}", loaded.name);
@@ -135,7 +134,7 @@ fn check_inputs(plan: &Plan) -> Result<()> {
         paths.push((d.spec.vdev.as_str(), &d.path));
     }
     for (what, p) in paths {
-        std::fs::metadata(p).map_err(|e| Failure::run(format!("{what}: {}: {e}", p.display())))?;
+        std::fs::metadata(p).map_err(|e| Error::run(format!("{what}: {}: {e}", p.display())))?;
     }
     Ok(())
 }
@@ -145,7 +144,7 @@ fn choose_accel(choice: AccelChoice, qemu: &OsString) -> Result<Accel> {
         AccelChoice::Tcg => Ok(Accel::Tcg),
         AccelChoice::Kvm => match kvm_works(qemu) {
             Ok(()) => Ok(Accel::Kvm),
-            Err(why) => Err(Failure::run(format!("--accel kvm: {why}"))),
+            Err(why) => Err(Error::run(format!("--accel kvm: {why}"))),
         },
         AccelChoice::Auto => match kvm_works(qemu) {
             Ok(()) => {
@@ -399,7 +398,7 @@ fn run_qemu(opts: &BootOptions, plan: &Plan, accel: Accel, qemu: &OsString) -> R
     let ids: Vec<_> = signals
         .into_iter()
         .collect::<std::io::Result<_>>()
-        .map_err(|e| Failure::run(format!("installing signal handlers: {e}")))?;
+        .map_err(|e| Error::run(format!("installing signal handlers: {e}")))?;
     let result = watch_qemu(opts, plan, accel, qemu, &interrupt, &terminate);
     for id in ids {
         signal_hook::low_level::unregister(id);
@@ -418,7 +417,7 @@ fn watch_qemu(
     let mut console: Box<dyn Write> = match &opts.console {
         Some(p) => Box::new(
             std::fs::File::create(p)
-                .map_err(|e| Failure::run(format!("--console {}: {e}", p.display())))?,
+                .map_err(|e| Error::run(format!("--console {}: {e}", p.display())))?,
         ),
         None => Box::new(std::io::stdout()),
     };
@@ -429,7 +428,7 @@ fn watch_qemu(
         .stderr(Stdio::piped());
     let started = Instant::now();
     let mut child = spawn_guarded(&mut cmd)
-        .map_err(|e| Failure::run(format!("{}: {e}", qemu.to_string_lossy())))?;
+        .map_err(|e| Error::run(format!("{}: {e}", qemu.to_string_lossy())))?;
     eprintln!("boot: qemu pid {} ({})", child.id(), accel.name());
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -466,15 +465,15 @@ fn watch_qemu(
     let mut said = None;
     let outcome: Result<()> = loop {
         if interrupt.load(Ordering::Relaxed) {
-            break Err(Failure {
+            break Err(Error::Stopped {
                 code: 130,
-                message: format!("error: interrupted (SIGINT); QEMU stopped{}", watch.tail()),
+                message: format!("interrupted (SIGINT); QEMU stopped{}", watch.tail()),
             });
         }
         if terminate.load(Ordering::Relaxed) {
-            break Err(Failure {
+            break Err(Error::Stopped {
                 code: 143,
-                message: format!("error: terminated (SIGTERM); QEMU stopped{}", watch.tail()),
+                message: format!("terminated (SIGTERM); QEMU stopped{}", watch.tail()),
             });
         }
         if watch.all_seen() {
@@ -487,7 +486,7 @@ fn watch_qemu(
         }
         if let Some(t) = watch.panic_at {
             if eof || t.elapsed() >= PANIC_GRACE {
-                break Err(Failure::run(format!(
+                break Err(Error::run(format!(
                     "the guest kernel panicked after {:.1} s{}",
                     t.duration_since(started).as_secs_f64(),
                     watch.panic_context()
@@ -501,7 +500,7 @@ fn watch_qemu(
             } else {
                 format!("{} did not appear", watch.missing().join(", "))
             };
-            break Err(Failure::run(format!(
+            break Err(Error::run(format!(
                 "timeout after {} s: {what}{}",
                 opts.timeout.as_secs_f64(),
                 watch.tail()
@@ -512,7 +511,7 @@ fn watch_qemu(
             let c = guard.0.as_mut().expect("child");
             let status = c
                 .wait()
-                .map_err(|e| Failure::run(format!("waiting for QEMU: {e}")));
+                .map_err(|e| Error::run(format!("waiting for QEMU: {e}")));
             guard.0 = None;
             let status = match status {
                 Ok(s) => s,
@@ -537,7 +536,7 @@ fn watch_qemu(
             } else {
                 format!(" before {} appeared", watch.missing().join(", "))
             };
-            break Err(Failure::run(format!(
+            break Err(Error::run(format!(
                 "QEMU ended ({status}){what}{qemu_said}{}",
                 watch.tail()
             )));

@@ -3,7 +3,7 @@
 
 use super::inputs::{Input, Inputs};
 use super::log::Log;
-use super::{Failure, Result};
+use super::{Error, Result};
 use crate::parser::plan::UriRef;
 
 /// The flattened tree of the image `uri` names; its manifest digest
@@ -11,14 +11,14 @@ use crate::parser::plan::UriRef;
 /// run that requires signatures refuses it.
 pub fn pull(inputs: &Inputs, uri: &UriRef, at: &str, log: &mut Log) -> Result<Input> {
     if inputs.trust.require_all || !inputs.trust.keys.is_empty() {
-        return Err(Failure::run(format!(
+        return Err(Error::run(format!(
             "{at}: {}: an image carries no signature, and signatures are required: export its tree into an archive and sign that",
             uri.uri
         )));
     }
     let _label = crate::progress::label(format!("pulling {}", uri.uri));
     let pulled = crate::oci::pull(&uri.uri, &inputs.cache, inputs.mode)
-        .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+        .map_err(|e| Error::run(format!("{at}: {e}")))?;
     log.line(&format!(
         "{at} image {} manifest=sha256:{} layers={} downloaded={} {}",
         uri.uri,

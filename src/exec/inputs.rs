@@ -2,9 +2,10 @@
 //! (staged), local paths as they are, remote ones through the cache.
 
 use super::log::Log;
-use super::{Failure, Result};
+use super::{Error, Result};
 use crate::cache::{Cache, Mode};
 use crate::digest::Digest;
+use crate::exec::error::{Cause, Place};
 use crate::parser::plan::UriRef;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -79,7 +80,7 @@ impl Inputs {
         }
         let input = if let Some(p) = uri.uri.local_path() {
             if !p.exists() {
-                return Err(Failure::run(format!("{at}: {}: no such file", p.display())));
+                return Err(Error::run(format!("{at}: {}: no such file", p.display())));
             }
             if p.is_dir() {
                 return self.directory(uri, p, at, log);
@@ -91,9 +92,9 @@ impl Inputs {
             };
             if let Some(pin) = &uri.uri.pin {
                 let (d, n) = Digest::of_file(p)
-                    .map_err(|e| Failure::run(format!("{at}: {}: {e}", p.display())))?;
+                    .map_err(|e| Error::run(format!("{at}: {}: {e}", p.display())))?;
                 if &d != pin {
-                    return Err(Failure::run(format!(
+                    return Err(Error::run(format!(
                         "{at}: {}: content has sha256 {d}, but the URI pins {pin}",
                         p.display()
                     )));
@@ -113,7 +114,7 @@ impl Inputs {
             let blob = self
                 .cache
                 .get_or_fetch(&uri.uri, self.mode)
-                .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+                .map_err(|e| e.at(Place::at(at)))?;
             let how = if blob.stale {
                 "stale cached copy (revalidation failed)"
             } else if blob.from_cache {
@@ -136,7 +137,7 @@ impl Inputs {
                 // the same way, checked before the artifact is used
                 let sig_uri = uri.uri.with_suffix(".sig");
                 let sig = self.cache.get_or_fetch(&sig_uri, self.mode).map_err(|e| {
-                    Failure::run(format!(
+                    Error::run(format!(
                         "{at}: {}: missing or unreadable signature {sig_uri}: {e}",
                         uri.uri
                     ))
@@ -159,13 +160,13 @@ impl Inputs {
     /// has not: both are refused rather than silently not checked.
     fn directory(&mut self, uri: &UriRef, p: &Path, at: &str, log: &mut Log) -> Result<Input> {
         if uri.uri.pin.is_some() {
-            return Err(Failure::run(format!(
+            return Err(Error::run(format!(
                 "{at}: {}: a directory cannot be pinned by sha256 (a pin names the bytes of an archive)",
                 p.display()
             )));
         }
         if self.trust.require_all {
-            return Err(Failure::run(format!(
+            return Err(Error::run(format!(
                 "{at}: {}: a directory cannot carry a signature, and signatures are required: pack it into an archive and sign that",
                 p.display()
             )));
@@ -191,18 +192,18 @@ impl Inputs {
         log: &mut Log,
     ) -> Result<()> {
         if self.trust.keys.is_empty() {
-            return Err(Failure::usage(format!(
+            return Err(Error::usage(format!(
                 "{at}: {what}: signatures are required but no trusted key is configured (--trust KEY.pub or --trust-dir)"
             )));
         }
         if !sig.exists() {
-            return Err(Failure::run(format!(
+            return Err(Error::run(format!(
                 "{at}: {what}: missing signature {}",
                 sig.display()
             )));
         }
         let v = crate::sign::verify_file(&self.trust.keys, sig, data)
-            .map_err(|e| Failure::run(format!("{at}: {what}: signature check failed: {e}")))?;
+            .map_err(|e| Error::run(format!("{at}: {what}: signature check failed: {e}")))?;
         log.line(&format!("{at} verified {what} key={}", v.key_id))?;
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Reading a container file and turning it into a plan.
 
-use super::{Failure, Result};
+use super::{Error, Result};
 use crate::parser::{self, plan::Plan, World};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -51,10 +51,10 @@ pub fn read_bytes(file: &str) -> Result<Vec<u8>> {
     if file == "-" {
         std::io::stdin()
             .read_to_end(&mut bytes)
-            .map_err(|e| Failure::usage(format!("<stdin>: cannot read: {e}")))?;
+            .map_err(|e| Error::usage(format!("<stdin>: cannot read: {e}")))?;
     } else {
         bytes =
-            std::fs::read(file).map_err(|e| Failure::usage(format!("{file}: cannot read: {e}")))?;
+            std::fs::read(file).map_err(|e| Error::usage(format!("{file}: cannot read: {e}")))?;
     }
     Ok(bytes)
 }
@@ -91,7 +91,7 @@ pub fn load_bytes(file: &str, bytes: Vec<u8>, set: &[(String, String)]) -> Resul
         Ok(t) => t.to_string(),
         Err(d) => {
             let shown = String::from_utf8_lossy(&bytes).into_owned();
-            return Err(Failure::diagnostics(
+            return Err(Error::diagnostics(
                 d.render(&name, &shown).trim_end().to_string(),
             ));
         }
@@ -135,7 +135,7 @@ pub fn load_bytes(file: &str, bytes: Vec<u8>, set: &[(String, String)]) -> Resul
                 "{name}: {n} error{} found; nothing was run",
                 if n == 1 { "" } else { "s" }
             ));
-            Err(Failure::diagnostics(msg))
+            Err(Error::diagnostics(msg))
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `--log FILE`: a plain-text record of every action, appended.
 
-use super::{Failure, Result};
+use super::{Error, Result};
 use crate::date::civil_from_days;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -23,7 +23,7 @@ impl Log {
                     .create(true)
                     .append(true)
                     .open(p)
-                    .map_err(|e| Failure::usage(format!("--log {}: {e}", p.display())))?;
+                    .map_err(|e| Error::usage(format!("--log {}: {e}", p.display())))?;
                 Some((f, p.to_path_buf()))
             }
         };
@@ -40,7 +40,7 @@ impl Log {
         };
         let line = format!("{} {message}\n", rfc3339(now()));
         f.write_all(line.as_bytes())
-            .map_err(|e| Failure::run(format!("--log {}: {e}", p.display())))
+            .map_err(|e| Error::run(format!("--log {}: {e}", p.display())))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod boot;
 pub mod budget;
 pub mod commit;
+pub mod error;
 pub mod formats;
 pub mod holders;
 pub mod image;
@@ -20,50 +21,11 @@ pub mod workdir;
 pub mod worktree;
 
 use crate::parser::plan::Plan;
-use std::fmt;
 use std::path::PathBuf;
 
-/// Why a command failed, rendered once by `main`.
-#[derive(Debug)]
-pub struct Failure {
-    /// 1: a run failed; 2: usage or container-file error.
-    pub code: u8,
-    pub message: String,
-}
+pub use error::Error;
 
-impl Failure {
-    /// A run failed (exit status 1).
-    pub fn run(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 1,
-            message: format!("error: {}", message.into()),
-        }
-    }
-
-    /// A usage or container-file error (exit status 2).
-    pub fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 2,
-            message: format!("error: {}", message.into()),
-        }
-    }
-
-    /// Container-file diagnostics, already rendered with their locations.
-    pub fn diagnostics(rendered: String) -> Failure {
-        Failure {
-            code: 2,
-            message: rendered,
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-pub type Result<T> = std::result::Result<T, Failure>;
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// How chatty a run is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -107,7 +69,7 @@ pub struct RunOptions {
 pub fn trusted_keys(opts: &RunOptions) -> Result<Vec<crate::sign::PublicKey>> {
     let mut keys = Vec::new();
     for p in &opts.trust {
-        keys.push(crate::sign::PublicKey::read_file(p).map_err(|e| Failure::usage(e.to_string()))?);
+        keys.push(crate::sign::PublicKey::read_file(p).map_err(Error::refused)?);
     }
     let dir = opts
         .trust_dir
@@ -129,7 +91,7 @@ pub fn check(file: &str, set: &[(String, String)]) -> Result<Plan> {
 /// `strip FILE [-o OUT]`: the stripped config only; runs no expression.
 pub fn strip(file: &str, set: &[(String, String)], out: Option<&str>) -> Result<()> {
     let loaded = load::load(file, set)?;
-    atomic::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes(), true)
+    atomic::write_text(out.unwrap_or("-"), loaded.plan.stripped.as_bytes())
 }
 
 /// A run (`run FILE`, `FILE` or `--container FILE`): every expression in
@@ -193,24 +155,24 @@ fn verify_container(
     bytes: &[u8],
 ) -> Result<()> {
     if keys.is_empty() {
-        return Err(Failure::usage(
+        return Err(Error::usage(
             "--require-signatures: no trusted key (give --trust KEY.pub or put keys in the trust directory)",
         ));
     }
     if opts.container == "-" {
-        return Err(Failure::usage(
+        return Err(Error::usage(
             "--require-signatures: a container read from standard input has no signature file",
         ));
     }
     let sig = PathBuf::from(format!("{}.sig", opts.container));
     let sigbytes = std::fs::read(&sig).map_err(|e| {
-        Failure::run(format!(
+        Error::run(format!(
             "{}: missing signature {}: {e}",
             opts.container,
             sig.display()
         ))
     })?;
     crate::sign::verify(keys, &sigbytes, bytes)
-        .map_err(|e| Failure::run(format!("{}: signature check failed: {e}", opts.container)))?;
+        .map_err(|e| Error::run(format!("{}: signature check failed: {e}", opts.container)))?;
     Ok(())
 }

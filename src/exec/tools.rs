@@ -1,9 +1,10 @@
 //! The subcommands that work on one artifact: `pack`, `diff`, `ls`, `cat`,
 //! `keygen`, `sign`, `verify`.
 
+use super::error::{Cause, Place};
 use super::formats::write_archive;
 use super::worktree::{archive_source, read_tree_files};
-use super::{Failure, Result};
+use super::{Error, Result};
 use crate::diff;
 use crate::digest::{ContentDigest, Digest};
 use crate::sign;
@@ -17,8 +18,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-fn fail(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
-    Failure::run(format!("{what}: {e}"))
+/// A module's typed error met while working on `what`.
+fn fail(what: impl std::fmt::Display, e: impl Cause) -> Error {
+    e.at(Place::at(what))
 }
 
 /// `SOURCE_DATE_EPOCH`, when set, clamps the mtimes of packed trees.
@@ -31,12 +33,9 @@ pub fn source_date_epoch() -> Option<i64> {
 /// `pack DIR URI`: what `[create DIR URI]` does.
 pub fn pack(dir: &Path, dest: &str) -> Result<()> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let uri = Uri::parse(dest, &cwd).map_err(|e| Failure::usage(e.to_string()))?;
+    let uri = Uri::parse(dest, &cwd).map_err(Error::refused)?;
     if !dir.is_dir() {
-        return Err(Failure::usage(format!(
-            "{}: not a directory",
-            dir.display()
-        )));
+        return Err(Error::usage(format!("{}: not a directory", dir.display())));
     }
     let mut walker = hostdir::Walker::new(dir).clamp_mtime(source_date_epoch());
     match uri.local_path() {
@@ -59,7 +58,7 @@ pub fn pack(dir: &Path, dest: &str) -> Result<()> {
             let tmp = tempfile::NamedTempFile::new().map_err(|e| fail("temporary file", e))?;
             write_archive(&mut walker, tmp.path(), dest).map_err(|e| fail(dest, e))?;
             crate::transport::publish(tmp.path(), &uri, &Default::default())
-                .map_err(|e| Failure::run(e.to_string()))?;
+                .map_err(Error::failed)?;
         }
     }
     Ok(())
@@ -80,7 +79,7 @@ pub fn open_tree(path: &Path) -> Result<Box<dyn Source>> {
         }
     }
     // its errors name the archive already
-    archive_source(path, &name).map_err(|e| Failure::run(e.to_string()))
+    archive_source(path, &name).map_err(Error::failed)
 }
 
 /// Regular files' content digests and mtimes of a tree, read in one pass.
@@ -151,7 +150,8 @@ pub fn diff_trees(old: &Path, new: &Path, out: &str) -> Result<bool> {
         }
     }
     let read = |tree: &Path| {
-        let open = || open_tree(tree).map_err(|f| io::Error::other(f.message));
+        // the typed error travels inside the I/O error, not as its text
+        let open = || open_tree(tree).map_err(io::Error::other);
         read_tree_files(&open, &changed).map_err(|e| fail(tree.display(), e))
     };
     let (ca, cb) = (read(old)?, read(new)?);
@@ -172,7 +172,7 @@ pub fn diff_trees(old: &Path, new: &Path, out: &str) -> Result<bool> {
                 .collect()
         };
     let text = diff::unified(&map(ca, &a), &map(cb, &b), &diff::UnifiedOptions::default());
-    super::atomic::write_text(out, &text, true)?;
+    super::atomic::write_text(out, &text)?;
     Ok(!text.is_empty())
 }
 
@@ -189,7 +189,7 @@ fn image(path: &Path) -> Result<ext::Volume> {
                     crate::archive::Format::Cpio => "cpio",
                     crate::archive::Format::Tar => "tar",
                 };
-                Failure::run(format!(
+                Error::run(format!(
                     "{}: a {format} archive ({}), not an ext2/3/4 image: ls and cat read images; diff and [populate] read archives",
                     path.display(),
                     a.compression()
@@ -204,7 +204,7 @@ fn image(path: &Path) -> Result<ext::Volume> {
 /// and the command line passes them through unchanged.
 fn tree_path(p: &OsStr) -> Result<TreePath> {
     TreePath::from_absolute(p.as_bytes())
-        .map_err(|e| Failure::usage(format!("{}: {e}", p.to_string_lossy())))
+        .map_err(|e| Error::usage(format!("{}: {e}", p.to_string_lossy())))
 }
 
 /// `ls IMAGE [PATH]`: like `ls -l`, without mounting. Names and symlink
@@ -322,10 +322,10 @@ fn passphrase(file: Option<&Path>, prompt: &str) -> Result<Option<sign::Passphra
     if let Some(f) = file {
         return sign::read_passphrase_file(f)
             .map(Some)
-            .map_err(|e| Failure::usage(e.to_string()));
+            .map_err(Error::refused);
     }
     if !io::IsTerminal::is_terminal(&io::stdin()) {
-        return Err(Failure::usage(
+        return Err(Error::usage(
             "the secret key needs a passphrase: give --passphrase-file FILE".to_string(),
         ));
     }
@@ -337,35 +337,33 @@ fn passphrase(file: Option<&Path>, prompt: &str) -> Result<Option<sign::Passphra
     let line = line.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
     sign::Passphrase::new(line)
         .map(Some)
-        .map_err(|e| Failure::usage(e.to_string()))
+        .map_err(Error::refused)
 }
 
 /// `keygen -p PUB -s SEC [-c COMMENT] [--passphrase-file F]`.
 pub fn keygen(public: &Path, secret: &Path, comment: &str, pass: Option<&Path>) -> Result<()> {
-    let (pk, sk) = sign::generate(comment).map_err(|e| Failure::run(e.to_string()))?;
+    let (pk, sk) = sign::generate(comment).map_err(Error::failed)?;
     let pass = match pass {
-        Some(f) => Some(sign::read_passphrase_file(f).map_err(|e| Failure::usage(e.to_string()))?),
+        Some(f) => Some(sign::read_passphrase_file(f).map_err(Error::refused)?),
         None => None,
     };
     sk.write_file(secret, pass.as_ref().map(|p| p.as_bytes()))
-        .map_err(|e| Failure::run(e.to_string()))?;
-    pk.write_file(public)
-        .map_err(|e| Failure::run(e.to_string()))?;
+        .map_err(Error::failed)?;
+    pk.write_file(public).map_err(Error::failed)?;
     println!("key id {}", pk.key_id());
     Ok(())
 }
 
 /// Reads a secret key, asking for its passphrase only when it has one.
 pub fn secret_key(path: &Path, pass: Option<&Path>) -> Result<sign::SecretKey> {
-    let enc =
-        sign::EncryptedSecretKey::read_file(path).map_err(|e| Failure::usage(e.to_string()))?;
+    let enc = sign::EncryptedSecretKey::read_file(path).map_err(Error::refused)?;
     let pass = if enc.is_encrypted() {
         passphrase(pass, &format!("passphrase for {}: ", path.display()))?
     } else {
         None
     };
     enc.unlock(pass.as_ref().map(|p| p.as_bytes()))
-        .map_err(|e| Failure::usage(e.to_string()))
+        .map_err(Error::refused)
 }
 
 /// `sign -s SEC FILE...`: writes `FILE.sig` beside each file.
@@ -377,11 +375,10 @@ pub fn sign_files(secret: &Path, pass: Option<&Path>, files: &[PathBuf]) -> Resu
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let sig = sign::sign_file(&sk, f, &sign::default_trusted_comment(&name))
-            .map_err(|e| Failure::run(e.to_string()))?;
+            .map_err(Error::failed)?;
         let mut out = f.clone().into_os_string();
         out.push(".sig");
-        sig.write_file(Path::new(&out))
-            .map_err(|e| Failure::run(e.to_string()))?;
+        sig.write_file(Path::new(&out)).map_err(Error::failed)?;
     }
     Ok(())
 }
@@ -398,14 +395,14 @@ pub fn keys_in_dir(dir: &Path) -> Result<Vec<sign::PublicKey>> {
     paths.sort();
     paths
         .iter()
-        .map(|p| sign::PublicKey::read_file(p).map_err(|e| Failure::usage(e.to_string())))
+        .map(|p| sign::PublicKey::read_file(p).map_err(Error::refused))
         .collect()
 }
 
 /// `verify -p PUB FILE...` (or `--trust`): checks `FILE.sig` for each.
 pub fn verify_files(keys: &[sign::PublicKey], files: &[PathBuf]) -> Result<()> {
     if keys.is_empty() {
-        return Err(Failure::usage(
+        return Err(Error::usage(
             "no public key: give -p KEY.pub or --trust KEY.pub",
         ));
     }
@@ -413,7 +410,7 @@ pub fn verify_files(keys: &[sign::PublicKey], files: &[PathBuf]) -> Result<()> {
         let mut sig = f.clone().into_os_string();
         sig.push(".sig");
         let v = sign::verify_file(keys, Path::new(&sig), f)
-            .map_err(|e| Failure::run(format!("{}: {e}", f.display())))?;
+            .map_err(|e| Error::run(format!("{}: {e}", f.display())))?;
         println!("{}: good signature by key {}", f.display(), v.key_id);
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! `state`), the lock a commit holds, the completion of commits that
 //! killed runs left, and the staging directory of this run.
 
-use super::{Failure, Result};
+use super::{Error, Result};
 use crate::cache::lock::FileLock;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,7 @@ impl WorkDir {
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
         for sub in ["cache", "work", "state"] {
             std::fs::create_dir_all(root.join(sub))
-                .map_err(|e| Failure::run(format!("--dir {}: {e}", root.display())))?;
+                .map_err(|e| Error::run(format!("--dir {}: {e}", root.display())))?;
         }
         let staging = root
             .join("work")
@@ -35,7 +35,7 @@ impl WorkDir {
         clean_stale(&dir.root.join("work"), "run-");
         let _ = std::fs::remove_dir_all(&dir.staging);
         std::fs::create_dir_all(&dir.staging)
-            .map_err(|e| Failure::run(format!("--dir {}: {e}", dir.staging.display())))?;
+            .map_err(|e| Error::run(format!("--dir {}: {e}", dir.staging.display())))?;
         Ok(dir)
     }
 
@@ -67,7 +67,7 @@ impl WorkDir {
     /// outputs is shared by every domain using it.
     pub fn lock(&self) -> Result<FileLock> {
         FileLock::exclusive(&self.state().join("lock"))
-            .map_err(|e| Failure::run(format!("--dir {}: {e}", self.root.display())))
+            .map_err(|e| Error::run(format!("--dir {}: {e}", self.root.display())))
     }
 
     /// Removes this run's staging directory.

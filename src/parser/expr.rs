@@ -2,7 +2,7 @@
 //! body of the paper's Figure 1 and `text <<TAG` here-documents.
 
 use super::ast::{Body, Expr, Keyword, LineIndex, Span, Word};
-use super::diagnostic::Diagnostic;
+use super::diagnostic::{Diagnostic, DiagnosticKind};
 use nom::bytes::complete::{take_till, take_while, take_while1};
 use nom::{IResult, Parser};
 
@@ -109,14 +109,14 @@ pub fn parse_expr(
     let keyword = match Keyword::from_word(word) {
         Some(k) => k,
         None => {
-            let msg = if word == "end" {
-                "`[end]` without an expression before it".to_string()
+            let kind = if word == "end" {
+                DiagnosticKind::EndWithoutExpression
             } else if word.is_empty() {
-                "`[` at the start of a statement must open an expression: `[create`, `[image`, `[populate`, `[replace`, `[copy` or `[patch`".to_string()
+                DiagnosticKind::MissingKeyword
             } else {
-                format!(
-                    "unknown expression keyword `{word}` (expected create, image, populate, replace, copy or patch)"
-                )
+                DiagnosticKind::UnknownKeyword {
+                    word: word.to_string(),
+                }
             };
             let span = if word.is_empty() { open_span } else { kw_span };
             // after `[end]`; past `[end` alone when no `]` follows (one
@@ -126,7 +126,7 @@ pub fn parse_expr(
             } else {
                 resume(c.pos)
             };
-            return Err((Diagnostic::new(span, msg), next));
+            return Err((Diagnostic::new(span, kind), next));
         }
     };
 
@@ -135,7 +135,7 @@ pub fn parse_expr(
     let unterminated = |c: &Cursor<'_>| {
         Diagnostic::new(
             c.span(start, kw_span.end()),
-            format!("unterminated expression `[{keyword}`: no `]` closes it"),
+            DiagnosticKind::UnterminatedExpression { keyword },
         )
     };
 
@@ -146,7 +146,7 @@ pub fn parse_expr(
                 (
                     Diagnostic::new(
                         c.span(start, kw_span.end()),
-                        "unterminated `[replace` body: no line holding only `]` ends it",
+                        DiagnosticKind::UnterminatedBody,
                     ),
                     text.len(),
                 )
@@ -166,9 +166,12 @@ pub fn parse_expr(
                 break;
             }
             '"' => {
-                let (value, len) = quoted(rest).map_err(|msg| {
+                let (value, len) = quoted(rest).ok_or_else(|| {
                     (
-                        Diagnostic::new(c.span(tok_start, tok_start + 1), msg),
+                        Diagnostic::new(
+                            c.span(tok_start, tok_start + 1),
+                            DiagnosticKind::UnterminatedQuote,
+                        ),
                         resume(tok_start),
                     )
                 })?;
@@ -192,7 +195,7 @@ pub fn parse_expr(
                             return Err((
                                 Diagnostic::new(
                                     c.span(tok_start, tok_start + w.len()),
-                                    "a second `text` body",
+                                    DiagnosticKind::SecondTextBody,
                                 ),
                                 resume(c.pos),
                             ));
@@ -221,15 +224,13 @@ pub fn parse_expr(
             .take_while(|ch| !ch.is_whitespace())
             .take(12)
             .collect();
-        let found = if found.is_empty() {
-            "end of file".to_string()
-        } else {
-            format!("`{found}`")
-        };
         return Err((
             Diagnostic::new(
                 c.span(here, here + 1),
-                format!("missing `[end]` after the `]` that closes `[{keyword}`; found {found}"),
+                DiagnosticKind::MissingEnd {
+                    keyword,
+                    found: (!found.is_empty()).then_some(found),
+                },
             )
             .with_note(c.span(start, kw_span.end()), "the expression opened here"),
             close_end,
@@ -249,13 +250,14 @@ pub fn parse_expr(
 }
 
 /// A double-quoted word: `\"` and `\\` are escapes, other backslashes are
-/// kept; one line only. Returns the value and the literal's length.
-fn quoted(rest: &str) -> Result<(String, usize), String> {
+/// kept; one line only. Returns the value and the literal's length, or
+/// `None` when the line ends first.
+fn quoted(rest: &str) -> Option<(String, usize)> {
     let mut out = String::new();
     let mut chars = rest.char_indices().skip(1);
     while let Some((i, ch)) = chars.next() {
         match ch {
-            '"' => return Ok((out, i + 1)),
+            '"' => return Some((out, i + 1)),
             '\n' => break,
             '\\' => match chars.next() {
                 Some((_, '"')) => out.push('"'),
@@ -269,7 +271,7 @@ fn quoted(rest: &str) -> Result<(String, usize), String> {
             ch => out.push(ch),
         }
     }
-    Err("unterminated quoted word: a quoted word ends on the line it starts".to_string())
+    None
 }
 
 /// True when `line` closes a Figure 1 body: only `]`, optionally followed
@@ -325,10 +327,7 @@ fn here_doc(c: &mut Cursor<'_>, tag: &str, tok_start: usize) -> Result<Body, Dia
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
     {
-        return Err(Diagnostic::new(
-            tag_span,
-            "a here-document tag is letters, digits and `_`: `text <<EOF`",
-        ));
+        return Err(Diagnostic::new(tag_span, DiagnosticKind::BadHereDocTag));
     }
     let rest = c.rest();
     let eol = rest.find('\n').unwrap_or(rest.len());
@@ -336,7 +335,9 @@ fn here_doc(c: &mut Cursor<'_>, tag: &str, tok_start: usize) -> Result<Body, Dia
     if !(tail.is_empty() || tail.starts_with('#')) {
         return Err(Diagnostic::new(
             c.span(c.pos, c.pos + eol),
-            format!("nothing may follow `text <<{tag}` on its line; the document starts on the next line"),
+            DiagnosticKind::TextAfterHereDocTag {
+                tag: tag.to_string(),
+            },
         ));
     }
     let mut pos = c.pos + eol + 1;
@@ -346,7 +347,9 @@ fn here_doc(c: &mut Cursor<'_>, tag: &str, tok_start: usize) -> Result<Body, Dia
         if pos > c.text.len() {
             return Err(Diagnostic::new(
                 tag_span,
-                format!("unterminated here-document: no line equal to `{tag}` ends it"),
+                DiagnosticKind::UnterminatedHereDoc {
+                    tag: tag.to_string(),
+                },
             ));
         }
         let rest = &c.text[pos.min(c.text.len())..];

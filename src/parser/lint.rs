@@ -3,7 +3,7 @@
 
 use super::analyze::{Options, World};
 use super::ast::{Container, Item, LineIndex, Span};
-use super::diagnostic::Diagnostic;
+use super::diagnostic::{Diagnostic, DiagnosticKind};
 use super::plan::{Action, Plan};
 use crate::xen::{self, lexer::Lexer, lexer::TokenKind, Op, Value};
 use std::collections::HashSet;
@@ -48,14 +48,8 @@ fn disk_formats(
         }) || spec.contains("qcow2:");
         let is = world.is_qcow2(&path);
         let msg = match (says, is) {
-            (false, true) => format!(
-                "disk target {} is a qcow2 image but the entry does not say `format=qcow2`: the domain would see the qcow2 file as raw blocks",
-                path.display()
-            ),
-            (true, false) => format!(
-                "disk target {} is not a qcow2 image but the entry says `format=qcow2`",
-                path.display()
-            ),
+            (false, true) => DiagnosticKind::Qcow2NotSaid { path: path.clone() },
+            (true, false) => DiagnosticKind::Qcow2Said { path: path.clone() },
             _ => continue,
         };
         out.push(Diagnostic::new(span, msg));
@@ -123,10 +117,10 @@ fn relative_disk_images(
         }
         out.push(Diagnostic::new(
             span,
-            format!(
-                "disk target `{target}` is relative: this file makes the image at {}, but `xl create` reads the path from its own working directory; write it absolute (for instance `${{dir}}/...`)",
-                made.display()
-            ),
+            DiagnosticKind::RelativeDiskTarget {
+                target: target.to_string(),
+                made,
+            },
         ));
     }
     out

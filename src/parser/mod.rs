@@ -18,7 +18,7 @@ pub mod template;
 
 pub use analyze::{analyze, Options, World};
 pub use ast::{Body, Container, Expr, Item, Keyword, LineIndex, Span, Word, XenItem};
-pub use diagnostic::Diagnostic;
+pub use diagnostic::{Diagnostic, DiagnosticKind, SizeError};
 
 use crate::xen::{self, lexer::Lexer, lexer::TokenKind, Parsed};
 
@@ -36,7 +36,7 @@ pub fn decode(bytes: &[u8]) -> Result<&str, Diagnostic> {
         // the valid prefix is text, so it can be indexed for the location
         let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or("");
         let idx = LineIndex::new(prefix);
-        Diagnostic::new(idx.span(good, 1), "the file is not UTF-8 text")
+        Diagnostic::new(idx.span(good, 1), DiagnosticKind::NotUtf8)
     })
 }
 
@@ -75,7 +75,10 @@ pub fn parse(text: &str) -> ParseResult {
                 match lex.next_token() {
                     Ok(_) => pos = lex.pos(),
                     Err(e) => {
-                        errors.push(Diagnostic::new(idx.span(e.offset, e.len), e.message));
+                        errors.push(Diagnostic::new(
+                            idx.span(e.offset, e.len),
+                            DiagnosticKind::Xen(e.kind),
+                        ));
                         pos = xen::recover(text, pos);
                     }
                 }
@@ -96,25 +99,22 @@ pub fn parse(text: &str) -> ParseResult {
             }
             Ok((Parsed::NotAStatement, _)) => {
                 let mut lex = Lexer::new(text, pos, true);
-                let msg = match lex.next_token() {
+                let kind = match lex.next_token() {
                     // an illegal last byte, which xl drops
                     Ok(t) if t.kind == TokenKind::Eof => break,
                     Ok(t) => match t.kind {
-                        TokenKind::Close => {
-                            "`]` outside any list or expression".to_string()
-                        }
-                        k => format!(
-                            "expected a setting (`name = value`) or an expression (`[image ...][end]`), found {}",
-                            k.describe()
-                        ),
+                        TokenKind::Close => DiagnosticKind::StrayClose,
+                        k => DiagnosticKind::ExpectedStatement {
+                            found: k.describe(),
+                        },
                     },
-                    Err(e) => e.message,
+                    Err(e) => DiagnosticKind::Xen(e.kind),
                 };
-                errors.push(Diagnostic::new(idx.span(pos, 1), msg));
+                errors.push(Diagnostic::new(idx.span(pos, 1), kind));
                 pos = xen::recover(text, pos);
             }
             Err(e) => {
-                let mut d = Diagnostic::new(idx.span(e.offset, e.len), e.message);
+                let mut d = Diagnostic::new(idx.span(e.offset, e.len), DiagnosticKind::Xen(e.kind));
                 if let Some((at, note)) = e.note {
                     d = d.with_note(idx.span(at, 1), note);
                 }

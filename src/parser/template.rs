@@ -1,5 +1,6 @@
 //! `${NAME}` substitution; `$$` is a literal `$`.
 
+use super::diagnostic::DiagnosticKind;
 use std::collections::BTreeMap;
 
 /// A variable's value, or why it cannot be used.
@@ -33,26 +34,23 @@ pub struct Vars {
 pub struct TemplateError {
     pub offset: usize,
     pub len: usize,
-    pub message: String,
+    pub kind: DiagnosticKind,
 }
 
 impl Vars {
     /// Accounts for `piece` bytes inserted into a value that then holds
-    /// `value_len` bytes and was `source_len` bytes as written; the message
-    /// when a bound is passed. A value written long in the file is allowed:
+    /// `value_len` bytes and was `source_len` bytes as written; the bound
+    /// passed, if one is. A value written long in the file is allowed:
     /// only growth through substitution is bounded.
     pub fn charge(
         &mut self,
         piece: usize,
         value_len: usize,
         source_len: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), DiagnosticKind> {
         self.inserted = self.inserted.saturating_add(piece);
         if self.inserted > MAX_FILE {
-            return Err(format!(
-                "substituted variables add more than {} MiB to this file",
-                MAX_FILE >> 20
-            ));
+            return Err(DiagnosticKind::FileGrowth);
         }
         value_fits(value_len, source_len)
     }
@@ -66,13 +64,10 @@ impl Vars {
 }
 
 /// Whether a value of `value_len` bytes, written as `source_len` bytes, is
-/// within [`MAX_VALUE`]; the message when it is not.
-pub fn value_fits(value_len: usize, source_len: usize) -> Result<(), String> {
+/// within [`MAX_VALUE`].
+pub fn value_fits(value_len: usize, source_len: usize) -> Result<(), DiagnosticKind> {
     if value_len > MAX_VALUE.max(source_len) {
-        Err(format!(
-            "substituting variables makes this value longer than {} MiB",
-            MAX_VALUE >> 20
-        ))
+        Err(DiagnosticKind::ValueGrowth)
     } else {
         Ok(())
     }
@@ -102,7 +97,7 @@ pub fn substitute(s: &str, vars: &mut Vars) -> Result<String, TemplateError> {
                     return Err(TemplateError {
                         offset: i,
                         len: 2,
-                        message: "`${` without a closing `}`".to_string(),
+                        kind: DiagnosticKind::UnclosedVariable,
                     });
                 };
                 let name = &s[i + 2..i + 2 + close];
@@ -115,16 +110,18 @@ pub fn substitute(s: &str, vars: &mut Vars) -> Result<String, TemplateError> {
                     return Err(TemplateError {
                         offset: i,
                         len,
-                        message: format!("`${{{name}}}` is not a variable name"),
+                        kind: DiagnosticKind::NotAVariableName {
+                            name: name.to_string(),
+                        },
                     });
                 }
                 match vars.get(name) {
                     Some(VarValue::Text(v)) => {
-                        if let Err(message) = vars.charge(v.len(), out.len() + v.len(), s.len()) {
+                        if let Err(kind) = vars.charge(v.len(), out.len() + v.len(), s.len()) {
                             return Err(TemplateError {
                                 offset: i,
                                 len,
-                                message,
+                                kind,
                             });
                         }
                         out.push_str(&v)
@@ -133,16 +130,18 @@ pub fn substitute(s: &str, vars: &mut Vars) -> Result<String, TemplateError> {
                         return Err(TemplateError {
                             offset: i,
                             len,
-                            message: format!("`${{{name}}}` names a list, which has no text to substitute"),
+                            kind: DiagnosticKind::ListVariable {
+                                name: name.to_string(),
+                            },
                         })
                     }
                     None => {
                         return Err(TemplateError {
                             offset: i,
                             len,
-                            message: format!(
-                                "undefined variable `{name}`: define it with `--set {name}=VALUE` or a Xen statement `{name} = ...` above this line"
-                            ),
+                            kind: DiagnosticKind::UndefinedVariable {
+                                name: name.to_string(),
+                            },
                         })
                     }
                 }
@@ -174,13 +173,23 @@ mod tests {
         assert_eq!(substitute("cost $5", &mut v).unwrap(), "cost $5");
         let e = substitute("a ${nope} b", &mut v).unwrap_err();
         assert_eq!((e.offset, e.len), (2, 7));
-        assert!(e.message.contains("undefined variable `nope`"));
-        assert!(substitute("${", &mut v).is_err());
+        assert_eq!(
+            e.kind,
+            DiagnosticKind::UndefinedVariable {
+                name: "nope".into()
+            }
+        );
+        assert_eq!(
+            substitute("${", &mut v).unwrap_err().kind,
+            DiagnosticKind::UnclosedVariable
+        );
         v.file.insert("disk".into(), VarValue::List);
-        assert!(substitute("${disk}", &mut v)
-            .unwrap_err()
-            .message
-            .contains("list"));
+        assert_eq!(
+            substitute("${disk}", &mut v).unwrap_err().kind,
+            DiagnosticKind::ListVariable {
+                name: "disk".into()
+            }
+        );
     }
 
     #[test]
@@ -191,7 +200,12 @@ mod tests {
         assert_eq!(substitute("${a}${a}", &mut v).unwrap().len(), MAX_VALUE);
         let e = substitute("${a}${a}!${a}", &mut v).unwrap_err();
         assert_eq!(e.offset, 9);
-        assert!(e.message.contains("longer than 1 MiB"), "{}", e.message);
+        assert_eq!(e.kind, DiagnosticKind::ValueGrowth);
+        assert!(
+            e.kind.to_string().contains("longer than 1 MiB"),
+            "{}",
+            e.kind
+        );
     }
 
     #[test]
@@ -203,7 +217,8 @@ mod tests {
             substitute("${a}", &mut v).unwrap();
         }
         let e = substitute("${a}", &mut v).unwrap_err();
-        assert!(e.message.contains("16 MiB"), "{}", e.message);
+        assert_eq!(e.kind, DiagnosticKind::FileGrowth);
+        assert!(e.kind.to_string().contains("16 MiB"), "{}", e.kind);
         // a long value written as such is not growth
         let long = "y".repeat(MAX_VALUE + 10);
         assert!(value_fits(long.len(), long.len()).is_ok());

@@ -1,7 +1,7 @@
 use super::analyze::EmptyWorld;
 use super::plan::{Action, FsType, PatchTarget, TargetKind};
 use super::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn opts() -> Options {
     Options {
@@ -10,22 +10,19 @@ fn opts() -> Options {
     }
 }
 
-/// Parses and analyzes; returns the plan or every (line, col, message).
-fn run(text: &str, o: &Options) -> Result<plan::Plan, Vec<(u32, u32, String)>> {
+/// Parses and analyzes; returns the plan or every (line, col, kind).
+fn run(text: &str, o: &Options) -> Result<plan::Plan, Vec<(u32, u32, DiagnosticKind)>> {
     let p = parse(text);
-    let mut errs: Vec<(u32, u32, String)> = p
+    let mut errs: Vec<(u32, u32, DiagnosticKind)> = p
         .errors
         .iter()
-        .map(|d| (d.span.line, d.span.col, d.message.clone()))
+        .map(|d| (d.span.line, d.span.col, d.kind.clone()))
         .collect();
     match analyze(&p.container, text, o, &EmptyWorld) {
         Ok(plan) if errs.is_empty() => Ok(plan),
         Ok(_) => Err(errs),
         Err(ds) => {
-            errs.extend(
-                ds.iter()
-                    .map(|d| (d.span.line, d.span.col, d.message.clone())),
-            );
+            errs.extend(ds.iter().map(|d| (d.span.line, d.span.col, d.kind.clone())));
             Err(errs)
         }
     }
@@ -35,17 +32,20 @@ fn plan(text: &str) -> plan::Plan {
     run(text, &opts()).unwrap_or_else(|e| panic!("{text}\n{e:#?}"))
 }
 
-/// The first error's line, column and message.
-fn first_err(text: &str) -> (u32, u32, String) {
+/// The first error's line, column and kind.
+fn first_err(text: &str) -> (u32, u32, DiagnosticKind) {
     let e = run(text, &opts()).expect_err("should fail");
     e[0].clone()
 }
 
-#[track_caller]
-fn assert_err(text: &str, line: u32, col: u32, fragment: &str) {
-    let (l, c, m) = first_err(text);
-    assert_eq!((l, c), (line, col), "{m}");
-    assert!(m.contains(fragment), "{m:?} lacks {fragment:?}");
+/// The first error of `text` is at `line:col` and of a kind that matches
+/// the pattern.
+macro_rules! assert_err {
+    ($text:expr, $line:expr, $col:expr, $($kind:tt)+) => {{
+        let (l, c, k) = first_err($text);
+        assert_eq!((l, c), ($line, $col), "{k:?}");
+        assert!(matches!(&k, $($kind)+), "{k:?}");
+    }};
 }
 
 const FIGURE1: &str =
@@ -242,7 +242,13 @@ fn here_document() {
     );
     // a.cpio.gz does not exist: that is reported, so use a world-free check
     let e = p.unwrap_err();
-    assert!(e[0].2.contains("does not exist"), "{e:?}");
+    assert_eq!(
+        e[0].2,
+        DiagnosticKind::MissingInput {
+            path: "/b/a.cpio.gz".into()
+        },
+        "{e:?}"
+    );
     let parsed = parse(text);
     assert!(parsed.errors.is_empty());
     let Item::Expr(x) = &parsed.container.items[0] else {
@@ -300,95 +306,100 @@ fn quoted_words_and_comments() {
 
 #[test]
 fn malformed_inputs_are_located() {
-    assert_err(
-        "[frobnicate /x][end]\n",
-        1,
-        2,
-        "unknown expression keyword `frobnicate`",
-    );
-    assert_err("a = 1\n[image /x][end]\n", 2, 8, "missing SIZE");
-    assert_err(
-        "[image /x 50M lbl fs ext3 extra][end]\n",
-        1,
-        27,
-        "unexpected argument `extra`",
-    );
-    assert_err("[image /x 50XB][end]\n", 1, 11, "unknown unit `XB`");
-    assert_err("[image /x 50][end]\n", 1, 11, "no unit");
-    assert_err(
+    use crate::xen::ErrorKind as XenError;
+    use DiagnosticKind as K;
+    assert_err!("[frobnicate /x][end]\n", 1, 2, K::UnknownKeyword { word } if word == "frobnicate");
+    assert_err!("a = 1\n[image /x][end]\n", 2, 8, K::MissingArgument { keyword: Keyword::Image, what, .. } if what == "SIZE");
+    assert_err!("[image /x 50M lbl fs ext3 extra][end]\n", 1, 27, K::UnexpectedArgument { word, .. } if word == "extra");
+    assert_err!("[image /x 50XB][end]\n", 1, 11, K::Size(SizeError::UnknownUnit { unit, .. }) if unit == "XB");
+    assert_err!("[image /x 50][end]\n", 1, 11, K::Size(SizeError::NoUnit(_)));
+    assert_err!(
         "[image /x 99999999999999999999999M][end]\n",
         1,
         11,
-        "too large",
+        K::Size(SizeError::TooLarge(_))
     );
-    assert_err(
+    assert_err!(
         "[image /x 50M a-label-of-17-byte][end]\n",
         1,
         15,
-        "at most 16",
+        K::LabelTooLong { .. }
     );
-    assert_err(
-        "[create /etc gopher://h/x][end]\n",
+    assert_err!("[create /etc gopher://h/x][end]\n", 1, 14, K::Uri(crate::uri::UriError::UnknownScheme { scheme, .. }) if scheme == "gopher");
+    assert_err!("[copy /x archive http://h/a mode 9 http://h/f][end]\n", 1, 34, K::BadMode { option: "mode", value } if value == "9");
+    assert_err!("[copy /x archive http://h/a owner root http://h/f][end]\n", 1, 35, K::BadOwner { option: "owner", value } if value == "root");
+    assert_err!("\n[image /x/${nope} 5M][end]\n", 2, 11, K::UndefinedVariable { name } if name == "nope");
+    assert_err!("a = \"open\n", 1, 5, K::Xen(XenError::StringEndsLine));
+    assert_err!(
+        "a = [1,\n2\n",
+        3,
         1,
-        14,
-        "unknown scheme `gopher`",
+        K::Xen(XenError::Unexpected { unclosed: true, .. })
     );
-    assert_err(
-        "[copy /x archive http://h/a mode 9 http://h/f][end]\n",
+    assert_err!(
+        "[image /x 5M\n",
         1,
-        34,
-        "mode `9`",
-    );
-    assert_err(
-        "[copy /x archive http://h/a owner root http://h/f][end]\n",
         1,
-        35,
-        "owner `root`",
+        K::UnterminatedExpression {
+            keyword: Keyword::Image
+        }
     );
-    assert_err(
-        "\n[image /x/${nope} 5M][end]\n",
-        2,
-        11,
-        "undefined variable `nope`",
-    );
-    assert_err("a = \"open\n", 1, 5, "unterminated string");
-    assert_err("a = [1,\n2\n", 3, 1, "closing `]` missing");
-    assert_err("[image /x 5M\n", 1, 1, "unterminated expression `[image`");
-    assert_err(
+    assert_err!(
         "[replace /x archive http://h/a\n\nbody\n",
         1,
         1,
-        "unterminated `[replace` body",
+        K::UnterminatedBody
     );
-    assert_err(
-        "[replace /x archive http://h/a text <<EOF\nbody\n",
-        1,
-        37,
-        "unterminated here-document",
-    );
-    assert_err("[image /x 5M]\nname = 1\n", 2, 1, "missing `[end]`");
-    assert_err(
-        "[populate image /img/none /mnt http://h/a.cpio.gz][end]\n",
-        1,
-        17,
-        "neither exists nor is created by an earlier `[image]`",
-    );
-    assert_err(
+    assert_err!("[replace /x archive http://h/a text <<EOF\nbody\n", 1, 37, K::UnterminatedHereDoc { tag } if tag == "EOF");
+    assert_err!("[image /x 5M]\nname = 1\n", 2, 1, K::MissingEnd { keyword: Keyword::Image, found: Some(f) } if f == "name");
+    assert_err!("[image /x 5M]\n", 2, 1, K::MissingEnd { found: None, .. });
+    assert_err!("[populate image /img/none /mnt http://h/a.cpio.gz][end]\n", 1, 17, K::MissingImage { path } if path == Path::new("/img/none"));
+    assert_err!(
         "[replace /etc/x\n\nbody\n][end]\n",
         1,
         2,
-        "needs `archive URI`",
+        K::NeedsArchive {
+            keyword: Keyword::Replace
+        }
     );
-    assert_err("Name = 1\n", 1, 1, "lower-case");
-    assert_err("a = 1\na += ['x']\n", 2, 6, "append");
-    assert_err("[end]\n", 1, 2, "without an expression");
-    assert_err(
-        "[populate disk /x /mnt /a.cpio.gz][end]\n",
+    assert_err!("Name = 1\n", 1, 1, K::Xen(XenError::NameStart { c: 'N' }));
+    assert_err!("a = 1\na += ['x']\n", 2, 6, K::Xen(XenError::BadAppend { name, .. }) if name == "a");
+    assert_err!("a = '${x'\n[image /y 1M][end]\n", 1, 6, K::UnclosedVariable);
+    assert_err!("[end]\n", 1, 2, K::EndWithoutExpression);
+    assert_err!("[ /x][end]\n", 1, 1, K::MissingKeyword);
+    assert_err!("]\n", 1, 1, K::StrayClose);
+    assert_err!("[populate disk /x /mnt /a.cpio.gz][end]\n", 1, 11, K::UnknownPopulateKind { kind } if kind == "disk");
+    assert_err!("[create /etc][end]\n", 1, 9, K::MissingArgument { keyword: Keyword::Create, what, .. } if what == "DEST-URI");
+    assert_err!(
+        "[copy /x archive http://h/a \"src\n",
         1,
-        11,
-        "populate kind `disk`",
+        29,
+        K::UnterminatedQuote
     );
-    assert_err("[create /etc][end]\n", 1, 9, "missing DEST-URI");
+    assert_err!(
+        "[replace /x archive http://h/a text <<E-F\nE-F\n] [end]\n",
+        1,
+        37,
+        K::BadHereDocTag
+    );
+    assert_err!(
+        "[image /x 5M fs swap blocksize 1024][end]\n",
+        1,
+        22,
+        K::SwapFsOption {
+            option: "blocksize"
+        }
+    );
+    assert_err!(
+        "[image /s 1M fs swap][end]\n[populate image /s /mnt http://h/a.cpio.gz][end]\n",
+        2,
+        17,
+        K::SwapHoldsNoFiles {
+            what: "populate names",
+            swap_line: 1,
+            ..
+        }
+    );
 }
 
 #[test]
@@ -402,11 +413,11 @@ fn every_error_is_reported_at_once() {
 #[test]
 fn populate_after_image_is_in_order() {
     plan("[image /img/a 10M][end]\n[populate image /img/a /mnt http://h/x.cpio.gz][end]\n");
-    assert_err(
+    assert_err!(
         "[populate image /img/a /mnt http://h/x.cpio.gz][end]\n[image /img/a 10M][end]\n",
         1,
         17,
-        "neither exists",
+        DiagnosticKind::MissingImage { .. }
     );
 }
 
@@ -426,6 +437,7 @@ fn rendering_has_file_line_col_and_caret() {
 fn non_utf8_is_located() {
     let d = decode(b"a = 1\nb = '\xff'\n").unwrap_err();
     assert_eq!((d.span.line, d.span.col), (2, 6));
+    assert_eq!(d.kind, DiagnosticKind::NotUtf8);
 }
 
 /// Containers whose options are wrong, each with every error it reports
@@ -469,7 +481,7 @@ fn all_errors(text: &str) -> String {
     let errs = run(text, &opts()).expect_err(text);
     let lines: Vec<String> = errs
         .iter()
-        .map(|(l, c, m)| format!("{l}:{c}: {m}"))
+        .map(|(l, c, k)| format!("{l}:{c}: {k}"))
         .collect();
     lines.join("\n")
 }

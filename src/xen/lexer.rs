@@ -6,6 +6,7 @@
 //! newline. Anything else is a lexical error, because `xl create` would
 //! reject it later and we must reject it first.
 
+use super::error::ErrorKind;
 use nom::bytes::complete::{take_while, take_while1};
 use nom::character::complete::satisfy;
 use nom::combinator::recognize;
@@ -63,7 +64,7 @@ impl TokenKind {
 pub struct LexError {
     pub offset: usize,
     pub len: usize,
-    pub message: String,
+    pub kind: ErrorKind,
 }
 
 /// Reads tokens on demand from `text[pos..]`.
@@ -112,11 +113,11 @@ impl<'a> Lexer<'a> {
         self.pos
     }
 
-    fn err(&self, offset: usize, len: usize, message: impl Into<String>) -> LexError {
+    fn err(&self, offset: usize, len: usize, kind: ErrorKind) -> LexError {
         LexError {
             offset,
             len: len.max(1),
-            message: message.into(),
+            kind,
         }
     }
 
@@ -154,14 +155,12 @@ impl<'a> Lexer<'a> {
                     self.pos = start + nl + 1;
                     Ok(tok(TokenKind::Newline, self.pos))
                 }
-                None => self.illegal(
-                    start,
-                    rest.len(),
-                    "a `#` comment at the end of the file must end with a newline (xl rejects it)",
-                ),
+                None => self.illegal(start, rest.len(), ErrorKind::UnterminatedComment),
             },
-            '\r' => self.illegal(start, 1, CR_MESSAGE),
-            '"' | '\'' if start + 1 == self.text.len() => self.illegal(start, 1, "unterminated string"),
+            '\r' => self.illegal(start, 1, ErrorKind::CarriageReturn),
+            '"' | '\'' if start + 1 == self.text.len() => {
+                self.illegal(start, 1, ErrorKind::UnterminatedString)
+            }
             '"' | '\'' => {
                 let (value, len) = self.string(rest, start, c)?;
                 self.pos = start + len;
@@ -175,32 +174,30 @@ impl<'a> Lexer<'a> {
                         self.pos = start + len;
                         Ok(tok(TokenKind::Placeholder(name.to_string()), self.pos))
                     }
-                    _ => Err(self.err(start, 2, "`${` must be followed by a variable name and `}`")),
+                    _ => Err(self.err(start, 2, ErrorKind::BadPlaceholder)),
                 }
             }
             c if c.is_ascii_lowercase() => {
-                let (after, id) = ident(rest).map_err(|_| self.err(start, 1, "bad identifier"))?;
+                let (after, id) =
+                    ident(rest).map_err(|_| self.err(start, 1, ErrorKind::BadIdentifier))?;
                 self.pos = start + id.len();
                 self.check_glued(after, "identifier")?;
                 Ok(tok(TokenKind::Ident(id.to_string()), self.pos))
             }
             c if c.is_ascii_digit() => {
-                let (after, n) = number(rest).map_err(|_| self.err(start, 1, "bad number"))?;
+                let (after, n) =
+                    number(rest).map_err(|_| self.err(start, 1, ErrorKind::BadNumber))?;
                 self.pos = start + n.len();
                 self.check_glued(after, "number")?;
                 Ok(tok(TokenKind::Number(n.to_string()), self.pos))
             }
-            c if c.is_ascii_uppercase() || c == '_' => self.illegal(
-                start,
-                1,
-                format!("`{c}` cannot start a name: xl accepts only lower-case names `[a-z][._0-9a-z]*`"),
-            ),
-            '-' | '+' | '.' | '(' | ')' | ':' | '{' | '}' | '*' | '/' => self.illegal(
-                start,
-                1,
-                format!("unexpected `{c}`: xl accepts numbers, quoted strings and lists here (this looks like Python code, which xl no longer reads)"),
-            ),
-            c => self.illegal(start, c.len_utf8(), format!("unexpected character `{}`", c.escape_debug())),
+            c if c.is_ascii_uppercase() || c == '_' => {
+                self.illegal(start, 1, ErrorKind::NameStart { c })
+            }
+            '-' | '+' | '.' | '(' | ')' | ':' | '{' | '}' | '*' | '/' => {
+                self.illegal(start, 1, ErrorKind::PythonSyntax { c })
+            }
+            c => self.illegal(start, c.len_utf8(), ErrorKind::UnexpectedChar { c }),
         }
     }
 
@@ -208,12 +205,7 @@ impl<'a> Lexer<'a> {
     /// when at least one more byte follows: an illegal *last* byte of the
     /// file is silently dropped (`a = 1;+` is accepted). `check` must agree
     /// with `xl`, so such a byte ends the input here too.
-    fn illegal(
-        &mut self,
-        offset: usize,
-        len: usize,
-        message: impl Into<String>,
-    ) -> Result<Token, LexError> {
+    fn illegal(&mut self, offset: usize, len: usize, kind: ErrorKind) -> Result<Token, LexError> {
         if offset + 1 == self.text.len() {
             self.pos = self.text.len();
             return Ok(Token {
@@ -222,7 +214,7 @@ impl<'a> Lexer<'a> {
                 end: self.text.len(),
             });
         }
-        Err(self.err(offset, len, message))
+        Err(self.err(offset, len, kind))
     }
 
     /// libxlutil's lexer has no rule for a name or number followed by a
@@ -242,14 +234,12 @@ impl<'a> Lexer<'a> {
             let word_len = after
                 .find(|ch: char| !(ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-')))
                 .unwrap_or(after.len());
-            let msg = if what == "number" {
-                format!(
-                    "`{c}` cannot continue a number: xl reads numbers as `[0-9][0-9a-fx]*` (decimal, octal or lower-case hex; no sign, no fraction)"
-                )
+            let kind = if what == "number" {
+                ErrorKind::NumberContinues { c }
             } else {
-                format!("`{c}` cannot continue a name: xl accepts only `[a-z][._0-9a-z]*`")
+                ErrorKind::NameContinues { c }
             };
-            return Err(self.err(offset, word_len.max(1), msg));
+            return Err(self.err(offset, word_len.max(1), kind));
         }
         Ok(())
     }
@@ -262,24 +252,14 @@ impl<'a> Lexer<'a> {
         let mut i = 1;
         loop {
             let Some(&b) = bytes.get(i) else {
-                return Err(self.err(
-                    start,
-                    1,
-                    "unterminated string: strings end on the line they start",
-                ));
+                return Err(self.err(start, 1, ErrorKind::StringEndsLine));
             };
             match b {
-                b'\n' => {
-                    return Err(self.err(
-                        start,
-                        i,
-                        "unterminated string: strings end on the line they start",
-                    ))
-                }
+                b'\n' => return Err(self.err(start, i, ErrorKind::StringEndsLine)),
                 b if b == quote as u8 => return Ok((out, i + 1)),
                 b'\\' => {
                     let Some(&e) = bytes.get(i + 1) else {
-                        return Err(self.err(start, 1, "unterminated string"));
+                        return Err(self.err(start, 1, ErrorKind::UnterminatedString));
                     };
                     let simple = match e {
                         b'"' => Some(b'"'),
@@ -326,9 +306,7 @@ impl<'a> Lexer<'a> {
                     return Err(self.err(
                         start + i,
                         1 + shown.len(),
-                        format!(
-                            "invalid escape `\\{shown}`: xl accepts \\\" \\' \\\\ \\a \\b \\f \\n \\r \\t \\v and three octal digits"
-                        ),
+                        ErrorKind::InvalidEscape { shown },
                     ));
                 }
                 b => {
@@ -359,6 +337,3 @@ fn strtoul_len(b: &[u8]) -> usize {
         blanks + sign + digits
     }
 }
-
-const CR_MESSAGE: &str =
-    "carriage return: xl accepts only LF line ends (convert CRLF with `dos2unix`)";

@@ -4,7 +4,10 @@
 //! a time (so another language can interleave its own syntax between
 //! statements) or a whole file, and applies `=`/`+=` the way `xl` does.
 
+pub mod error;
 pub mod lexer;
+
+pub use error::ErrorKind;
 
 use lexer::{LexError, Lexer, Token, TokenKind};
 use std::collections::BTreeMap;
@@ -66,7 +69,7 @@ pub struct Statement {
 pub struct SyntaxError {
     pub offset: usize,
     pub len: usize,
-    pub message: String,
+    pub kind: ErrorKind,
     pub note: Option<(usize, String)>,
 }
 
@@ -75,7 +78,7 @@ impl From<LexError> for SyntaxError {
         SyntaxError {
             offset: e.offset,
             len: e.len,
-            message: e.message,
+            kind: e.kind,
             note: None,
         }
     }
@@ -102,11 +105,15 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn unexpected(tok: &Token, expected: &str) -> SyntaxError {
+    fn unexpected(tok: &Token, expected: &'static str) -> SyntaxError {
         SyntaxError {
             offset: tok.start,
             len: (tok.end - tok.start).max(1),
-            message: format!("expected {expected}, found {}", tok.kind.describe()),
+            kind: ErrorKind::Unexpected {
+                expected,
+                found: tok.kind.describe(),
+                unclosed: false,
+            },
             note: None,
         }
     }
@@ -209,8 +216,8 @@ impl<'a> Parser<'a> {
                     }
                     _ => {
                         let mut e = Self::unexpected(&t, "`,` or `]`");
-                        if matches!(t.kind, TokenKind::Ident(_) | TokenKind::Eof) {
-                            e.message.push_str(" (is the list's closing `]` missing?)");
+                        if let ErrorKind::Unexpected { unclosed, .. } = &mut e.kind {
+                            *unclosed = matches!(t.kind, TokenKind::Ident(_) | TokenKind::Eof);
                         }
                         e.note = Some((open, "the list opened here is not closed".to_string()));
                         return Err(e);
@@ -259,7 +266,7 @@ fn close_list(
         None => Err(SyntaxError {
             offset: close.start,
             len: (close.end - close.start).max(1),
-            message: "unexpected `]`".to_string(),
+            kind: ErrorKind::UnexpectedClose,
             note: None,
         }),
     }
@@ -272,9 +279,7 @@ fn stack_check(depth: usize, at: &Token) -> Result<(), SyntaxError> {
     Err(SyntaxError {
         offset: at.start,
         len: (at.end - at.start).max(1),
-        message: "lists nested too deeply: libxlutil's parser runs out of stack here \
-                  (\"memory exhausted\")"
-            .to_string(),
+        kind: ErrorKind::TooDeep,
         note: None,
     })
 }
@@ -410,7 +415,10 @@ pub fn apply(settings: &mut BTreeMap<String, Value>, s: &Statement) -> Result<()
     match (s.op, settings.get_mut(&s.name)) {
         (Op::Append, Some(old)) => match (old, &s.value) {
             (Value::List(a), Value::List(b)) => a.extend(b.iter().cloned()),
-            (old @ (Value::Str(_) | Value::Number(_)), new @ (Value::Str(_) | Value::Number(_))) => {
+            (
+                old @ (Value::Str(_) | Value::Number(_)),
+                new @ (Value::Str(_) | Value::Number(_)),
+            ) => {
                 let mut joined = old.scalar_text().unwrap_or_default();
                 joined.extend(new.scalar_text().unwrap_or_default());
                 *old = Value::Str(joined);
@@ -419,12 +427,11 @@ pub fn apply(settings: &mut BTreeMap<String, Value>, s: &Statement) -> Result<()
                 return Err(SyntaxError {
                     offset: s.value_range.0,
                     len: (s.value_range.1 - s.value_range.0).max(1),
-                    message: format!(
-                        "`{} +=` adds a {} to a {}: xl can only append a string to a string or a list to a list",
-                        s.name,
-                        new.type_name(),
-                        old.type_name()
-                    ),
+                    kind: ErrorKind::BadAppend {
+                        name: s.name.clone(),
+                        new: new.type_name(),
+                        old: old.type_name(),
+                    },
                     note: None,
                 })
             }

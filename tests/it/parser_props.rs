@@ -145,6 +145,13 @@ proptest! {
             "a", "${x}", "$$", "<<E", "text", "E", "\\", ",", ";", "50M", "/etc/x", "archive", "\r", "é"]), 0..60)) {
         let text: String = parts.concat();
         let parsed = parser::parse(&text);
-        let _ = parser::analyze(&parsed.container, &text, &parser::Options::default(), &parser::analyze::EmptyWorld);
+        let analyzed = parser::analyze(&parsed.container, &text, &parser::Options::default(), &parser::analyze::EmptyWorld);
+        // whatever went wrong, the rendered error is its kind's message at its place
+        let all = parsed.errors.iter().chain(analyzed.as_ref().err().into_iter().flatten());
+        for d in all {
+            let shown = d.render("f.vmc", &text);
+            let head = format!("f.vmc:{}: error: {}\n", d.span, d.kind);
+            prop_assert!(shown.starts_with(&head), "{:?} does not start with {:?}", shown, head);
+        }
     }
 }

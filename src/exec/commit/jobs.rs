@@ -4,7 +4,7 @@
 
 use super::{Commit, Job};
 use crate::exec::budget::Budget;
-use crate::exec::{Failure, Result};
+use crate::exec::{Error, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -25,9 +25,8 @@ impl Commit {
             else {
                 continue;
             };
-            let fail = |e: &dyn std::fmt::Display| {
-                Failure::run(format!("{at}: {}: {e}", target.display()))
-            };
+            let fail =
+                |e: &dyn std::fmt::Display| Error::run(format!("{at}: {}: {e}", target.display()));
             let f = match self.locks.get(target.as_path()) {
                 Some(lock) => lock.file(),
                 None => fs::File::open(&*target),
@@ -53,7 +52,7 @@ impl Commit {
         done: &mut Vec<String>,
     ) -> Result<()> {
         for (staged, dest) in std::mem::take(&mut self.device_images) {
-            let fail = |e: std::io::Error| Failure::run(format!("{}: {e}", dest.display()));
+            let fail = |e: std::io::Error| Error::run(format!("{}: {e}", dest.display()));
             let dev = self
                 .locks
                 .get(&dest)
@@ -78,16 +77,15 @@ impl Commit {
                     deletes,
                     timestamp,
                 } => {
-                    let fail = |e: std::io::Error| {
-                        Failure::run(format!("{at}: {}: {e}", target.display()))
-                    };
+                    let fail =
+                        |e: std::io::Error| Error::run(format!("{at}: {}: {e}", target.display()));
                     match self.locks.get(&target) {
                         Some(lock) => {
                             // an image file attached or mounted since the
                             // run began (a device is held exclusively)
                             if fs::metadata(&target).is_ok_and(|m| m.is_file()) {
                                 if let Some(why) = crate::exec::holders::holder(&target).map_err(fail)? {
-                                    return Err(Failure::run(format!(
+                                    return Err(Error::run(format!(
                                         "{at}: {why}; refusing to write it (--force does not change this)"
                                     )));
                                 }
@@ -116,7 +114,7 @@ impl Commit {
                     mut source,
                 } => {
                     let fail = |e: &dyn std::fmt::Display| {
-                        Failure::run(format!("{at}: {}: {e}", target.display()))
+                        Error::run(format!("{at}: {}: {e}", target.display()))
                     };
                     let into = self
                         .dir_destination(&target)

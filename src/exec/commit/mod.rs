@@ -3,7 +3,7 @@
 
 mod jobs;
 
-use super::{Failure, Result};
+use super::{Error, Result};
 use crate::transport::{self, FetchOptions, Uri};
 use crate::tree::{Source, TreePath};
 use std::collections::BTreeSet;
@@ -104,13 +104,13 @@ impl Commit {
         let path = match crate::exec::atomic::dest(path) {
             Ok(crate::exec::atomic::Dest::Stream(_)) => return Ok(()),
             Ok(crate::exec::atomic::Dest::Atomic(p)) => p,
-            Err(e) => return Err(Failure::run(format!("{at}: {}: {e}", path.display()))),
+            Err(e) => return Err(Error::run(format!("{at}: {}: {e}", path.display()))),
         };
         let path = path.as_path();
         if force || !path.exists() || self.created.contains(path) {
             return Ok(());
         }
-        Err(Failure::run(format!(
+        Err(Error::run(format!(
             "{at}: {} exists and was not created by vm-container; use --force to replace it",
             path.display()
         )))
@@ -238,7 +238,7 @@ impl Commit {
                 let pairs: Vec<(&Path, &Uri)> =
                     remote.iter().map(|(p, u)| (p.as_path(), u)).collect();
                 let published = transport::publish_many(&pairs, &FetchOptions::default())
-                    .map_err(|e| Failure::run(e.to_string()))?;
+                    .map_err(Error::failed)?;
                 for ((staged, u), p) in remote.iter().zip(&published) {
                     log.line(&format!("commit {u}"))?;
                     self.said.push(format!("published {u}"));
@@ -266,9 +266,9 @@ impl Commit {
                 "committed: {}; not committed: {not}",
                 done.join(", ")
             ));
-            return Err(Failure::run(format!(
+            return Err(Error::run(format!(
                 "{}; committed: {}; not committed: {}",
-                e.message.trim_start_matches("error: "),
+                e,
                 done.join(", "),
                 if not.is_empty() { "nothing else" } else { &not }
             )));
@@ -281,11 +281,11 @@ impl Commit {
             let bytes = match payload {
                 Payload::Bytes(b) => b,
                 Payload::File(p) => {
-                    fs::read(&p).map_err(|e| Failure::run(format!("{}: {e}", p.display())))?
+                    fs::read(&p).map_err(|e| Error::run(format!("{}: {e}", p.display())))?
                 }
             };
             crate::exec::atomic::stream(&to, &bytes)
-                .map_err(|e| Failure::run(format!("{}: {e}", to.display())))?;
+                .map_err(|e| Error::run(format!("{}: {e}", to.display())))?;
             log.line(&format!("wrote {}", to.display()))?;
             self.said.push(format!("wrote {}", to.display()));
         }
@@ -301,7 +301,7 @@ impl Commit {
         beside: &mut Vec<(PathBuf, PathBuf)>,
         remote: &mut Vec<(PathBuf, Uri)>,
     ) -> Result<()> {
-        let io = |p: &Path, e: std::io::Error| Failure::run(format!("{}: {e}", p.display()));
+        let io = |p: &Path, e: std::io::Error| Error::run(format!("{}: {e}", p.display()));
         for (uri, staged) in self.staged.drain(..) {
             let Some(named) = uri.local_path().map(Path::to_path_buf) else {
                 remote.push((staged, uri));
@@ -341,12 +341,11 @@ impl Commit {
         }
         if let Some((out, bytes)) = stripped {
             if out == "-" {
-                crate::exec::atomic::write_text(out, bytes, true)?;
+                crate::exec::atomic::write_text(out, bytes)?;
             } else {
                 let named = std::path::absolute(out).unwrap_or_else(|_| PathBuf::from(out));
-                let cannot = |e: std::io::Error| {
-                    Failure::run(format!("--stripped {out}: cannot write: {e}"))
-                };
+                let cannot =
+                    |e: std::io::Error| Error::run(format!("--stripped {out}: cannot write: {e}"));
                 let dest = match crate::exec::atomic::dest(&named).map_err(cannot)? {
                     crate::exec::atomic::Dest::Atomic(p) => p,
                     crate::exec::atomic::Dest::Stream(p) => {
@@ -366,7 +365,7 @@ impl Commit {
                     .and_then(|_| fs::File::open(&tmp)?.sync_all())
                     .map_err(|e| {
                         let _ = fs::remove_file(&tmp);
-                        Failure::run(format!("--stripped {out}: cannot write: {e}"))
+                        Error::run(format!("--stripped {out}: cannot write: {e}"))
                     })?;
                 beside.push((tmp, dest));
             }
@@ -382,7 +381,7 @@ impl Commit {
         log: &mut crate::exec::log::Log,
         renames: &[(PathBuf, PathBuf)],
     ) -> Result<()> {
-        let io = |p: &Path, e: std::io::Error| Failure::run(format!("{}: {e}", p.display()));
+        let io = |p: &Path, e: std::io::Error| Error::run(format!("{}: {e}", p.display()));
         self.created
             .extend(renames.iter().map(|(_, to)| to.clone()));
         self.save_state()

@@ -7,7 +7,7 @@ use super::{io_fail, Runner};
 use crate::exec::commit::Job;
 use crate::exec::formats::populate_volume;
 use crate::exec::worktree::{Change, Content, WorkTree};
-use crate::exec::{Failure, Result};
+use crate::exec::{Error, Result};
 use crate::ext;
 use crate::parser::plan::PutContent;
 use crate::tree::TreePath;
@@ -99,7 +99,7 @@ impl Runner<'_> {
                 .len(),
         };
         if size != have {
-            return Err(Failure::run(format!(
+            return Err(Error::run(format!(
                 "{at}: {} would be {size} bytes, its base {} is {have}: a clone has its base's size ({})",
                 path.display(),
                 base.display(),
@@ -156,7 +156,7 @@ impl Runner<'_> {
             PutContent::File(u) => {
                 let input = self.inputs.get(u, at, &mut self.log)?;
                 if input.path.is_dir() {
-                    return Err(Failure::run(format!(
+                    return Err(Error::run(format!(
                         "{at}: {u} is a directory; `[copy ... image]` copies one file"
                     )));
                 }
@@ -182,7 +182,7 @@ impl Runner<'_> {
         drop(vol);
         let mut tree = WorkTree::new(image.display().to_string(), None, self.now);
         tree.put_file(path, content, perm, own)
-            .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+            .map_err(|e| Error::run(format!("{at}: {e}")))?;
         // only the file: its parents are the image's
         tree.overlay.retain(|_, c| {
             matches!(

@@ -3,9 +3,10 @@
 
 use super::{io_fail, Runner};
 use crate::diff;
+use crate::exec::error::{Cause, Place};
 use crate::exec::formats::write_archive;
-use crate::exec::worktree::{Change, Content, WorkTree};
-use crate::exec::{Failure, Result};
+use crate::exec::worktree::{Change, Content, TreeError, WorkTree};
+use crate::exec::Result;
 use crate::hostdir;
 use crate::parser::plan::{DirMeta, Edit, UriRef};
 use crate::tree::{Entry, Kind, Source, TreePath};
@@ -22,13 +23,13 @@ impl Runner<'_> {
         &mut self,
         at: &str,
         edit: &Edit,
-        change: impl FnOnce(&mut WorkTree) -> std::result::Result<(), String>,
+        change: impl FnOnce(&mut WorkTree) -> std::result::Result<(), TreeError>,
     ) -> Result<()> {
         let wt = self.tree(at, &edit.archive)?;
         wt.new_dirs = edit.dirs;
         let changed = change(wt);
         wt.new_dirs = DirMeta::default();
-        changed.map_err(|e| Failure::run(format!("{at}: {e}")))?;
+        changed.map_err(|e| e.at(Place::at(at)))?;
         if let Some(p) = &edit.patch {
             let text = self.diff_of(at, &edit.archive)?;
             let staged = self.stage_path(&p.uri.file_name_hint());
@@ -154,7 +155,7 @@ impl Runner<'_> {
                         e.meta.uid = u;
                         e.meta.gid = g;
                     }
-                    wt.put_entry(e, c).map_err(|e| e.to_string())?;
+                    wt.put_entry(e, c)?;
                 }
                 Ok(())
             });
@@ -163,7 +164,6 @@ impl Runner<'_> {
         let content = Content::File(input.path);
         self.edit(at, edit, |wt| {
             wt.put_file(path, content, edit.mode, edit.owner)
-                .map_err(|e| e.to_string())
         })
     }
 }

@@ -3,7 +3,7 @@
 //! when nothing it is made of changed).
 
 use super::{io_fail, Runner};
-use crate::exec::{Failure, Result};
+use crate::exec::{Error, Result};
 use crate::parser::plan::{FsType, Plan, TargetKind, Write};
 use crate::tree::Source;
 use crate::{ext, swap};
@@ -101,7 +101,7 @@ impl Runner<'_> {
             let dest = match crate::exec::atomic::dest(path) {
                 Ok(crate::exec::atomic::Dest::Atomic(p)) => p,
                 Ok(crate::exec::atomic::Dest::Stream(_)) => {
-                    return Err(Failure::run(format!(
+                    return Err(Error::run(format!(
                         "{at}: {} is a character device or FIFO; an image needs a regular file or a block device",
                         path.display()
                     )))
@@ -163,7 +163,7 @@ impl Runner<'_> {
                             if let Some(why) = crate::exec::holders::holder(path)
                                 .map_err(|e| io_fail(&at, path.display(), e))?
                             {
-                                return Err(Failure::run(format!(
+                                return Err(Error::run(format!(
                                     "{at}: {why}; refusing to replace it (--force does not change this)"
                                 )));
                             }
@@ -186,7 +186,7 @@ impl Runner<'_> {
                     path.display()
                 )
             })
-            .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+            .map_err(|e| Error::run(format!("{at}: {e}")))?;
             self.commit.locks.insert(path, lock);
         }
         Ok(())
@@ -198,7 +198,7 @@ impl Runner<'_> {
     /// image is staged under the run's staging directory.
     pub(super) fn device_image(&mut self, at: &str, path: &Path, size: u64) -> Result<PathBuf> {
         if !self.opts.force && !self.commit.created.contains(path) {
-            return Err(Failure::run(format!(
+            return Err(Error::run(format!(
                 "{at}: {} is a block device vm-container did not format and {}; use --force to format it",
                 path.display(),
                 crate::exec::holders::contents(path)
@@ -208,13 +208,13 @@ impl Runner<'_> {
             .commit
             .locks
             .get(path)
-            .ok_or_else(|| Failure::run(format!("{at}: {}: not locked", path.display())))?;
+            .ok_or_else(|| Error::run(format!("{at}: {}: not locked", path.display())))?;
         let have = lock
             .file()
             .and_then(|f| crate::exec::holders::size_of(&f))
             .map_err(|e| io_fail(at, path.display(), e))?;
         if have < size {
-            return Err(Failure::run(format!(
+            return Err(Error::run(format!(
                 "{at}: {} holds {have} bytes; the image needs {size}",
                 path.display()
             )));
@@ -299,7 +299,7 @@ impl Runner<'_> {
                 Format::Clone(..) => {
                     drop(file);
                     let (from, _) = base.as_ref().ok_or_else(|| {
-                        Failure::run(format!("{at}: the base of a clone is unknown"))
+                        Error::run(format!("{at}: the base of a clone is unknown"))
                     })?;
                     let how = super::clone::clone_file(from, &staged)
                         .map_err(|e| io_fail(&at, format!("cloning {}", from.display()), e))?;

@@ -19,13 +19,14 @@ pub use fingerprint::expressions_digest;
 pub use sources::source_dirs_untouched;
 
 use super::commit::Commit;
+use super::error::{Cause, Place};
 use super::inputs::{Inputs, Trust};
 use super::load::Loaded;
 use super::log::Log;
 use super::state::{Record, Verdict};
 use super::workdir::WorkDir;
 use super::worktree::{Content, WorkTree};
-use super::{atomic, Failure, Result, RunOptions, Verbosity};
+use super::{atomic, Error, Result, RunOptions, Verbosity};
 use crate::cache::{Cache, Mode};
 use crate::parser::plan::{Action, Plan, Step, UriRef};
 use images::NewImage;
@@ -71,8 +72,10 @@ pub struct Runner<'a> {
     image_digests: BTreeMap<PathBuf, String>,
 }
 
-fn io_fail(at: &str, what: impl std::fmt::Display, e: impl std::fmt::Display) -> Failure {
-    Failure::run(format!("{at}: {what}: {e}"))
+/// A module's typed error `e` met by the expression at `at` while working
+/// on `what` (a path, a URI, a part of the image).
+fn io_fail(at: &str, what: impl std::fmt::Display, e: impl Cause) -> Error {
+    e.at(Place::new(at, what))
 }
 
 impl<'a> Runner<'a> {
@@ -96,7 +99,7 @@ impl<'a> Runner<'a> {
             ..Default::default()
         };
         let cache = Cache::open(work.cache(), fetch_opts)
-            .map_err(|e| Failure::run(format!("--dir {}: {e}", work.root().display())))?;
+            .map_err(|e| Error::run(format!("--dir {}: {e}", work.root().display())))?;
         let mode = if opts.offline {
             Mode::Offline
         } else if opts.allow_stale {
@@ -211,7 +214,7 @@ impl Runner<'_> {
         if let Some(out) = self.opts.stripped.as_deref().filter(|o| {
             *o == "-" || matches!(atomic::dest(Path::new(o)), Ok(atomic::Dest::Stream(_)))
         }) {
-            atomic::write_text(out, loaded.plan.stripped.as_bytes(), true)?;
+            atomic::write_text(out, loaded.plan.stripped.as_bytes())?;
         }
         self.log
             .line("up to date: no input changed since the last run")?;
@@ -348,7 +351,6 @@ impl Runner<'_> {
                 content,
             } => self.edit(at, edit, |wt| {
                 wt.put_file(path, Content::Bytes(content.clone()), edit.mode, edit.owner)
-                    .map_err(|e| e.to_string())
             }),
             Action::Copy { path, edit, source } => self.copy(at, path, edit, source),
             Action::Patch {

@@ -4,9 +4,10 @@
 use super::{io_fail, Runner};
 use crate::diff;
 use crate::exec::commit::Job;
+use crate::exec::error::{Cause, Place};
 use crate::exec::formats::{populate_volume, write_archive};
 use crate::exec::worktree::{Change, Content, Overlay, WorkTree};
-use crate::exec::{Failure, Result};
+use crate::exec::{Error, Result};
 use crate::ext;
 use crate::parser::plan::{PatchTarget, UriRef};
 use crate::tree::{Source, TreePath};
@@ -30,7 +31,7 @@ fn apply(at: &str, patch: &diff::Patch, target: &mut impl Patchable) -> Result<(
     let files = target.read(&patch.paths())?;
     let changes = patch
         .apply(&mut MapFileSet(files))
-        .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+        .map_err(|e| e.at(Place::at(at)))?;
     for c in changes {
         match c {
             diff::Change::Write {
@@ -68,7 +69,7 @@ impl Patchable for ArchiveTree<'_> {
     fn write(&mut self, path: &TreePath, content: Vec<u8>, mode: Option<u32>) -> Result<()> {
         self.tree
             .put_file(path, Content::Bytes(content), mode, None)
-            .map_err(|e| Failure::run(format!("{}: {e}", self.at)))
+            .map_err(|e| Error::run(format!("{}: {e}", self.at)))
     }
 
     fn delete(&mut self, path: TreePath) {
@@ -94,7 +95,7 @@ impl Patchable for ImageUpdate<'_> {
         for p in paths {
             if let Ok(mut r) = self.vol.read_file(p) {
                 if r.size() > crate::exec::worktree::MAX_WHOLE_FILE {
-                    return Err(Failure::run(format!(
+                    return Err(Error::run(format!(
                         "{at}: {}: {} is {} bytes; patch targets over 64 MiB are refused",
                         self.path.display(),
                         p.display_abs(),
@@ -119,7 +120,7 @@ impl Patchable for ImageUpdate<'_> {
         }
         self.tree
             .put_file(path, Content::Bytes(content), perm, owner)
-            .map_err(|e| Failure::run(format!("{}: {e}", self.at)))
+            .map_err(|e| Error::run(format!("{}: {e}", self.at)))
     }
 
     fn delete(&mut self, path: TreePath) {
@@ -138,10 +139,10 @@ impl Runner<'_> {
     ) -> Result<()> {
         let input = self.inputs.get(patch_uri, at, &mut self.log)?;
         let text = fs::read(&input.path).map_err(|e| io_fail(at, patch_uri, e))?;
-        let patch = diff::parse(&text, &patch_uri.uri.to_string())
-            .map_err(|e| Failure::run(format!("{at}: {e}")))?;
+        let patch =
+            diff::parse(&text, &patch_uri.uri.to_string()).map_err(|e| e.at(Place::at(at)))?;
         if let Some(u) = patch.unsupported().next() {
-            return Err(Failure::run(format!(
+            return Err(Error::run(format!(
                 "{at}: {patch_uri}:{}: {} cannot be applied (a binary, rename or copy section)",
                 u.line,
                 u.display_name()

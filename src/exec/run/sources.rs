@@ -1,7 +1,7 @@
 //! Source directories a run reads as trees, and the refusal of a plan
 //! that would write inside one.
 
-use crate::exec::{Failure, Result};
+use crate::exec::{Error, Result};
 use crate::parser::plan::{Plan, Read, TargetKind, UriRef, Write};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,13 +44,13 @@ pub fn source_dirs_untouched(plan: &Plan, name: &str, workdir: &Path) -> Result<
             // the walk stays on the source's file system: what lands on
             // another one mounted below it is not read
             if w.starts_with(dir) && same_file_system(w, dir) {
-                return Err(Failure::run(format!(
+                return Err(Error::run(format!(
                     "{at}: {} lies inside {uri}, a directory this container reads as a tree; a source directory is never written",
                     w.display()
                 )));
             }
             if *is_dir && dir.starts_with(w) {
-                return Err(Failure::run(format!(
+                return Err(Error::run(format!(
                     "{at}: populating {} would write over {uri}, a directory this container reads as a tree",
                     w.display()
                 )));

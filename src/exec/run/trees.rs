@@ -6,7 +6,7 @@ use super::{io_fail, Runner};
 use crate::exec::commit::Job;
 use crate::exec::formats::{check_volume, populate_volume, write_archive};
 use crate::exec::worktree::{archive_source, WorkTree};
-use crate::exec::{Failure, Result};
+use crate::exec::{Error, Result};
 use crate::hostdir;
 use crate::parser::plan::{TargetKind, UriRef};
 use crate::tree::Source;
@@ -16,7 +16,7 @@ impl Runner<'_> {
     /// `[create]`: a host directory packed into an archive.
     pub(super) fn create(&mut self, at: &str, src: &Path, dest: &UriRef) -> Result<()> {
         if !src.is_dir() {
-            return Err(Failure::run(format!(
+            return Err(Error::run(format!(
                 "{at}: {}: not a directory",
                 src.display()
             )));

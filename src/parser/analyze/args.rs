@@ -2,6 +2,7 @@
 //! URIs, `key value` options, sizes, modes, owners and UUIDs.
 
 use super::super::ast::{Expr, Span, Word};
+use super::super::diagnostic::{DiagnosticKind, SizeError};
 use super::super::plan::UriRef;
 use super::super::template::substitute;
 use super::Analyzer;
@@ -76,7 +77,7 @@ impl Analyzer<'_> {
                 // the word's start is still the right line
                 let off = if w.quoted { 1 } else { 0 };
                 let span = self.span(w.span.offset + off + e.offset, e.len);
-                self.err(span, e.message);
+                self.err(span, e.kind);
                 None
             }
         }
@@ -102,28 +103,33 @@ impl Analyzer<'_> {
                 span: a.span(),
             }),
             Err(e) => {
-                self.err(a.span(), e.to_string());
+                self.err(a.span(), DiagnosticKind::Uri(e));
                 None
             }
         }
     }
 
     /// Reports a missing argument at the end of the header.
-    pub(super) fn missing(&mut self, e: &Expr, words: &[Arg], what: &str, usage: &str) {
+    pub(super) fn missing(&mut self, e: &Expr, words: &[Arg], what: &str, usage: &'static str) {
         let span = words.last().map(Arg::span).unwrap_or(e.keyword_span);
         self.err(
             span,
-            format!("`[{}` is missing {what}; usage: {usage}", e.keyword),
+            DiagnosticKind::MissingArgument {
+                keyword: e.keyword,
+                what: what.to_string(),
+                usage,
+            },
         );
     }
 
-    pub(super) fn extra(&mut self, e: &Expr, a: &Arg, usage: &str) {
+    pub(super) fn extra(&mut self, e: &Expr, a: &Arg, usage: &'static str) {
         self.err(
             a.span(),
-            format!(
-                "unexpected argument `{}` to `[{}`; usage: {usage}",
-                a.word.text, e.keyword
-            ),
+            DiagnosticKind::UnexpectedArgument {
+                keyword: e.keyword,
+                word: a.word.text.clone(),
+                usage,
+            },
         );
     }
 
@@ -133,7 +139,7 @@ impl Analyzer<'_> {
         &mut self,
         e: &Expr,
         words: &'w [Arg],
-        usage: &str,
+        usage: &'static str,
     ) -> Option<Vec<Opt<'w, K>>> {
         let mut out: Vec<Opt<'w, K>> = Vec::new();
         let mut i = 0;
@@ -146,12 +152,15 @@ impl Analyzer<'_> {
             let Some(value) = words.get(i + 1) else {
                 self.err(
                     name.span(),
-                    format!("option `{}` needs a value", key.name()),
+                    DiagnosticKind::OptionNeedsValue { option: key.name() },
                 );
                 return None;
             };
             if out.iter().any(|o| o.key == key) {
-                self.err(name.span(), format!("option `{}` given twice", key.name()));
+                self.err(
+                    name.span(),
+                    DiagnosticKind::OptionTwice { option: key.name() },
+                );
                 return None;
             }
             out.push(Opt { key, name, value });
@@ -163,40 +172,35 @@ impl Analyzer<'_> {
 
 /// `50MB`, `50M`, `50MiB`, `1G`: powers of 1024. A bare number is refused:
 /// it is too easy to mean megabytes and write bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let digits = s.chars().take_while(|c| c.is_ascii_digit()).count();
     let (num, unit) = s.split_at(digits);
     if num.is_empty() {
-        return Err(format!(
-            "size `{s}`: expected a number with a unit, like `50MB` or `2G`"
-        ));
+        return Err(SizeError::NoNumber(s.to_string()));
     }
     let shift = match unit {
-        "" => {
-            return Err(format!(
-                "size `{s}` has no unit: write `{s}M` (K, M, G or T, powers of 1024)"
-            ))
-        }
+        "" => return Err(SizeError::NoUnit(s.to_string())),
         "K" | "KB" | "KiB" => 10,
         "M" | "MB" | "MiB" => 20,
         "G" | "GB" | "GiB" => 30,
         "T" | "TB" | "TiB" => 40,
         _ => {
-            return Err(format!(
-            "size `{s}`: unknown unit `{unit}` (use K, M, G or T, optionally followed by B or iB)"
-        ))
+            return Err(SizeError::UnknownUnit {
+                size: s.to_string(),
+                unit: unit.to_string(),
+            })
         }
     };
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("size `{s}` is too large"))?;
+        .map_err(|_| SizeError::TooLarge(s.to_string()))?;
     n.checked_mul(1u64 << shift)
         .filter(|v| *v > 0)
         .ok_or_else(|| {
             if n == 0 {
-                format!("size `{s}` is zero")
+                SizeError::Zero(s.to_string())
             } else {
-                format!("size `{s}` is too large")
+                SizeError::TooLarge(s.to_string())
             }
         })
 }
@@ -242,14 +246,24 @@ mod tests {
         assert_eq!(parse_size("50MiB"), Ok(50 << 20));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert_eq!(parse_size("4K"), Ok(4096));
-        assert!(parse_size("50").unwrap_err().contains("no unit"));
-        assert!(parse_size("50XB").unwrap_err().contains("unknown unit"));
-        assert!(parse_size("99999999999999999999M")
-            .unwrap_err()
-            .contains("too large"));
-        assert!(parse_size("17000000T").unwrap_err().contains("too large"));
-        assert!(parse_size("MB").is_err());
-        assert!(parse_size("0M").unwrap_err().contains("zero"));
+        assert_eq!(parse_size("50"), Err(SizeError::NoUnit("50".into())));
+        assert_eq!(
+            parse_size("50XB"),
+            Err(SizeError::UnknownUnit {
+                size: "50XB".into(),
+                unit: "XB".into()
+            })
+        );
+        assert_eq!(
+            parse_size("99999999999999999999M"),
+            Err(SizeError::TooLarge("99999999999999999999M".into()))
+        );
+        assert_eq!(
+            parse_size("17000000T"),
+            Err(SizeError::TooLarge("17000000T".into()))
+        );
+        assert_eq!(parse_size("MB"), Err(SizeError::NoNumber("MB".into())));
+        assert_eq!(parse_size("0M"), Err(SizeError::Zero("0M".into())));
     }
 
     #[test]

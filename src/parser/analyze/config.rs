@@ -2,6 +2,7 @@
 //! overrides applied, and the stripped config's text.
 
 use super::super::ast::XenItem;
+use super::super::diagnostic::DiagnosticKind;
 use super::super::template::{substitute, VarValue};
 use super::Analyzer;
 use crate::xen;
@@ -87,20 +88,14 @@ impl Analyzer<'_> {
             Ok((xen::Parsed::Statement(s), _)) => s,
             Ok((xen::Parsed::NotAStatement, _)) => return None,
             Err(e) => {
-                self.err(
-                    x.value_span,
-                    format!(
-                        "after substituting variables this value is not valid for xl: {}",
-                        e.message
-                    ),
-                );
+                self.err(x.value_span, DiagnosticKind::XenAfterSubstitution(e.kind));
                 return None;
             }
         };
         let mut shifted = stmt.clone();
         shifted.value_range = (x.value_span.offset, x.value_span.end());
         if let Err(e) = xen::apply(&mut self.settings, &shifted) {
-            self.err(x.value_span, e.message);
+            self.err(x.value_span, DiagnosticKind::Xen(e.kind));
         }
         if let Some(v) = self.settings.get(name) {
             let var = match v.scalar_text() {
@@ -152,7 +147,7 @@ impl Analyzer<'_> {
                         Ok(p) => p,
                         Err(e) => {
                             let span = self.span(base + i + e.offset, e.len);
-                            self.err(span, e.message);
+                            self.err(span, e.kind);
                             return None;
                         }
                     };
@@ -168,9 +163,9 @@ impl Analyzer<'_> {
                         None if xen::is_number(&piece) => out.push_str(&piece),
                         None => out.push_str(&xen::quote(piece.as_bytes())),
                     }
-                    if let Err(message) = super::super::template::value_fits(out.len(), raw.len()) {
+                    if let Err(kind) = super::super::template::value_fits(out.len(), raw.len()) {
                         let span = self.span(base + i, len);
-                        self.err(span, message);
+                        self.err(span, kind);
                         return None;
                     }
                     for _ in 1..rest[..len].chars().count() {

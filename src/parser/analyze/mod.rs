@@ -17,7 +17,7 @@ pub use args::parse_size;
 use args::Arg;
 
 use super::ast::{Container, Expr, Item, Keyword, LineIndex, Span};
-use super::diagnostic::Diagnostic;
+use super::diagnostic::{Diagnostic, DiagnosticKind};
 use super::plan::{Plan, Step};
 use super::template::Vars;
 use crate::xen;
@@ -100,7 +100,7 @@ pub fn analyze(
         if value.contains('\n') || value.contains('\r') {
             a.errors.push(Diagnostic::new(
                 Span::default(),
-                format!("--set {name}=...: a value cannot hold a line break"),
+                DiagnosticKind::SetLineBreak { name: name.clone() },
             ));
         }
     }
@@ -170,8 +170,8 @@ impl Analyzer<'_> {
         self.idx.span(offset, len)
     }
 
-    fn err(&mut self, span: Span, msg: impl Into<String>) {
-        self.errors.push(Diagnostic::new(span, msg));
+    fn err(&mut self, span: Span, kind: DiagnosticKind) {
+        self.errors.push(Diagnostic::new(span, kind));
     }
 
     fn expr(&mut self, e: &Expr) {
@@ -187,7 +187,10 @@ impl Analyzer<'_> {
             }
         }
         if e.body.is_some() && e.keyword != Keyword::Replace {
-            self.err(e.keyword_span, format!("`[{}` takes no body", e.keyword));
+            self.err(
+                e.keyword_span,
+                DiagnosticKind::BodyNotAllowed { keyword: e.keyword },
+            );
             return;
         }
         let action = match e.keyword {

@@ -2,6 +2,7 @@
 //! a plan step.
 
 use super::super::ast::{Expr, Span};
+use super::super::diagnostic::DiagnosticKind;
 use super::super::plan::{
     Action, DirMeta, Edit, FsType, PatchTarget, PutContent, TargetKind, UriRef,
 };
@@ -82,17 +83,14 @@ impl Analyzer<'_> {
                     words[1].text.bytes().all(|b| b.is_ascii_digit())
                         && parse_size(&format!("1{}", u.text)).is_ok()
                 });
-                match split_unit {
-                    Some(u) => self.err(
-                        words[1].span(),
-                        format!(
-                            "size `{n} {u}`: write `{n}{u}`, without a space",
-                            n = words[1].text,
-                            u = u.text
-                        ),
-                    ),
-                    None => self.err(words[1].span(), m),
-                }
+                let kind = match split_unit {
+                    Some(u) => DiagnosticKind::SizeSplitUnit {
+                        number: words[1].text.clone(),
+                        unit: u.text.clone(),
+                    },
+                    None => DiagnosticKind::Size(m),
+                };
+                self.err(words[1].span(), kind);
                 return None;
             }
         };
@@ -102,13 +100,7 @@ impl Analyzer<'_> {
             if w.key::<ImageKey>().is_none() {
                 let s = &w.text;
                 if s.len() > 16 {
-                    self.err(
-                        w.span(),
-                        format!(
-                            "label `{s}` is {} bytes; an ext2/ext3 or swap label holds at most 16",
-                            s.len()
-                        ),
-                    );
+                    self.err(w.span(), DiagnosticKind::LabelTooLong { label: s.clone() });
                     return None;
                 }
                 label = s.as_bytes().to_vec();
@@ -120,7 +112,7 @@ impl Analyzer<'_> {
         let (mut base, mut format, mut fs_given) = (None, None, None);
         let opts = self.options::<ImageKey>(e, rest, USAGE)?;
         // options that only a file system has, for a swap area's error
-        let mut fs_only: Vec<(&str, Span)> = Vec::new();
+        let mut fs_only: Vec<(&'static str, Span)> = Vec::new();
         for opt in opts {
             let (w, v) = (opt.value, &opt.value.text);
             if matches!(opt.key, ImageKey::BlockSize | ImageKey::Inodes) {
@@ -135,14 +127,16 @@ impl Analyzer<'_> {
                 ImageKey::Format => match v.as_str() {
                     "raw" => format = Some(w.span()),
                     "qcow2" => {
-                        self.err(
-                            w.span(),
-                            "format `qcow2`: vm-container clones raw images only; use `format raw`",
-                        );
+                        self.err(w.span(), DiagnosticKind::Qcow2Clone);
                         return None;
                     }
                     other => {
-                        self.err(w.span(), format!("format `{other}`: expected raw"));
+                        self.err(
+                            w.span(),
+                            DiagnosticKind::BadFormat {
+                                value: other.to_string(),
+                            },
+                        );
                         return None;
                     }
                 },
@@ -154,7 +148,9 @@ impl Analyzer<'_> {
                     other => {
                         self.err(
                             w.span(),
-                            format!("fs `{other}`: vm-container writes ext2, ext3, ext4 or swap"),
+                            DiagnosticKind::UnknownFs {
+                                fs: other.to_string(),
+                            },
                         );
                         return None;
                     }
@@ -162,7 +158,7 @@ impl Analyzer<'_> {
                 ImageKey::BlockSize => match v.parse::<u32>() {
                     Ok(n @ (1024 | 2048 | 4096)) => block_size = Some(n),
                     _ => {
-                        self.err(w.span(), format!("blocksize `{v}`: use 1024, 2048 or 4096"));
+                        self.err(w.span(), DiagnosticKind::BadBlockSize { value: v.clone() });
                         return None;
                     }
                 },
@@ -172,20 +168,14 @@ impl Analyzer<'_> {
                         inodes_at = Some(w.span());
                     }
                     _ => {
-                        self.err(
-                            w.span(),
-                            format!("inodes `{v}`: a whole number of at least 16"),
-                        );
+                        self.err(w.span(), DiagnosticKind::BadInodes { value: v.clone() });
                         return None;
                     }
                 },
                 ImageKey::Uuid => match parse_uuid(v) {
                     Some(u) => uuid = Some(u),
                     None => {
-                        self.err(
-                            w.span(),
-                            format!("uuid `{v}`: expected 8-4-4-4-12 hex digits"),
-                        );
+                        self.err(w.span(), DiagnosticKind::BadUuid { value: v.clone() });
                         return None;
                     }
                 },
@@ -195,10 +185,7 @@ impl Analyzer<'_> {
             return self.clone_image(path, size, base, base_span, &label, fs_given);
         }
         if let Some(span) = format {
-            self.err(
-                span,
-                "`format` is an option of a clone: it needs `base BASE`",
-            );
+            self.err(span, DiagnosticKind::FormatWithoutBase);
             return None;
         }
         if fs == FsType::Swap {
@@ -212,10 +199,10 @@ impl Analyzer<'_> {
         if size / bs > u32::MAX as u64 {
             self.err(
                 words[1].span(),
-                format!(
-                    "{} is too large for ext2/3/4 with {bs}-byte blocks",
-                    words[1].text
-                ),
+                DiagnosticKind::TooLargeForExt {
+                    size: words[1].text.clone(),
+                    block_size: bs,
+                },
             );
             return None;
         }
@@ -224,16 +211,11 @@ impl Analyzer<'_> {
         if size < min {
             self.err(
                 words[1].span(),
-                format!(
-                    "{} is too small for {}: at least {} KiB",
-                    words[1].text,
-                    match fs {
-                        FsType::Ext2 => "ext2",
-                        FsType::Ext4 => "ext4 (its journal needs 1 MiB)",
-                        _ => "ext3 (its journal needs 1 MiB)",
-                    },
-                    min >> 10
-                ),
+                DiagnosticKind::TooSmallForFs {
+                    size: words[1].text.clone(),
+                    fs,
+                    min_kib: min >> 10,
+                },
             );
             return None;
         }
@@ -241,10 +223,12 @@ impl Analyzer<'_> {
             if let Some(max) = too_many_inodes(size, bs, journal, n) {
                 self.err(
                     at,
-                    format!(
-                        "inodes `{n}`: too many for a {} volume with {bs}-byte blocks (about {max} fit)",
-                        words[1].text
-                    ),
+                    DiagnosticKind::TooManyInodes {
+                        inodes: n,
+                        size: words[1].text.clone(),
+                        block_size: bs,
+                        max,
+                    },
                 );
                 return None;
             }
@@ -276,19 +260,18 @@ impl Analyzer<'_> {
         if let Some((key, span)) = fs_given {
             self.err(
                 span,
-                format!("`{key}` makes a new file system; a clone (`base`) keeps its base's"),
+                DiagnosticKind::CloneNewFs {
+                    key: key.to_string(),
+                },
             );
             return None;
         }
         if !label.is_empty() {
-            self.err(
-                base_span,
-                "a clone (`base`) keeps its base's label; give none",
-            );
+            self.err(base_span, DiagnosticKind::CloneLabel);
             return None;
         }
         if base == path {
-            self.err(base_span, "an image cannot be a clone of itself");
+            self.err(base_span, DiagnosticKind::CloneOfItself);
             return None;
         }
         if !self.ext_image(base_span, &base, "base") {
@@ -310,8 +293,13 @@ impl Analyzer<'_> {
 
     /// Reports `path` (named by the option `what`) unless it is an
     /// ext2/ext3 image that exists or an earlier `[image]` makes.
-    fn ext_image(&mut self, span: Span, path: &Path, what: &str) -> bool {
-        if !self.not_swap(span, path, &format!("{what} names")) {
+    fn ext_image(&mut self, span: Span, path: &Path, what: &'static str) -> bool {
+        let names = if what == "base" {
+            "base names"
+        } else {
+            "image names"
+        };
+        if !self.not_swap(span, path, names) {
             return false;
         }
         if self.images.contains(path) || self.world.is_ext_image(path) {
@@ -319,10 +307,10 @@ impl Analyzer<'_> {
         }
         self.err(
             span,
-            format!(
-                "{what} {} is neither an ext2/ext3 image nor made by an earlier `[image]`",
-                path.display()
-            ),
+            DiagnosticKind::NotAnExtImage {
+                what: what.to_string(),
+                path: path.to_path_buf(),
+            },
         );
         false
     }
@@ -335,13 +323,10 @@ impl Analyzer<'_> {
         label: Vec<u8>,
         uuid: Option<[u8; 16]>,
         size_word: &Arg,
-        fs_only: &[(&str, Span)],
+        fs_only: &[(&'static str, Span)],
     ) -> Option<Action> {
         if let Some((key, span)) = fs_only.first() {
-            self.err(
-                *span,
-                format!("`{key}` is an ext2/ext3 option; a swap area has none (its pages are 4096 bytes)"),
-            );
+            self.err(*span, DiagnosticKind::SwapFsOption { option: key });
             return None;
         }
         // mkswap's limits for 4 KiB pages: 10 pages at least, and the last
@@ -350,20 +335,18 @@ impl Analyzer<'_> {
         if pages < 10 {
             self.err(
                 size_word.span(),
-                format!(
-                    "{} is too small for a swap area: at least 40 KiB",
-                    size_word.text
-                ),
+                DiagnosticKind::SwapTooSmall {
+                    size: size_word.text.clone(),
+                },
             );
             return None;
         }
         if pages - 1 > u32::MAX as u64 {
             self.err(
                 size_word.span(),
-                format!(
-                    "{} is too large for a swap area: at most 16 TiB",
-                    size_word.text
-                ),
+                DiagnosticKind::SwapTooLarge {
+                    size: size_word.text.clone(),
+                },
             );
             return None;
         }
@@ -381,16 +364,16 @@ impl Analyzer<'_> {
 
     /// Reports `path` when an earlier `[image ... fs swap]` makes it a swap
     /// area: it holds no tree to populate, patch or edit.
-    pub(super) fn not_swap(&mut self, span: Span, path: &Path, what: &str) -> bool {
+    pub(super) fn not_swap(&mut self, span: Span, path: &Path, what: &'static str) -> bool {
         let Some(at) = self.swaps.get(path) else {
             return true;
         };
-        let msg = format!(
-            "{what} {}, which the `[image ... fs swap]` at line {} makes a swap area: it holds no files",
-            path.display(),
-            at.line
-        );
-        self.err(span, msg);
+        let kind = DiagnosticKind::SwapHoldsNoFiles {
+            what,
+            path: path.to_path_buf(),
+            swap_line: at.line,
+        };
+        self.err(span, kind);
         false
     }
 
@@ -412,7 +395,9 @@ impl Analyzer<'_> {
             other => {
                 self.err(
                     words[0].span(),
-                    format!("populate kind `{other}`: expected image, device or dir"),
+                    DiagnosticKind::UnknownPopulateKind {
+                        kind: other.to_string(),
+                    },
                 );
                 return None;
             }
@@ -425,17 +410,14 @@ impl Analyzer<'_> {
             TargetKind::Image if !self.images.contains(&target) && !self.world.exists(&target) => {
                 self.err(
                     words[1].span(),
-                    format!(
-                        "populate names the image {}, which neither exists nor is created by an earlier `[image]`",
-                        target.display()
-                    ),
+                    DiagnosticKind::MissingImage { path: target },
                 );
                 return None;
             }
             TargetKind::Device if !self.world.exists(&target) => {
                 self.err(
                     words[1].span(),
-                    format!("device {} does not exist", target.display()),
+                    DiagnosticKind::MissingDevice { path: target },
                 );
                 return None;
             }
@@ -457,10 +439,9 @@ impl Analyzer<'_> {
             if !self.produced.contains(p) && !self.world.exists(p) {
                 self.err(
                     u.span,
-                    format!(
-                        "{} does not exist and no earlier expression creates it",
-                        p.display()
-                    ),
+                    DiagnosticKind::MissingInput {
+                        path: p.to_path_buf(),
+                    },
                 );
             }
         }
@@ -472,7 +453,7 @@ impl Analyzer<'_> {
         &mut self,
         e: &Expr,
         words: &[Arg],
-        usage: &str,
+        usage: &'static str,
         positional: &mut Vec<Arg>,
     ) -> Option<(TreePath, Edited)> {
         let Some(pw) = words.first() else {
@@ -483,11 +464,17 @@ impl Analyzer<'_> {
         let path = match TreePath::from_absolute(ps.as_bytes()) {
             Ok(p) if !p.is_root() => p,
             Ok(_) => {
-                self.err(pw.span(), "the path names the root directory, not a file");
+                self.err(pw.span(), DiagnosticKind::RootPath);
                 return None;
             }
             Err(err) => {
-                self.err(pw.span(), format!("path `{ps}`: {err}"));
+                self.err(
+                    pw.span(),
+                    DiagnosticKind::BadPath {
+                        path: ps.clone(),
+                        error: err,
+                    },
+                );
                 return None;
             }
         };
@@ -531,7 +518,10 @@ impl Analyzer<'_> {
                     None => {
                         self.err(
                             w.span(),
-                            format!("{} `{v}`: expected octal digits up to 7777", opt.key.name()),
+                            DiagnosticKind::BadMode {
+                                option: opt.key.name(),
+                                value: v.clone(),
+                            },
                         );
                         return None;
                     }
@@ -545,7 +535,10 @@ impl Analyzer<'_> {
                     None => {
                         self.err(
                             w.span(),
-                            format!("{} `{v}`: expected UID:GID in numbers", opt.key.name()),
+                            DiagnosticKind::BadOwner {
+                                option: opt.key.name(),
+                                value: v.clone(),
+                            },
                         );
                         return None;
                     }
@@ -554,18 +547,15 @@ impl Analyzer<'_> {
         }
         if let Some((image, span)) = image {
             if let Some(a) = &archive {
-                self.err(
-                    a.span,
-                    "give `archive` or `image`, not both: the tree to modify is one of them",
-                );
+                self.err(a.span, DiagnosticKind::ArchiveAndImage);
                 return None;
             }
             if let Some((key, at)) = archive_only {
                 self.err(
                     at,
-                    format!(
-                        "`{key}` writes what changed in an archive; an image is changed in place"
-                    ),
+                    DiagnosticKind::ArchiveOnlyOption {
+                        key: key.to_string(),
+                    },
                 );
                 return None;
             }
@@ -577,10 +567,7 @@ impl Analyzer<'_> {
         let Some(archive) = archive else {
             self.err(
                 e.keyword_span,
-                format!(
-                    "`[{}` needs `archive URI` or `image IMAGE`: the tree to modify",
-                    e.keyword
-                ),
+                DiagnosticKind::NeedsArchive { keyword: e.keyword },
             );
             return None;
         };
@@ -632,7 +619,7 @@ impl Analyzer<'_> {
                         .map(|k| body_span.offset + k)
                         .unwrap_or(body_span.offset);
                     let span = self.span(found, err.len);
-                    self.err(span, err.message);
+                    self.err(span, err.kind);
                     return None;
                 }
             },
@@ -717,10 +704,7 @@ impl Analyzer<'_> {
             Some(p) => {
                 self.err(
                     words[0].span(),
-                    format!(
-                        "patch names {}, which neither exists nor is created by an earlier expression",
-                        p.display()
-                    ),
+                    DiagnosticKind::MissingPatchTarget { path: p },
                 );
                 return None;
             }
