@@ -210,13 +210,17 @@ enum Command {
     /// Exit status as diff(1) has it: 0 the trees are the same, 1 they
     /// differ, 2 trouble (a tree unreadable, the patch not written).
     Diff {
-        /// The old tree
+        /// The old tree: a directory, archive, image or URI of one
         old: PathBuf,
-        /// The new tree
+        /// The new tree: a directory, archive, image or URI of one
         new: PathBuf,
         /// Where to write the patch (`-` = standard output)
         #[arg(short = 'o', value_name = "PATCH", default_value = "-")]
         out: String,
+        /// Whose cache holds the trees given as URIs [default:
+        /// /var/lib/vm-container as root, else $XDG_CACHE_HOME/vm-container]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// List a directory of an ext2/3/4 image without mounting it
     Ls {
@@ -449,7 +453,7 @@ fn main() -> ExitCode {
         }),
         Some(Command::Strip { file, vars, out }) => exec::strip(&file, &vars.set, out.as_deref()),
         Some(Command::Pack { dir, uri }) => tools::pack(&dir, &uri),
-        Some(Command::Diff { old, new, out }) => tools::diff_trees(&old, &new, &out)
+        Some(Command::Diff { old, new, out, dir }) => tools::diff_trees(&old, &new, &out, dir)
             .map(|changed| status = u8::from(changed))
             .map_err(|f| Error::Refused(Box::new(f))),
         Some(Command::Ls { image, path }) => tools::ls(&image, path.as_deref()),

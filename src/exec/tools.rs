@@ -133,9 +133,38 @@ fn digests(src: &mut dyn Source) -> io::Result<BTreeMap<TreePath, (Digest, i64)>
     Ok(out)
 }
 
+/// A local path for a tree argument: itself, or for a URI the verified
+/// copy a run would read (fetched into the cache of `--dir` DIR).
+fn local_tree(arg: &Path, dir: &Path) -> Result<PathBuf> {
+    let text = arg.to_string_lossy();
+    let is_uri = text.contains("://") || text.starts_with("oci:");
+    if !is_uri {
+        return Ok(arg.to_path_buf());
+    }
+    let cwd = std::env::current_dir().map_err(|e| fail(".", e))?;
+    let uri =
+        crate::uri::Uri::parse(&text, &cwd).map_err(|e| Error::run(format!("{text}: {e}")))?;
+    // only the cache of `--dir`: a diff recovers no commits
+    let cache = crate::cache::Cache::open(dir.join("cache"), Default::default())
+        .map_err(|e| Error::run(format!("--dir {}: {e}", dir.display())))?;
+    let mut inputs = super::inputs::Inputs::new(cache, crate::cache::Mode::Online);
+    let mut log = super::log::Log::open(None)?;
+    let uri = crate::parser::plan::UriRef {
+        uri,
+        text: text.to_string(),
+        span: Default::default(),
+    };
+    Ok(inputs.get(&uri, &text, &mut log)?.path)
+}
+
 /// `diff OLD NEW -o PATCH`: a unified diff between any two trees, in the
 /// style of `diff -ruN`. Only differing files are read whole.
-pub fn diff_trees(old: &Path, new: &Path, out: &str) -> Result<bool> {
+pub fn diff_trees(old: &Path, new: &Path, out: &str, dir: Option<PathBuf>) -> Result<bool> {
+    // a URI (http, ftp, file, oci:, docker://) is fetched through the cache
+    // of `--dir`, as a run fetches its inputs
+    let dir = dir.unwrap_or_else(super::workdir::default_dir);
+    let (old, new) = (local_tree(old, &dir)?, local_tree(new, &dir)?);
+    let (old, new) = (old.as_path(), new.as_path());
     let a = digests(open_tree(old)?.as_mut()).map_err(|e| fail(old.display(), e))?;
     let b = digests(open_tree(new)?.as_mut()).map_err(|e| fail(new.display(), e))?;
     let mut changed = BTreeSet::new();

@@ -393,3 +393,57 @@ fn help_shows_the_run_form_and_every_default() {
         "{h}"
     );
 }
+
+/// `diff` takes URIs like every other tree argument: fetched through the
+/// cache of `--dir` from an HTTP server on 127.0.0.1, and a URI that cannot
+/// be fetched is trouble (2), named in the message.
+#[test]
+fn diff_takes_uris() {
+    let t = tempdir();
+    let w = t.path();
+    let tree = |name: &str, text: &str| {
+        let d = w.join(name);
+        fs::create_dir_all(d.join("etc")).unwrap();
+        fs::write(d.join("etc/hostname"), text).unwrap();
+        d
+    };
+    let (a, same, other) = (
+        tree("a", "fido\n"),
+        tree("same", "fido\n"),
+        tree("b", "rex\n"),
+    );
+    let archive = w.join("a.cpio.gz");
+    let out = bin().arg("pack").arg(&a).arg(&archive).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let server = crate::net::HttpServer::start();
+    server.serve(
+        "/a.cpio.gz",
+        &fs::read(&archive).unwrap(),
+        Some("\"a\""),
+        None,
+    );
+    let url = server.url("/a.cpio.gz");
+    let diff = |old: &str, new: &std::path::Path| {
+        bin()
+            .arg("diff")
+            .arg(old)
+            .arg(new)
+            .arg("--dir")
+            .arg(w.join("d"))
+            .output()
+            .unwrap()
+    };
+    let out = diff(&url, &same);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = diff(&url, &other);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let patch = String::from_utf8_lossy(&out.stdout);
+    assert!(patch.contains("-fido") && patch.contains("+rex"), "{patch}");
+    let missing = server.url("/missing.cpio.gz");
+    let out = diff(&missing, &same);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&missing),
+        "{out:?}"
+    );
+}
