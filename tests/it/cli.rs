@@ -4,6 +4,7 @@ use crate::common;
 
 use common::{bin, root, tempdir};
 use std::fs;
+use std::path::{Path, PathBuf};
 
 fn example(name: &str) -> String {
     root()
@@ -300,6 +301,21 @@ fn run_subcommand_is_the_container_form() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("<FILE|--container <FILE>>"));
 }
 
+/// Trees `a` and `same` alike, `b` different, in `w`.
+fn three_trees(w: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let tree = |name: &str, text: &str| {
+        let d = w.join(name);
+        fs::create_dir_all(d.join("etc")).unwrap();
+        fs::write(d.join("etc/hostname"), text).unwrap();
+        d
+    };
+    (
+        tree("a", "fido\n"),
+        tree("same", "fido\n"),
+        tree("b", "rex\n"),
+    )
+}
+
 /// `diff`'s exit status is diff(1)'s: GNU `diff -r` on the same two
 /// directories says the same (0 the same, 1 different, 2 trouble), and a
 /// tree given as an archive answers as its directory does.
@@ -307,17 +323,7 @@ fn run_subcommand_is_the_container_form() {
 fn diff_exits_like_gnu_diff() {
     let t = tempdir();
     let w = t.path();
-    let tree = |name: &str, text: &str| {
-        let d = w.join(name);
-        fs::create_dir_all(d.join("etc")).unwrap();
-        fs::write(d.join("etc/hostname"), text).unwrap();
-        d
-    };
-    let (a, same, other) = (
-        tree("a", "fido\n"),
-        tree("same", "fido\n"),
-        tree("b", "rex\n"),
-    );
+    let (a, same, other) = three_trees(w);
     let missing = w.join("missing");
     let archive = w.join("a.cpio.gz");
     let out = bin().arg("pack").arg(&a).arg(&archive).output().unwrap();
@@ -401,17 +407,7 @@ fn help_shows_the_run_form_and_every_default() {
 fn diff_takes_uris() {
     let t = tempdir();
     let w = t.path();
-    let tree = |name: &str, text: &str| {
-        let d = w.join(name);
-        fs::create_dir_all(d.join("etc")).unwrap();
-        fs::write(d.join("etc/hostname"), text).unwrap();
-        d
-    };
-    let (a, same, other) = (
-        tree("a", "fido\n"),
-        tree("same", "fido\n"),
-        tree("b", "rex\n"),
-    );
+    let (a, same, other) = three_trees(w);
     let archive = w.join("a.cpio.gz");
     let out = bin().arg("pack").arg(&a).arg(&archive).output().unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -423,7 +419,7 @@ fn diff_takes_uris() {
         None,
     );
     let url = server.url("/a.cpio.gz");
-    let diff = |old: &str, new: &std::path::Path| {
+    let diff = |old: &str, new: &Path| {
         bin()
             .arg("diff")
             .arg(old)
