@@ -131,7 +131,7 @@ impl Look<'_> {
                 }
                 Action::Put { image, content, .. } => {
                     let why = match content {
-                        crate::parser::plan::PutContent::File(u) => self.input(u),
+                        crate::parser::plan::PutContent::Source(u) => self.input(u),
                         crate::parser::plan::PutContent::Text(_) => Vec::new(),
                     };
                     add(&mut outs, image.display().to_string(), &why)

@@ -130,7 +130,7 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PutContent {
     Text(Vec<u8>),
-    File(UriRef),
+    Source(UriRef),
 }
 
 /// Something an action reads, in the order it reads them.
@@ -168,7 +168,7 @@ impl Action {
             Action::Create { src, .. } => vec![Read::Dir(src)],
             Action::Image { base, .. } => base.iter().map(|b| Read::Base(b)).collect(),
             Action::Put { content, .. } => match content {
-                PutContent::File(u) => vec![Read::Copy(u)],
+                PutContent::Source(u) => vec![Read::Copy(u)],
                 PutContent::Text(_) => Vec::new(),
             },
             Action::Populate { source, .. } => vec![Read::Tree(source)],
@@ -280,7 +280,7 @@ impl fmt::Display for Action {
                     image.display(),
                     t.len()
                 ),
-                PutContent::File(u) => write!(
+                PutContent::Source(u) => write!(
                     f,
                     "copy {u} to {} in image {}",
                     path.display_abs(),

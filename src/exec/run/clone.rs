@@ -153,7 +153,7 @@ impl Runner<'_> {
     ) -> Result<()> {
         let content = match content {
             PutContent::Text(t) => Content::Bytes(t.clone()),
-            PutContent::File(u) => {
+            PutContent::Source(u) => {
                 let input = self.inputs.get(u, at, &mut self.log)?;
                 if input.path.is_dir() {
                     return Err(Error::run(format!(

@@ -343,7 +343,7 @@ pub fn expressions_digest(plan: &Plan) -> String {
                 f.add("put", path.as_bytes());
                 match content {
                     crate::parser::plan::PutContent::Text(t) => f.add("content", t),
-                    crate::parser::plan::PutContent::File(u) => uri(&mut f, "source", u),
+                    crate::parser::plan::PutContent::Source(u) => uri(&mut f, "source", u),
                 }
                 f.add("mode", format!("{mode:?} {owner:?}").as_bytes());
             }

@@ -10,6 +10,7 @@
 #[macro_use]
 mod args;
 mod config;
+mod images;
 mod plans;
 
 pub use args::parse_size;
