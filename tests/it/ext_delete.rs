@@ -301,6 +301,7 @@ fn a_gnu_patch_that_deletes_applies_in_place_like_gnu_patch() {
 }
 
 #[test]
+#[ignore = "root tier: sets owners with chown"]
 fn adding_then_deleting_the_same_files_gives_the_free_counts_back() {
     let t = tempdir();
     let w = t.path();
@@ -334,6 +335,7 @@ fn adding_then_deleting_the_same_files_gives_the_free_counts_back() {
 }
 
 #[test]
+#[ignore = "root tier: sets owners with chown"]
 fn deleting_a_missing_file_fails_and_changes_nothing() {
     let t = tempdir();
     let w = t.path();
@@ -549,6 +551,7 @@ fn gnu_extract(archive: &Path, dir: &Path) -> Manifest {
 }
 
 #[test]
+#[ignore = "root tier: sets owners with chown"]
 fn deletions_reach_the_fork_and_an_image_made_in_the_same_run() {
     let t = tempdir();
     let w = t.path();
