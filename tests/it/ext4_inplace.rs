@@ -118,35 +118,16 @@ fn date_all(d: &Path, secs: i64) {
 /// A debugfs request script making `seed_tree(src)` in a volume, every
 /// entry dated [`T0`], each directory after what it holds.
 fn seed_script(src: &Path) -> String {
-    let mut made = String::new();
-    let mut dates = Vec::new();
-    let mut walk = vec![PathBuf::new()];
-    while let Some(rel) = walk.pop() {
-        let mut names: Vec<_> = fs::read_dir(src.join(&rel))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        for n in names {
-            let r = rel.join(&n);
-            let p = src.join(&r);
-            let at = format!("/{}", r.display());
-            let md = fs::symlink_metadata(&p).unwrap();
-            if md.is_dir() {
-                made += &format!("mkdir {at}\n");
-                walk.push(r.clone());
-            } else if md.file_type().is_symlink() {
-                let t = fs::read_link(&p).unwrap();
-                made += &format!("symlink {at} {}\n", t.display());
-            } else {
-                made += &format!("write {} {at}\n", p.display());
-            }
-            dates.push(at);
-        }
-    }
-    // directories last, children first
-    dates.reverse();
-    for at in dates {
+    let mut made = ext_common::debugfs_requests(src);
+    // one `sif PATH mode` per entry, parents first
+    let paths: Vec<String> = made
+        .lines()
+        .filter_map(|l| match l.split(' ').collect::<Vec<_>>()[..] {
+            ["sif", at, "mode", _] => Some(at.to_string()),
+            _ => None,
+        })
+        .collect();
+    for at in paths.iter().rev() {
         made += &format!("sif {at} mtime @{T0}\n");
     }
     made
