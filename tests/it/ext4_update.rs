@@ -144,8 +144,9 @@ fn delete(img: &Path, path: &str) {
 }
 
 /// mke2fs with `args`, old content by debugfs, then populate, patch and a
-/// deletion, each leaving a clean volume with the same features.
-fn round_trip(args: &[&str]) {
+/// deletion, each leaving a clean volume with the same features. Returns
+/// the scratch directory and the volume.
+fn round_trip(args: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
     let t = tempdir();
     let w = t.path();
     let img = w.join("vol.img");
@@ -216,11 +217,46 @@ fn round_trip(args: &[&str]) {
     assert!(!exists(&img, "/frag"));
     assert_ne!(free(&img), before);
     assert_eq!(features(&img), feats, "{args:?}");
+    (t, img)
 }
 
 #[test]
 fn debian_defaults_4k() {
     round_trip(&["-b", "4096"]);
+}
+
+/// The kernel mounts an updated volume, reads what was added, writes
+/// more, and leaves it clean.
+#[test]
+#[ignore = "root tier: mounts the volume on a loop device"]
+fn the_kernel_reads_and_writes_an_updated_volume() {
+    for bs in ["1024", "4096"] {
+        let (t, img) = round_trip(&["-b", bs]);
+        let mnt = t.path().join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        run_ok(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&img)
+                .arg(&mnt),
+        );
+        let read = (
+            fs::read(mnt.join("etc/hosts")),
+            fs::read(mnt.join("new/frag")),
+            fs::read_dir(mnt.join("many")).map(|d| d.count()),
+            fs::write(mnt.join("many/by-the-kernel"), "k\n"),
+        );
+        run_ok(Command::new("umount").arg(&mnt));
+        assert_eq!(read.0.unwrap(), b"127.0.0.1 localhost\n10.0.0.2 fido\n");
+        assert_eq!(
+            read.1.unwrap(),
+            fs::read(t.path().join("src/new/frag")).unwrap()
+        );
+        assert_eq!(read.2.unwrap(), 400);
+        read.3.unwrap();
+        e2fsck_clean(&img);
+        assert_eq!(cat(&img, "/many/by-the-kernel"), b"k\n");
+    }
 }
 
 #[test]
