@@ -175,46 +175,7 @@ fn debugfs_script(img: &Path, script: &str) {
 /// An image made by mke2fs, its content written by `debugfs -w`.
 fn theirs(src: &Path, img: &Path) {
     mkfs(img, &["-b", "1024"], "32M");
-    let mut script = String::new();
-    let mut walk = vec![PathBuf::new()];
-    let mut inodes: Vec<(u64, String)> = Vec::new();
-    while let Some(rel) = walk.pop() {
-        let mut names: Vec<_> = fs::read_dir(src.join(&rel))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        for n in names {
-            let r = rel.join(&n);
-            let p = src.join(&r);
-            let at = format!("/{}", r.display());
-            let md = fs::symlink_metadata(&p).unwrap();
-            use std::os::unix::fs::MetadataExt;
-            if md.is_dir() {
-                script += &format!("mkdir {at}\n");
-                walk.push(r.clone());
-            } else if md.file_type().is_symlink() {
-                let t = fs::read_link(&p).unwrap();
-                script += &format!("symlink {at} {}\n", t.display());
-            } else if let Some((_, first)) = inodes.iter().find(|(i, _)| *i == md.ino()) {
-                // debugfs ln makes the name only; the count is ours to set
-                script += &format!("ln {first} {at}\nsif {first} links_count {}\n", md.nlink());
-                continue;
-            } else {
-                script += &format!("write {} {at}\n", p.display());
-                if md.nlink() > 1 {
-                    inodes.push((md.ino(), at.clone()));
-                }
-            }
-            script += &format!(
-                "sif {at} mode 0{:o}\nsif {at} uid {}\nsif {at} gid {}\n",
-                md.mode(),
-                md.uid(),
-                md.gid()
-            );
-        }
-    }
-    debugfs_script(img, &script);
+    debugfs_script(img, &ext_common::debugfs_requests(src));
 }
 
 /// `vm-container` running the container `text`, its state under `w`.

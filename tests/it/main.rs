@@ -27,6 +27,8 @@ mod diff_gnu_agreement;
 mod diff_oracle;
 mod diff_prop;
 mod dir_sources;
+mod ext4_inplace;
+mod ext4_tree;
 mod ext4_update;
 mod ext4_write;
 mod ext_corrupt;

@@ -512,3 +512,48 @@ pub fn etc_entries(t: &mut MemTree, t0: i64) {
         t0,
     );
 }
+
+/// debugfs requests that make the tree of the host directory `src`
+/// (directories, symlinks, files, hard links with their link counts,
+/// modes and owners) in a volume, each directory before what it holds.
+pub fn debugfs_requests(src: &Path) -> String {
+    let mut script = String::new();
+    let mut walk = vec![PathBuf::new()];
+    let mut inodes: Vec<(u64, String)> = Vec::new();
+    while let Some(rel) = walk.pop() {
+        let mut names: Vec<_> = fs::read_dir(src.join(&rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let r = rel.join(&n);
+            let p = src.join(&r);
+            let at = format!("/{}", r.display());
+            let md = fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                script += &format!("mkdir {at}\n");
+                walk.push(r.clone());
+            } else if md.file_type().is_symlink() {
+                let t = fs::read_link(&p).unwrap();
+                script += &format!("symlink {at} {}\n", t.display());
+            } else if let Some((_, first)) = inodes.iter().find(|(i, _)| *i == md.ino()) {
+                // debugfs ln makes the name only; the count is ours to set
+                script += &format!("ln {first} {at}\nsif {first} links_count {}\n", md.nlink());
+                continue;
+            } else {
+                script += &format!("write {} {at}\n", p.display());
+                if md.nlink() > 1 {
+                    inodes.push((md.ino(), at.clone()));
+                }
+            }
+            script += &format!(
+                "sif {at} mode 0{:o}\nsif {at} uid {}\nsif {at} gid {}\n",
+                md.mode(),
+                md.uid(),
+                md.gid()
+            );
+        }
+    }
+    script
+}
