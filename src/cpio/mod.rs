@@ -10,6 +10,7 @@
 //! Errors travel through the tree traits as [`std::io::Error`]s whose inner
 //! error is an [`Error`]; [`Error::from_io`] recovers it.
 
+mod blocks;
 pub mod gzip;
 mod header;
 mod reader;
