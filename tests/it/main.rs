@@ -28,6 +28,7 @@ mod diff_oracle;
 mod diff_prop;
 mod dir_sources;
 mod edits_pass;
+mod ext4_update;
 mod ext4_write;
 mod ext_corrupt;
 mod ext_delete;
