@@ -24,6 +24,7 @@
 # the previous run does not land in the next one. No command syncs at its end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 
 TREE=${1:-${TREE:-/usr/share}}
 SIZE=${2:-${SIZE:-2G}}
@@ -61,14 +62,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ -n "${ARCHIVE:-}" ]; then
-    ARCHIVE=$(cd "$(dirname "$ARCHIVE")" && pwd)/$(basename "$ARCHIVE")
-else
-    [ -d "$TREE" ] || { echo "no such directory: $TREE" >&2; exit 2; }
-    ARCHIVE=$WORK/tree.cpio.gz
-    echo "packing $TREE with GNU cpio -H newc | gzip -6" >&2
-    (cd "$TREE" && find . | cpio -o -H newc --quiet | gzip -6 > "$ARCHIVE")
-fi
+archive_or_pack
 entries=$(gzip -dc "$ARCHIVE" | cpio -it --quiet 2>/dev/null | wc -l)
 raw=$(gzip -dc "$ARCHIVE" | wc -c)
 echo "archive: $ARCHIVE, $(stat -c %s "$ARCHIVE") bytes gzip, $raw bytes cpio, $entries entries; $FS image of $SIZE" >&2

@@ -207,40 +207,58 @@ impl<R: BufRead> Read for ZstdFrames<R> {
 
 /// A decompressed stream whose read errors name the archive and the
 /// compression, and which is read to its end after the archive's last
-/// member so that the decompressor checks its trailing checksums.
+/// member so that the decompressor checks its trailing checksums. It is
+/// buffered: a reader takes bytes where the decompressor left them.
 pub(crate) struct Decoded {
-    inner: Box<dyn Read>,
+    inner: Box<dyn BufRead>,
     archive: String,
     compression: Compression,
 }
 
+/// A read failure of the stream of `archive`, naming it and the
+/// compression.
+fn failed(archive: &str, compression: Compression, source: io::Error) -> io::Error {
+    if source.get_ref().is_some_and(|e| e.is::<Error>()) {
+        return source;
+    }
+    let kind = source.kind();
+    let archive = archive.to_string();
+    let e = if compression == Compression::None {
+        Error::Read { archive, source }
+    } else {
+        // the decoders say "failed to fill whole buffer"
+        let source = if kind == io::ErrorKind::UnexpectedEof {
+            io::Error::new(kind, "the compressed data ends early (a truncated file?)")
+        } else {
+            source
+        };
+        Error::Decompress {
+            archive,
+            compression,
+            source,
+        }
+    };
+    io::Error::new(kind, e)
+}
+
 impl Read for Decoded {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).map_err(|source| {
-            if source.get_ref().is_some_and(|e| e.is::<Error>()) {
-                return source;
-            }
-            let kind = source.kind();
-            let e = if self.compression == Compression::None {
-                Error::Read {
-                    archive: self.archive.clone(),
-                    source,
-                }
-            } else {
-                // the decoders say "failed to fill whole buffer"
-                let source = if kind == io::ErrorKind::UnexpectedEof {
-                    io::Error::new(kind, "the compressed data ends early (a truncated file?)")
-                } else {
-                    source
-                };
-                Error::Decompress {
-                    archive: self.archive.clone(),
-                    compression: self.compression,
-                    source,
-                }
-            };
-            io::Error::new(kind, e)
-        })
+        self.inner
+            .read(buf)
+            .map_err(|e| failed(&self.archive, self.compression, e))
+    }
+}
+
+impl BufRead for Decoded {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match self.inner.fill_buf() {
+            Ok(b) => Ok(b),
+            Err(e) => Err(failed(&self.archive, self.compression, e)),
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
     }
 }
 
@@ -248,7 +266,17 @@ impl Decoded {
     /// Reads what follows the archive's end (tar's zero blocks, cpio's
     /// padding, the compressed trailer) so that every checksum is checked.
     pub(crate) fn drain(&mut self) -> io::Result<()> {
-        io::copy(self, &mut io::sink()).map(|_| ())
+        loop {
+            let n = match self.fill_buf() {
+                Ok(b) => b.len(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            self.consume(n);
+        }
     }
 }
 
@@ -266,7 +294,16 @@ fn decompress(input: Box<dyn Read + Send>, archive: &str) -> io::Result<(Decoded
     magic[..n].copy_from_slice(&head[..n]);
     let compression = compression_of(&magic[..n]).unwrap_or(Compression::None);
     let inner: Box<dyn Read + Send> = match compression {
-        Compression::None => Box::new(input),
+        Compression::None => {
+            return Ok((
+                Decoded {
+                    inner: Box::new(input),
+                    archive: archive.to_string(),
+                    compression,
+                },
+                compression,
+            ))
+        }
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         // xz -9 needs 65 MiB; a header asking for more than this is refused
         Compression::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
@@ -283,11 +320,7 @@ fn decompress(input: Box<dyn Read + Send>, archive: &str) -> io::Result<(Decoded
             })?)
         }
     };
-    let inner: Box<dyn Read> = if compression == Compression::None {
-        inner
-    } else {
-        Box::new(pipe::Piped::new(inner)?)
-    };
+    let inner: Box<dyn BufRead> = Box::new(pipe::Piped::new(inner)?);
     Ok((
         Decoded {
             inner,
@@ -382,7 +415,8 @@ impl Source for Archive {
         };
         match self.format {
             Format::Cpio => {
-                cpio::Reader::new(&mut stream, self.archive.clone()).emit(sink)?;
+                // decompressed already: parsed where the bytes lie
+                cpio::read_buffered(&mut stream, self.archive.clone(), sink)?;
             }
             Format::Tar => {
                 TarReader::new(&mut stream, self.archive.clone()).emit(sink)?;

@@ -17,7 +17,7 @@ mod reader;
 mod writer;
 
 pub use header::{Header, HEADER_LEN, MAGIC_CRC, MAGIC_NEWC, NAME_MAX, TRAILER};
-pub use reader::Reader;
+pub use reader::{read_buffered, Reader};
 pub use writer::{gzip_encoder, Writer};
 
 use crate::tree::{PathError, TreePath};

@@ -8,7 +8,7 @@ use crate::tree::{
 };
 use flate2::bufread::MultiGzDecoder;
 use std::collections::HashMap;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
 const BUF: usize = 64 * 1024;
 
@@ -70,6 +70,17 @@ impl<R: Read> Source for Reader<R> {
     }
 }
 
+/// Emits the archive in `input`, uncompressed and buffered (a stream
+/// [`crate::archive`] decompressed): its bytes are parsed where they lie,
+/// and skipped data is never copied.
+pub fn read_buffered(
+    input: &mut dyn BufRead,
+    archive: String,
+    sink: &mut dyn Sink,
+) -> io::Result<()> {
+    Parser::new(input, archive, false).run(sink)
+}
+
 /// The uncompressed stream with its offset, turning read failures into
 /// typed errors that say where they happened.
 struct Counting<S> {
@@ -78,7 +89,7 @@ struct Counting<S> {
     archive: String,
 }
 
-impl<S: Read> Counting<S> {
+impl<S: BufRead> Counting<S> {
     /// Reads until `buf` is full or the stream ends; returns the count.
     fn read_full(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let mut done = 0;
@@ -120,11 +131,41 @@ impl<S: Read> Counting<S> {
     }
 
     /// Discards `n` bytes or fails as truncated.
-    fn skip(&mut self, mut n: u64, what: &'static str) -> Result<(), Error> {
-        let mut scratch = [0u8; 4096];
+    fn skip(&mut self, n: u64, what: &'static str) -> Result<(), Error> {
+        self.skip_summing(n, what, None)
+    }
+
+    /// Discards `n` bytes where they lie in the buffer, adding each to
+    /// `sum` if asked, or fails as truncated.
+    fn skip_summing(
+        &mut self,
+        mut n: u64,
+        what: &'static str,
+        mut sum: Option<&mut u32>,
+    ) -> Result<(), Error> {
         while n > 0 {
-            let k = n.min(scratch.len() as u64) as usize;
-            self.read_exact_or(&mut scratch[..k], what)?;
+            let buf = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(Error::Read {
+                        archive: self.archive.clone(),
+                        offset: self.offset,
+                        source,
+                    })
+                }
+            };
+            if buf.is_empty() {
+                return Err(self.truncated(what));
+            }
+            let k = buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+            if let Some(s) = sum.as_deref_mut() {
+                for &b in buf.get(..k).unwrap_or_default() {
+                    *s = s.wrapping_add(u32::from(b));
+                }
+            }
+            self.inner.consume(k);
+            self.offset += k as u64;
             n -= k as u64;
         }
         Ok(())
@@ -141,7 +182,7 @@ struct Data<'a, S> {
     sum: u32,
 }
 
-impl<S: Read> Read for Data<'_, S> {
+impl<S: BufRead> Read for Data<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
@@ -164,6 +205,17 @@ impl<S: Read> Read for Data<'_, S> {
     }
 }
 
+impl<S: BufRead> Data<'_, S> {
+    /// Discards what the sink left of the content, summed all the same.
+    fn skip_rest(&mut self) -> io::Result<()> {
+        let sum = self.crc.then_some(&mut self.sum);
+        self.stream
+            .skip_summing(self.remaining, "inside the data of a file", sum)?;
+        self.remaining = 0;
+        Ok(())
+    }
+}
+
 /// Names of one hard-link group (same `c_devmajor`, `c_devminor`,
 /// `c_ino`): the member that carried the data, and the empty members seen
 /// before it.
@@ -179,9 +231,11 @@ struct Parser<S> {
     // Groups in order of first appearance, so that output is deterministic.
     groups: Vec<Group>,
     group_index: HashMap<(u32, u32, u32), usize>,
+    /// The buffer member names are read into.
+    name: Vec<u8>,
 }
 
-impl<S: Read> Parser<S> {
+impl<S: BufRead> Parser<S> {
     fn new(inner: S, archive: String, gzip: bool) -> Parser<S> {
         Parser {
             stream: Counting {
@@ -192,6 +246,7 @@ impl<S: Read> Parser<S> {
             gzip,
             groups: Vec::new(),
             group_index: HashMap::new(),
+            name: Vec::new(),
         }
     }
 
@@ -242,7 +297,10 @@ impl<S: Read> Parser<S> {
             }
             let namesize = h.c_namesize as usize;
             let padded = namesize + pad4((HEADER_LEN + namesize) as u64) as usize;
-            let mut name = vec![0u8; padded];
+            // one buffer for every name
+            let mut name = std::mem::take(&mut self.name);
+            name.clear();
+            name.resize(padded, 0);
             self.stream
                 .read_exact_or(&mut name, "inside a member name")?;
             name.truncate(namesize);
@@ -262,6 +320,7 @@ impl<S: Read> Parser<S> {
                 name: String::from_utf8_lossy(&name).into_owned(),
                 source,
             })?;
+            self.name = name;
             self.member(sink, offset, h, path, crc)?;
         }
     }
@@ -399,7 +458,7 @@ impl<S: Read> Parser<S> {
             sum: 0,
         };
         sink.put(&entry, &mut data)?;
-        io::copy(&mut data, &mut io::sink())?;
+        data.skip_rest()?;
         let computed = data.sum;
         if crc && computed != h.c_check {
             return Err(Error::Checksum {

@@ -60,6 +60,16 @@ impl Inputs {
         self.produced.get(&uri.uri.resource_key())
     }
 
+    /// The local copy of `uri` if this run fetched it already (not one
+    /// it produces), without fetching, logging or verifying anything.
+    pub fn fetched(&self, uri: &UriRef) -> Option<&Path> {
+        let key = uri.uri.resource_key();
+        if self.produced.contains_key(&key) {
+            return None;
+        }
+        self.seen.get(&key).map(|i| i.path.as_path())
+    }
+
     /// A local file holding the content of `uri`.
     pub fn get(&mut self, uri: &UriRef, at: &str, log: &mut Log) -> Result<Input> {
         let key = uri.uri.resource_key();

@@ -10,7 +10,7 @@
 
 use crate::parser::plan::DirMeta;
 use crate::tree::{Entry, Kind, Meta, Sink, Source, SparseRead, TreePath};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -87,6 +87,11 @@ pub struct WorkTree {
     known: HashMap<TreePath, Option<Entry>>,
     /// Paths that will be asked about, found together in the next pass.
     wanted: BTreeSet<TreePath>,
+    /// Base content read in a pass so far, for the paths announced with
+    /// [`WorkTree::expect_contents`] (see [`BaseFiles`]).
+    files: BaseFiles,
+    /// Paths whose base content the next pass keeps.
+    wanted_files: BTreeSet<TreePath>,
     /// Passes made over the base to answer lookups.
     pub scans: usize,
     pub overlay: Overlay,
@@ -119,6 +124,8 @@ impl WorkTree {
             base,
             known: HashMap::new(),
             wanted: BTreeSet::new(),
+            files: BaseFiles::default(),
+            wanted_files: BTreeSet::new(),
             scans: 0,
             overlay: Overlay::new(),
             now,
@@ -145,6 +152,17 @@ impl WorkTree {
         }
     }
 
+    /// Says that the base content of `paths` will be read (and their
+    /// entries looked up): the pass that answers the next lookup keeps
+    /// it, so that edits, patches and diffs of one archive share one pass.
+    pub fn expect_contents(&mut self, paths: impl IntoIterator<Item = TreePath>) {
+        let paths: Vec<TreePath> = paths.into_iter().collect();
+        self.expect_lookups(paths.iter().cloned());
+        let answered = &self.files.answered;
+        self.wanted_files
+            .extend(paths.into_iter().filter(|p| !answered.contains(p)));
+    }
+
     /// The base entry at `path`; a path not known yet is found in one
     /// pass over the archive together with every path expected so far.
     fn base_lookup(&mut self, path: &TreePath) -> io::Result<Option<Entry>> {
@@ -152,15 +170,27 @@ impl WorkTree {
             return Ok(e.clone());
         }
         self.expect_lookups([path.clone()]);
+        self.scan()?;
+        Ok(self.known.get(path).cloned().flatten())
+    }
+
+    /// One pass over the base: every path expected is found, and the
+    /// content of every file expected is kept.
+    fn scan(&mut self) -> io::Result<()> {
         let wanted = std::mem::take(&mut self.wanted);
+        let wanted_files = std::mem::take(&mut self.wanted_files);
         let mut found = HashMap::new();
+        let mut files = BaseFiles::default();
         if let Some(base) = &self.base {
             let mut src = archive_source(base, &self.name)?;
-            let mut sink = crate::tree::FnSink(|e: &Entry, _: &mut dyn Read| {
+            let mut sink = crate::tree::FnSink(|e: &Entry, data: &mut dyn Read| {
                 // a path the archive names twice: the later entry wins,
                 // as when the archive is expanded
                 if wanted.contains(&e.path) {
                     found.insert(e.path.clone(), e.clone());
+                }
+                if wanted_files.contains(&e.path) {
+                    files.take(e, data)?;
                 }
                 Ok(())
             });
@@ -171,7 +201,9 @@ impl WorkTree {
             let e = found.remove(&p);
             self.known.insert(p, e);
         }
-        Ok(self.known.get(path).cloned().flatten())
+        files.settle(wanted_files);
+        self.files.merge(files);
+        Ok(())
     }
 
     /// The entry at `path` as the tree stands now (hard links resolved to
@@ -328,7 +360,7 @@ impl WorkTree {
         if from_base.is_empty() {
             return Ok(out);
         }
-        let base = read_base_files(self.base.as_deref(), &self.name, &from_base)?;
+        let base = self.read_base(&from_base)?;
         out.extend(base);
         Ok(out)
     }
@@ -338,8 +370,22 @@ impl WorkTree {
         self.base_lookup(path)
     }
 
-    /// The base content of `paths` (the archive as fetched).
-    pub fn read_base(&self, paths: &BTreeSet<TreePath>) -> io::Result<BTreeMap<TreePath, Vec<u8>>> {
+    /// The base content of `paths` (the archive as fetched): kept by an
+    /// earlier pass, else read in one pass that also answers every lookup
+    /// expected so far.
+    pub fn read_base(
+        &mut self,
+        paths: &BTreeSet<TreePath>,
+    ) -> io::Result<BTreeMap<TreePath, Vec<u8>>> {
+        if !paths.iter().all(|p| self.files.answered.contains(p)) {
+            self.expect_contents(paths.iter().cloned());
+            self.scan()?;
+        }
+        if let Some(out) = self.files.get(paths) {
+            return Ok(out);
+        }
+        // a name linked to a file nobody asked for, or a file too big to
+        // hold: read as a tree is read
         read_base_files(self.base.as_deref(), &self.name, paths)
     }
 
@@ -377,6 +423,87 @@ fn read_base_files(
 
 /// The largest file read whole into memory (diff and patch targets).
 pub const MAX_WHOLE_FILE: u64 = 64 << 20;
+
+/// Base content kept by the passes of a working tree: what
+/// [`read_tree_files`] would read for the paths answered, without a pass
+/// of its own.
+#[derive(Default)]
+struct BaseFiles {
+    /// Paths whose content is known: in `content` if the base holds a
+    /// regular file there (or a hard link to one), else absent.
+    answered: HashSet<TreePath>,
+    content: HashMap<TreePath, Vec<u8>>,
+    /// Hard links met in the pass: (name, target).
+    links: Vec<(TreePath, TreePath)>,
+    /// Paths a pass could not answer alone (a file too big to hold).
+    unsure: HashSet<TreePath>,
+}
+
+impl BaseFiles {
+    /// Keeps what the entry `e`, a wanted path, holds.
+    fn take(&mut self, e: &Entry, data: &mut dyn Read) -> io::Result<()> {
+        match &e.kind {
+            Kind::File { size } if *size > MAX_WHOLE_FILE => {
+                // refused with its message when it is read
+                self.content.remove(&e.path);
+                self.unsure.insert(e.path.clone());
+            }
+            Kind::File { .. } => {
+                let mut v = Vec::new();
+                data.take(MAX_WHOLE_FILE + 1).read_to_end(&mut v)?;
+                self.content.insert(e.path.clone(), v);
+            }
+            Kind::HardLink { target } => self.links.push((e.path.clone(), target.clone())),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// After the pass that read `wanted`: hard links take their target's
+    /// content, and every wanted path is answered unless it needs a
+    /// target the pass did not keep.
+    fn settle(&mut self, wanted: BTreeSet<TreePath>) {
+        let links = std::mem::take(&mut self.links);
+        let names: HashSet<&TreePath> = links.iter().map(|(p, _)| p).collect();
+        for (p, t) in &links {
+            let (p, t) = (p.clone(), t.clone());
+            // a link to a link: resolved as a tree is read
+            if self.unsure.contains(&t) || names.contains(&t) {
+                self.unsure.insert(p);
+            } else if let Some(v) = self.content.get(&t).cloned() {
+                self.content.insert(p, v);
+            } else if !wanted.contains(&t) {
+                // its target was not read: it may or may not be a file
+                self.unsure.insert(p);
+            }
+        }
+        for p in wanted {
+            if !self.unsure.contains(&p) {
+                self.answered.insert(p);
+            }
+        }
+        self.content.retain(|p, _| self.answered.contains(p));
+    }
+
+    fn merge(&mut self, other: BaseFiles) {
+        self.answered.extend(other.answered);
+        self.content.extend(other.content);
+    }
+
+    /// The content of `paths`, all answered; `None` if one is not.
+    fn get(&self, paths: &BTreeSet<TreePath>) -> Option<BTreeMap<TreePath, Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        for p in paths {
+            if !self.answered.contains(p) {
+                return None;
+            }
+            if let Some(v) = self.content.get(p) {
+                out.insert(p.clone(), v.clone());
+            }
+        }
+        Some(out)
+    }
+}
 
 /// Reads the regular files at `paths` from any tree, opened by `open`, in
 /// one pass (two when a wanted name is a hard link to an unwanted file).
@@ -609,5 +736,38 @@ mod tests {
             .put_file(&p("/etc/f2/x"), Content::Bytes(vec![]), None, None)
             .unwrap_err();
         assert!(e.to_string().contains("not a directory"), "{e}");
+    }
+
+    #[test]
+    fn announced_reads_share_the_pass_of_the_lookups() {
+        let t = tempfile::tempdir().unwrap();
+        let a = archive(t.path(), &["/etc/a", "/etc/b", "/etc/c"]);
+        let mut wt = WorkTree::new("a".into(), Some(a.clone()), 0);
+        let set = |v: &[&str]| -> BTreeSet<TreePath> { v.iter().map(|s| p(s)).collect() };
+        wt.expect_lookups([p("/etc/a"), p("/etc/new/x")]);
+        wt.expect_contents(set(&["/etc/a", "/etc/b", "/etc/none"]));
+        wt.put_file(&p("/etc/a"), Content::Bytes(b"y".to_vec()), None, None)
+            .unwrap();
+        wt.put_file(&p("/etc/new/x"), Content::Bytes(b"z".to_vec()), None, None)
+            .unwrap();
+        assert_eq!(wt.scans, 1);
+        // what a patch reads: the overlay, else the base kept by the pass
+        let files = wt
+            .read_files(&set(&["/etc/a", "/etc/b", "/etc/none"]))
+            .unwrap();
+        assert_eq!(files.get(&p("/etc/a")).unwrap(), b"y");
+        assert_eq!(files.get(&p("/etc/b")).unwrap(), b"x");
+        assert!(!files.contains_key(&p("/etc/none")));
+        // what a diff reads: the base as a pass of its own reads it
+        let wanted = set(&["/etc/a", "/etc/b", "/etc/none"]);
+        assert_eq!(
+            wt.read_base(&wanted).unwrap(),
+            read_base_files(Some(&a), "a", &wanted).unwrap()
+        );
+        assert_eq!(wt.scans, 1);
+        // a path nobody announced costs one more pass, and is right
+        let c = set(&["/etc/c"]);
+        assert_eq!(wt.read_base(&c).unwrap().get(&p("/etc/c")).unwrap(), b"x");
+        assert_eq!(wt.scans, 2);
     }
 }

@@ -29,6 +29,7 @@ mod diff_prop;
 mod dir_sources;
 mod ext4_inplace;
 mod ext4_tree;
+mod edits_pass;
 mod ext4_update;
 mod ext4_write;
 mod ext_corrupt;

@@ -5,10 +5,10 @@ use super::{io_fail, Runner};
 use crate::diff;
 use crate::exec::error::{Cause, Place};
 use crate::exec::formats::write_archive;
-use crate::exec::worktree::{Change, Content, TreeError, WorkTree};
+use crate::exec::worktree::{Change, Content, TreeError, WorkTree, MAX_WHOLE_FILE};
 use crate::exec::Result;
 use crate::hostdir;
-use crate::parser::plan::{DirMeta, Edit, UriRef};
+use crate::parser::plan::{Action, DirMeta, Edit, PatchTarget, Plan, UriRef};
 use crate::tree::{Entry, Kind, Source, TreePath};
 use std::collections::BTreeSet;
 use std::fs;
@@ -16,7 +16,80 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// What the edits of one archive will look up and read, gathered from
+/// the plan before it runs and announced to the archive's working tree
+/// when it is opened: the first edit's pass over the archive then
+/// answers every later edit, patch and diff of it, however many there
+/// are. An announcement only decides what a pass keeps; what the tree
+/// holds, and in what order edits apply, is as without it.
+#[derive(Default)]
+pub(super) struct Ahead {
+    /// Paths the edits put (each looked up with its ancestors).
+    lookups: BTreeSet<TreePath>,
+    /// Paths whose base content is read: what patches change, and what
+    /// the edits of a tree with a generated diff change.
+    contents: BTreeSet<TreePath>,
+}
+
+impl Ahead {
+    pub(super) fn announce(&self, wt: &mut WorkTree) {
+        wt.expect_lookups(self.lookups.iter().cloned());
+        wt.expect_contents(self.contents.iter().cloned());
+    }
+}
+
 impl Runner<'_> {
+    /// Gathers the [`Ahead`] of every archive the plan edits.
+    pub(super) fn look_ahead(&mut self, plan: &Plan) {
+        let mut diffed: BTreeSet<String> = BTreeSet::new();
+        let mut produced: BTreeSet<String> = BTreeSet::new();
+        for step in &plan.steps {
+            match &step.action {
+                Action::Replace { path, edit, .. } | Action::Copy { path, edit, .. } => {
+                    let key = edit.archive.uri.resource_key();
+                    if edit.patch.is_some() {
+                        diffed.insert(key.clone());
+                    }
+                    let a = self.ahead.entry(key).or_default();
+                    a.lookups.insert(path.clone());
+                }
+                Action::Patch {
+                    target: PatchTarget::Archive(archive),
+                    patch,
+                    ..
+                } if !produced.contains(&patch.uri.resource_key()) => {
+                    if let Some(paths) = self.patch_paths(patch) {
+                        let a = self.ahead.entry(archive.uri.resource_key()).or_default();
+                        a.contents.extend(paths);
+                    }
+                }
+                _ => {}
+            }
+            produced.extend(step.action.outputs().map(|w| w.uri.resource_key()));
+        }
+        for key in diffed {
+            if let Some(a) = self.ahead.get_mut(&key) {
+                a.contents.extend(a.lookups.iter().cloned());
+            }
+        }
+    }
+
+    /// The paths a patch file names, if it can be read now: a local
+    /// file, or one this run fetched already. Anything else is left to
+    /// the `[patch]` itself, which reads, verifies and reports it.
+    fn patch_paths(&self, patch: &UriRef) -> Option<BTreeSet<TreePath>> {
+        let path = match patch.uri.local_path() {
+            Some(p) => p,
+            None => self.inputs.fetched(patch)?,
+        };
+        let meta = fs::metadata(path).ok()?;
+        if !meta.is_file() || meta.len() > MAX_WHOLE_FILE {
+            return None;
+        }
+        let text = fs::read(path).ok()?;
+        Some(diff::parse(&text, "").ok()?.paths())
+    }
+
     /// `replace` and `copy`: change the working tree, then write the diff
     /// and the fork if asked.
     pub(super) fn edit(

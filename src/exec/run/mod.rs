@@ -52,6 +52,9 @@ pub struct Runner<'a> {
     log: Log,
     inputs: Inputs,
     trees: HashMap<String, WorkTree>,
+    /// What the edits of each archive will look up and read (see
+    /// [`edit::Ahead`]).
+    ahead: HashMap<String, edit::Ahead>,
     images: BTreeMap<PathBuf, NewImage>,
     commit: Commit,
     serial: u32,
@@ -117,6 +120,7 @@ impl<'a> Runner<'a> {
             log,
             inputs,
             trees: HashMap::new(),
+            ahead: HashMap::new(),
             images: BTreeMap::new(),
             commit: Commit::load(work.created()),
             serial: 0,
@@ -295,6 +299,7 @@ impl Runner<'_> {
 
     fn run_plan(&mut self, plan: &Plan) -> Result<()> {
         self.lock_volumes(plan)?;
+        self.look_ahead(plan);
         for step in &plan.steps {
             let at = format!("{}:{}", self.name, step.span);
             // the screen says what happened to each output at the end;

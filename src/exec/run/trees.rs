@@ -34,7 +34,11 @@ impl Runner<'_> {
             Slot::Occupied(slot) => Ok(slot.into_mut()),
             Slot::Vacant(slot) => {
                 let input = self.inputs.get(uri, at, &mut self.log)?;
-                let wt = WorkTree::new(uri.uri.to_string(), Some(input.path), self.now);
+                let mut wt = WorkTree::new(uri.uri.to_string(), Some(input.path), self.now);
+                // every edit of the archive is found in the first pass
+                if let Some(a) = self.ahead.get(slot.key()) {
+                    a.announce(&mut wt);
+                }
                 Ok(slot.insert(wt))
             }
         }
