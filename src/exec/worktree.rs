@@ -9,7 +9,7 @@
 //! and memory in proportion to the changes, not to the archive.
 
 use crate::parser::plan::DirMeta;
-use crate::tree::{Entry, Kind, Meta, Sink, Source, SparseRead, TreePath};
+use crate::tree::{Entry, Kind, Meta, Sink, Source, SparseRead, TreePath, Xattrs};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read};
@@ -254,20 +254,28 @@ impl WorkTree {
     ) -> Result<(), TreeError> {
         self.ensure_parents(path)?;
         let old = self.lookup(path)?;
-        let mut meta = match &old {
+        let (mut meta, mut xattrs) = match &old {
             Some(e) if e.kind == Kind::Dir => {
                 return Err(TreeError::IsDir {
                     path: path.display_abs(),
                 })
             }
-            Some(e) if matches!(e.kind, Kind::File { .. } | Kind::HardLink { .. }) => e.meta,
-            _ => Meta {
-                perm: 0o644,
-                uid: 0,
-                gid: 0,
-                mtime: self.now,
-            },
+            // new content keeps the attributes but the capabilities, as
+            // the kernel drops them when a file is written
+            Some(e) if matches!(e.kind, Kind::File { .. } | Kind::HardLink { .. }) => {
+                (e.meta, e.xattrs.clone())
+            }
+            _ => (
+                Meta {
+                    perm: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    mtime: self.now,
+                },
+                Xattrs::new(),
+            ),
         };
+        xattrs.remove(b"security.capability");
         meta.mtime = self.now;
         if let Some(p) = perm {
             meta.perm = p;
@@ -281,7 +289,7 @@ impl WorkTree {
             path: path.clone(),
             kind: Kind::File { size },
             meta,
-            xattrs: Default::default(),
+            xattrs,
         };
         self.overlay.insert(
             path.clone(),

@@ -294,6 +294,17 @@ impl Xattrs {
         }
     }
 
+    /// Removes `name`; true when it was there.
+    pub fn remove(&mut self, name: &[u8]) -> bool {
+        match self.0.binary_search_by(|(n, _)| n.as_slice().cmp(name)) {
+            Ok(i) => {
+                self.0.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
         let i = self
             .0
