@@ -248,7 +248,7 @@ fn check_superblock(vol: &Volume, geo: &Geo) -> Result<(), Error> {
     }
     // a regular file grows as it is written (mke2fs may leave it short);
     // a device does not
-    let regular = vol.file.metadata().is_ok_and(|m| m.file_type().is_file());
+    let regular = vol.file.grows();
     let len = vol.file_len;
     if !regular && geo.blocks.saturating_mul(geo.bs) > len {
         return Err(unsound(format!(

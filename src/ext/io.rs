@@ -1,5 +1,5 @@
-//! The only place that touches the image file: positioned reads and
-//! writes, with contiguous writes gathered into large ones.
+//! The only place that touches the volume ([`Block`]): positioned reads
+//! and writes, with contiguous writes gathered into large ones.
 //!
 //! Every [`WRITEBACK`] bytes written, the kernel is asked to start writing
 //! the range written since the last time back to the disk
@@ -8,36 +8,15 @@
 //! final fsync, which stays the one durability point, finds little left.
 
 use super::Error;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use crate::block::Block;
 
 /// Writes are gathered until this many bytes are pending.
 const GATHER: usize = 1 << 20;
 /// Bytes written between two requests to start write-back.
 pub const WRITEBACK: u64 = 8 << 20;
 
-/// Asks the kernel to start writing `len` bytes at `offset` back to the
-/// disk, without waiting. Only a hint: a file system that cannot is left
-/// to the final fsync.
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return;
-        };
-        // SAFETY: a plain system call on a descriptor `file` keeps open;
-        // it reads and writes no memory of ours
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len);
-}
-
 pub struct Disk<'f> {
-    file: &'f File,
+    dev: &'f dyn Block,
     block_size: u64,
     pending_block: u64,
     pending: Vec<u8>,
@@ -51,9 +30,9 @@ pub struct Disk<'f> {
 }
 
 impl<'f> Disk<'f> {
-    pub fn new(file: &'f File, block_size: u32) -> Disk<'f> {
+    pub fn new(dev: &'f dyn Block, block_size: u32) -> Disk<'f> {
         Disk {
-            file,
+            dev,
             block_size: u64::from(block_size),
             pending_block: 0,
             pending: Vec::new(),
@@ -64,21 +43,13 @@ impl<'f> Disk<'f> {
         }
     }
 
-    /// Makes the file exactly `len` bytes of holes: the image is written
-    /// over a fresh sparse file so untouched blocks read as zeros.
+    /// Makes the volume exactly `len` bytes of holes: the image is written
+    /// over a fresh sparse volume so untouched blocks read as zeros.
     pub fn reset(&mut self, len: u64) -> Result<(), Error> {
-        let meta = self.file.metadata().map_err(|e| Error::Io {
-            offset: 0,
-            source: e,
-        })?;
-        if !meta.file_type().is_file() {
+        if self.dev.is_device() {
             return Err(Error::NotRegularFile);
         }
-        self.file.set_len(0).map_err(|e| Error::Io {
-            offset: 0,
-            source: e,
-        })?;
-        self.file.set_len(len).map_err(|e| Error::Io {
+        self.dev.reset(len).map_err(|e| Error::Io {
             offset: len,
             source: e,
         })
@@ -106,8 +77,8 @@ impl<'f> Disk<'f> {
         if self.discard {
             return Ok(());
         }
-        self.file
-            .write_all_at(data, offset)
+        self.dev
+            .write_at(offset, data)
             .map_err(|e| Error::Io { offset, source: e })?;
         self.wrote(offset, data.len());
         Ok(())
@@ -120,7 +91,8 @@ impl<'f> Disk<'f> {
         self.dirty_to = self.dirty_to.max(end);
         self.dirty += len as u64;
         if self.dirty >= WRITEBACK {
-            start_writeback(self.file, self.dirty_from, self.dirty_to - self.dirty_from);
+            self.dev
+                .start_writeback(self.dirty_from, self.dirty_to - self.dirty_from);
             self.dirty_from = u64::MAX;
             self.dirty_to = 0;
             self.dirty = 0;
@@ -136,8 +108,8 @@ impl<'f> Disk<'f> {
             return Ok(());
         }
         let offset = self.pending_block * self.block_size;
-        self.file
-            .write_all_at(&self.pending, offset)
+        self.dev
+            .write_at(offset, &self.pending)
             .map_err(|e| Error::Io { offset, source: e })?;
         let len = self.pending.len();
         self.pending.clear();
@@ -147,7 +119,7 @@ impl<'f> Disk<'f> {
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`.
-pub fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-    file.read_exact_at(buf, offset)
+pub fn read_at(dev: &dyn Block, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+    dev.read_at(offset, buf)
         .map_err(|e| Error::Io { offset, source: e })
 }
