@@ -934,6 +934,9 @@ mod tests {
         h.set_path("f").unwrap();
         h.set_size(0);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_cksum();
         b.append(&h, &b""[..]).unwrap();
         let raw = b.into_inner().unwrap();

@@ -207,6 +207,9 @@ fn a_tar_with_absurd_xattrs_is_refused_with_one_line() {
         h.set_path("f").unwrap();
         h.set_size(1);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_cksum();
         b.append(&h, &b"x"[..]).unwrap();
         fs::write(&archive, b.into_inner().unwrap()).unwrap();
@@ -343,7 +346,7 @@ fn an_image_with_a_hostile_xattr_is_refused_naming_the_path() {
     let words: Vec<&str> = imap.split_whitespace().collect();
     let block: u64 = words
         .iter()
-        .position(|w| *w == "block")
+        .rposition(|w| *w == "block")
         .and_then(|i| words[i + 1].trim_end_matches(',').parse().ok())
         .unwrap_or_else(|| panic!("{imap}"));
     let offset = words
