@@ -22,11 +22,13 @@ demo_packages=(e2fsprogs libxen-dev gcc libc6-dev)
 # docker-registry (bearer tokens signed with openssl); clones are made on
 # XFS with reflinks (xfsprogs) and qcow2 told from raw (qemu-utils); the
 # benchmarks use
-# hyperfine and libdeflate-gunzip (the fastest inflate, their floor)
+# hyperfine and libdeflate-gunzip (the fastest inflate, their floor);
+# extended attributes are set and read by setcap/getcap (libcap2-bin)
+# and setfattr/getfattr (attr)
 test_packages=(cpio tar xz-utils zstd bzip2 patch diffutils pigz signify-openbsd minisign vsftpd
                python3 git hyperfine libdeflate-tools util-linux mount time debootstrap
                make man-db zsh fish bsdutils umoci skopeo docker-registry openssl
-               xfsprogs qemu-utils)
+               xfsprogs qemu-utils libcap2-bin attr)
 
 case "${1:-}" in
   --demo) packages=("${demo_packages[@]}") ;;

@@ -14,10 +14,14 @@
 //! Sparse members are read in all the encodings GNU tar writes: the old
 //! GNU `S` type (`--format=gnu --sparse`) and the PAX formats 0.0, 0.1 and
 //! 1.0 (`--format=posix --sparse`). Their holes reach the sink as holes
-//! ([`SparseRead`]); extended attributes and ACLs in PAX records are
-//! dropped (the tree model has none).
+//! ([`SparseRead`]). Extended attributes come from the PAX records GNU
+//! tar and OCI layers write (`SCHILY.xattr.NAME=VALUE`, the value as raw
+//! bytes) and from libarchive's (`LIBARCHIVE.xattr.NAME=BASE64`, the name
+//! percent-encoded); a name or value longer than Linux accepts is refused.
+//! ACLs in their own records (`SCHILY.acl.*`) are dropped.
 
-use crate::tree::{Entry, Kind, Meta, PathError, Sink, Source, SparseRead, TreePath};
+use crate::tree::{Entry, Kind, Meta, PathError, Sink, Source, SparseRead, TreePath, Xattrs};
+use crate::tree::{XATTR_NAME_MAX, XATTR_SIZE_MAX};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 
@@ -223,6 +227,7 @@ struct Pax {
     gid: Option<u64>,
     mtime: Option<i64>,
     sparse: PaxSparse,
+    xattrs: Xattrs,
 }
 
 /// GNU tar's sparse records (`GNU.sparse.*`).
@@ -249,6 +254,41 @@ fn pax_seconds(v: &[u8]) -> Option<i64> {
 
 fn decimal(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// Undoes libarchive's percent-encoding of attribute names.
+fn percent_decode(v: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while let Some(&c) = v.get(i) {
+        if c == b'%' {
+            let hex = std::str::from_utf8(v.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Checks one extended attribute against Linux's limits.
+fn xattr_ok(name: &[u8], value: &[u8]) -> Result<(), String> {
+    let shown = String::from_utf8_lossy(name);
+    if name.is_empty() || name.len() > XATTR_NAME_MAX || name.contains(&0) {
+        return Err(format!(
+            "extended attribute name {shown:?} of {} bytes refused (1 to {XATTR_NAME_MAX} bytes, no NUL)",
+            name.len()
+        ));
+    }
+    if value.len() > XATTR_SIZE_MAX {
+        return Err(format!(
+            "extended attribute {shown} of {} bytes refused (at most {XATTR_SIZE_MAX})",
+            value.len()
+        ));
+    }
+    Ok(())
 }
 
 impl Pax {
@@ -279,6 +319,36 @@ impl Pax {
                             String::from_utf8_lossy(value)
                         ))
                     })?)
+                }
+                _ if key.starts_with(b"SCHILY.xattr.") => {
+                    let name = key.get(13..).unwrap_or_default();
+                    xattr_ok(name, value).map_err(err)?;
+                    pax.xattrs.set(name.to_vec(), value.to_vec());
+                }
+                _ if key.starts_with(b"LIBARCHIVE.xattr.") => {
+                    use base64::Engine;
+                    let raw = key.get(17..).unwrap_or_default();
+                    let bad = || {
+                        err(format!(
+                            "PAX record {key_text} is not a percent-encoded name with a base64 value"
+                        ))
+                    };
+                    let name = percent_decode(raw).ok_or_else(bad)?;
+                    // refused before decoding what no value Linux takes
+                    // could encode to
+                    if value.len() > XATTR_SIZE_MAX.div_ceil(3) * 4 {
+                        return Err(err(format!(
+                            "extended attribute {} of about {} bytes refused (at most {XATTR_SIZE_MAX})",
+                            String::from_utf8_lossy(&name),
+                            value.len() / 4 * 3
+                        )));
+                    }
+                    let value = base64::engine::general_purpose::STANDARD
+                        .decode(value)
+                        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(value))
+                        .map_err(|_| bad())?;
+                    xattr_ok(&name, &value).map_err(err)?;
+                    pax.xattrs.set(name, value);
                 }
                 _ if key.starts_with(b"GNU.sparse.") => {
                     let s = &mut pax.sparse;
@@ -699,7 +769,17 @@ impl<R: Read> Source for TarReader<R> {
             if path.is_root() && kind != Kind::Dir {
                 return Err(s.error("the root member `.` is not a directory"));
             }
-            let entry = Entry { path, kind, meta };
+            // a hard link shares its target's inode, attributes and all
+            let xattrs = match kind {
+                Kind::HardLink { .. } => Xattrs::new(),
+                _ => pax.xattrs,
+            };
+            let entry = Entry {
+                path,
+                kind,
+                meta,
+                xattrs,
+            };
             if let Kind::File { size: file_size } = entry.kind {
                 let map = sparse.unwrap_or(SparseMap {
                     segments: vec![(0, stored)],
@@ -840,5 +920,38 @@ mod tests {
         assert!(m(vec![(0, 2), (7, 2)], 8).check(4).is_err());
         assert!(m(vec![(0, 2)], 8).check(3).is_err());
         assert!(m(vec![(u64::MAX, 2)], 8).check(2).is_err());
+    }
+
+    #[test]
+    fn xattrs_from_schily_and_libarchive_records() {
+        let mut b = ::tar::Builder::new(Vec::new());
+        b.append_pax_extensions([
+            ("SCHILY.xattr.security.capability", &[1u8, 0, 0, 2][..]),
+            ("LIBARCHIVE.xattr.user.a%3Db", &b"dmFsdWU="[..]),
+        ])
+        .unwrap();
+        let mut h = ::tar::Header::new_ustar();
+        h.set_path("f").unwrap();
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append(&h, &b""[..]).unwrap();
+        let raw = b.into_inner().unwrap();
+        let mut r = TarReader::new(io::Cursor::new(raw), "t".into());
+        let m = crate::tree::manifest::manifest(&mut r).unwrap();
+        let f = &m[&TreePath::from_member(b"f").unwrap()];
+        assert_eq!(
+            f.xattrs.get(b"security.capability"),
+            Some(&[1u8, 0, 0, 2][..])
+        );
+        assert_eq!(f.xattrs.get(b"user.a=b"), Some(&b"value"[..]));
+        assert_eq!(f.xattrs.len(), 2);
+        assert_eq!(percent_decode(b"a%2"), None);
+        assert!(xattr_ok(b"user.x", &vec![0; XATTR_SIZE_MAX + 1]).is_err());
+        assert!(xattr_ok(&[b'u'; 256], b"").is_err());
+        assert!(xattr_ok(b"user.x", &vec![0; XATTR_SIZE_MAX]).is_ok());
     }
 }

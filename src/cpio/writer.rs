@@ -83,6 +83,9 @@ pub struct Writer<W: Write> {
     // regular files written so far -> their inode, for hard links
     files: FileInodes,
     buf: Vec<u8>,
+    /// Extended attributes of the entries written: newc has no place for
+    /// them.
+    xattrs_dropped: u64,
 }
 
 impl<W: Write> Writer<W> {
@@ -95,7 +98,14 @@ impl<W: Write> Writer<W> {
             next_ino: 1,
             files: FileInodes::default(),
             buf: vec![0u8; 64 * 1024],
+            xattrs_dropped: 0,
         }
+    }
+
+    /// Extended attributes the entries written so far carried, which a
+    /// newc archive cannot hold: they are not in it.
+    pub fn xattrs_dropped(&self) -> u64 {
+        self.xattrs_dropped
     }
 
     /// Bytes written so far (uncompressed).
@@ -134,6 +144,7 @@ impl<W: Write> Writer<W> {
     }
 
     fn entry(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<(), Error> {
+        self.xattrs_dropped += entry.xattrs.len() as u64;
         let name: &[u8] = if entry.path.is_root() {
             b"."
         } else {

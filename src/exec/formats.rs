@@ -18,6 +18,12 @@ pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result
     let gz = cpio::gzip_encoder(BufWriter::with_capacity(256 * 1024, f), 6);
     let mut w = cpio::Writer::new(gz, name.to_string());
     crate::progress::emit(src, &mut w, format!("packing {name}"))?;
+    let dropped = w.xattrs_dropped();
+    if dropped > 0 {
+        eprintln!(
+            "warning: {name}: {dropped} extended attributes not written (cpio archives cannot hold them)"
+        );
+    }
     let buf = w.finish_gzip()?;
     let f = buf.into_inner().map_err(|e| e.into_error())?;
     match f.sync_all() {

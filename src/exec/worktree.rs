@@ -9,7 +9,7 @@
 //! and memory in proportion to the changes, not to the archive.
 
 use crate::parser::plan::DirMeta;
-use crate::tree::{Entry, Kind, Meta, Sink, Source, SparseRead, TreePath};
+use crate::tree::{Entry, Kind, Meta, Sink, Source, SparseRead, TreePath, Xattrs};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
@@ -214,6 +214,7 @@ impl WorkTree {
                 path: TreePath::root(),
                 kind: Kind::Dir,
                 meta: Meta::implicit_dir(),
+                xattrs: Default::default(),
             }));
         }
         match self.overlay.get(path) {
@@ -261,6 +262,7 @@ impl WorkTree {
                     gid: self.new_dirs.owner.map_or(0, |(_, g)| g),
                     mtime: self.now,
                 },
+                xattrs: Default::default(),
             };
             self.overlay.insert(
                 p,
@@ -284,20 +286,28 @@ impl WorkTree {
     ) -> Result<(), TreeError> {
         self.ensure_parents(path)?;
         let old = self.lookup(path)?;
-        let mut meta = match &old {
+        let (mut meta, mut xattrs) = match &old {
             Some(e) if e.kind == Kind::Dir => {
                 return Err(TreeError::IsDir {
                     path: path.display_abs(),
                 })
             }
-            Some(e) if matches!(e.kind, Kind::File { .. } | Kind::HardLink { .. }) => e.meta,
-            _ => Meta {
-                perm: 0o644,
-                uid: 0,
-                gid: 0,
-                mtime: self.now,
-            },
+            // new content keeps the attributes but the capabilities, as
+            // the kernel drops them when a file is written
+            Some(e) if matches!(e.kind, Kind::File { .. } | Kind::HardLink { .. }) => {
+                (e.meta, e.xattrs.clone())
+            }
+            _ => (
+                Meta {
+                    perm: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    mtime: self.now,
+                },
+                Xattrs::new(),
+            ),
         };
+        xattrs.remove(b"security.capability");
         meta.mtime = self.now;
         if let Some(p) = perm {
             meta.perm = p;
@@ -311,6 +321,7 @@ impl WorkTree {
             path: path.clone(),
             kind: Kind::File { size },
             meta,
+            xattrs,
         };
         self.overlay.insert(
             path.clone(),
@@ -688,6 +699,7 @@ mod tests {
             path: p("/etc"),
             kind: Kind::Dir,
             meta,
+            xattrs: Default::default(),
         };
         w.put(&dir, &mut io::empty()).unwrap();
         for name in files {
@@ -695,6 +707,7 @@ mod tests {
                 path: p(name),
                 kind: Kind::File { size: 1 },
                 meta,
+                xattrs: Default::default(),
             };
             w.put(&e, &mut &b"x"[..]).unwrap();
         }

@@ -29,6 +29,7 @@ mod reader;
 mod superblock;
 mod update;
 mod writer;
+mod xattr;
 
 pub use check::block_owners;
 pub use inode::Inode;
@@ -135,6 +136,12 @@ pub enum Error {
         len: usize,
         max: usize,
     },
+    #[error("{path}: {why}")]
+    Xattrs { path: String, why: String },
+    #[error(
+        "{path}: has extended attributes, which are not written into an existing volume in place"
+    )]
+    XattrsInPlace { path: String },
     #[error("{path}: empty symlink target (ext2/ext3 cannot store one)")]
     EmptySymlink { path: String },
     #[error("{path}: file of {size} bytes is larger than the volume can map (indirect blocks or extents)")]

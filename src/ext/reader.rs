@@ -3,7 +3,8 @@
 //! Checksums are not verified; htree directories are read as the linear
 //! directories they also are; inline data (files, directories and
 //! symlinks kept in the inode and its `system.data` attribute), bigalloc
-//! clusters and shared blocks are read.
+//! clusters and shared blocks are read. Extended attributes are read from
+//! the inode and its attribute block ([`super::xattr`]).
 
 use super::bytes::le32;
 use super::dir_entry;
@@ -11,9 +12,10 @@ use super::group_desc::GroupDesc;
 use super::inode::{self, Inode};
 use super::io::read_at;
 use super::superblock::*;
+use super::xattr;
 use super::Error;
 use crate::block::Block;
-use crate::tree::{Entry, Kind, Meta, Sink, Source, TreePath};
+use crate::tree::{Entry, Kind, Meta, Sink, Source, TreePath, Xattrs};
 use crate::tree::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -37,10 +39,6 @@ const MAX_EXTENT_DEPTH: u16 = 5;
 const CACHE_BLOCKS: usize = 16;
 const RO_COMPAT_BIGALLOC: u32 = 0x0200;
 const RO_COMPAT_SHARED_BLOCKS: u32 = 0x4000;
-/// In-inode extended attributes start with this magic number.
-const EXT4_XATTR_MAGIC: u32 = 0xEA02_0000;
-/// `system.` attributes; inline data is `system.data`.
-const EXT4_XATTR_INDEX_SYSTEM: u8 = 7;
 /// Bytes of inline data held in `i_block` itself.
 const INLINE_IBLOCK: usize = 60;
 /// An inline directory's `i_block` starts with its parent's inode number.
@@ -268,17 +266,30 @@ impl Volume {
                 "inode table of group {g} beyond the volume"
             )));
         }
-        let mut raw = vec![0u8; isz.min(256) as usize];
+        let mut raw = vec![0u8; isz as usize];
         read_at(&self.file, offset, &mut raw)?;
         let mut i = Inode::decode(&raw);
-        if i.i_flags & inode::EXT4_INLINE_DATA_FL != 0 && isz > 128 {
-            // the content continues in the in-inode attributes
-            let mut whole = vec![0u8; isz as usize];
-            read_at(&self.file, offset, &mut whole)?;
-            let from = (128 + usize::from(i.i_extra_isize)).min(whole.len());
-            i.ibody_xattrs = whole.split_off(from);
+        if isz > 128 {
+            // in-inode attributes (inline data continues there too)
+            let from = (128 + usize::from(i.i_extra_isize)).min(raw.len());
+            if raw.get(from..from + 4) == Some(&xattr::EXT4_XATTR_MAGIC.to_le_bytes()[..]) {
+                i.ibody_xattrs = raw.split_off(from);
+            }
         }
         Ok(i)
+    }
+
+    /// The extended attributes of inode `i` (at `path`, for messages):
+    /// those after its extra fields, then those of its attribute block.
+    pub fn xattrs(&self, i: &Inode, path: &TreePath) -> Result<Xattrs, Error> {
+        let bad =
+            |m: String| Error::Corrupt(format!("{}: extended attributes: {m}", path.display_abs()));
+        let mut all = xattr::decode_ibody(&i.ibody_xattrs).map_err(bad)?;
+        if i.i_file_acl_lo != 0 {
+            let block = self.meta_block(u64::from(i.i_file_acl_lo))?;
+            all.extend(xattr::decode_block(&block).map_err(bad)?);
+        }
+        Ok(all.into_iter().collect())
     }
 
     /// Whether files may share blocks (the shared_blocks feature, set by
@@ -692,6 +703,7 @@ impl Volume {
                             target: first.clone(),
                         },
                         meta,
+                        xattrs: Xattrs::new(),
                     };
                     sink.put(&entry, &mut std::io::empty())?;
                     continue;
@@ -719,6 +731,7 @@ impl Volume {
                 path: child.clone(),
                 kind,
                 meta,
+                xattrs: self.xattrs(&i, &child)?,
             };
             if ft == FileType::File {
                 let mut r = self.file_reader(i, &child)?;
@@ -765,6 +778,7 @@ impl Source for Volume {
             path: TreePath::root(),
             kind: Kind::Dir,
             meta: meta_of(&root),
+            xattrs: self.xattrs(&root, &TreePath::root())?,
         };
         sink.put(&entry, &mut std::io::empty())?;
         let mut seen = HashSet::new();
@@ -911,42 +925,11 @@ pub(super) fn gdt_block(sb: &Superblock, block_size: u32) -> u64 {
 /// `i_block`).
 fn inline_data(i: &Inode, path: &TreePath) -> Result<Vec<u8>, Error> {
     let mut out = i.i_block_bytes().to_vec();
-    out.extend_from_slice(system_data(&i.ibody_xattrs).map_err(|m| {
+    out.extend_from_slice(xattr::system_data(&i.ibody_xattrs).map_err(|m| {
         Error::Corrupt(format!(
             "{}: inline data attribute: {m}",
             path.display_abs()
         ))
     })?);
     Ok(out)
-}
-
-/// The value of `system.data` among in-inode attributes: a magic number,
-/// then entries (name length, name index, value offset from the first
-/// entry, value inode, value size, hash, name) up to four zero bytes.
-fn system_data(area: &[u8]) -> Result<&[u8], String> {
-    if area.len() < 4 || le32(area, 0) != EXT4_XATTR_MAGIC {
-        return Ok(&[]);
-    }
-    let entries = &area[4..];
-    let mut off = 0usize;
-    while off + 16 <= entries.len() && le32(entries, off) != 0 {
-        let name_len = usize::from(entries[off]);
-        let index = entries[off + 1];
-        let value_offs = usize::from(super::bytes::le16(entries, off + 2));
-        let value_inum = le32(entries, off + 4);
-        let value_size = le32(entries, off + 8) as usize;
-        let name = entries
-            .get(off + 16..off + 16 + name_len)
-            .ok_or("entry name beyond the inode")?;
-        if index == EXT4_XATTR_INDEX_SYSTEM && name == b"data" {
-            if value_inum != 0 {
-                return Err("value kept in another inode".into());
-            }
-            return entries
-                .get(value_offs..value_offs + value_size)
-                .ok_or_else(|| "value beyond the inode".into());
-        }
-        off += (16 + name_len + 3) & !3;
-    }
-    Ok(&[])
 }

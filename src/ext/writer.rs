@@ -4,7 +4,9 @@
 //! content is written as it arrives, mapped by indirect blocks (ext2/3)
 //! or extents (ext4). Directory contents and inodes stay in memory as
 //! metadata and are laid out at the end; on ext4 every metadata block is
-//! sealed with its checksum as it is written.
+//! sealed with its checksum as it is written. Extended attributes go in
+//! the inode after its extra fields and, when they do not all fit there,
+//! in one attribute block written as the entry arrives ([`super::xattr`]).
 
 use super::alloc::Space;
 use super::bitmap::Bitmap;
@@ -18,9 +20,10 @@ use super::io::Disk;
 use super::journal::{default_journal_blocks, JournalSuperblock};
 use super::layout::{has_super, Geometry, LOG_GROUPS_PER_FLEX};
 use super::superblock::*;
+use super::xattr;
 use super::{Error, Options};
 use crate::block::Block;
-use crate::tree::{Dense, Entry, Kind, Meta, Sink, SparseRead, TreePath};
+use crate::tree::{Dense, Entry, Kind, Meta, Sink, SparseRead, TreePath, Xattrs};
 use crate::tree::{S_IFDIR, S_IFREG};
 use hashbrown::hash_table::{Entry as Slot, HashTable};
 use sha2::{Digest, Sha256};
@@ -97,6 +100,16 @@ struct Node {
     span: Option<(u32, u32)>,
     /// Boxed: most nodes are files, and an image may hold millions.
     dir: Option<Box<DirData>>,
+    /// Extended attributes as placed on disk; boxed, as most nodes have
+    /// none.
+    xattrs: Option<Box<NodeXattrs>>,
+}
+
+/// A node's extended attributes: the bytes after the inode's extra
+/// fields, and the attribute block holding the rest (0 for none).
+struct NodeXattrs {
+    ibody: Vec<u8>,
+    block: u32,
 }
 
 impl Node {
@@ -111,6 +124,7 @@ impl Node {
             names: 0,
             span: None,
             dir: None,
+            xattrs: None,
         }
     }
 
@@ -144,6 +158,8 @@ pub struct Builder<'f> {
     hash_seed: [u32; 4],
     /// The volume's checksum seed (ext4's metadata_csum).
     csum: Option<u32>,
+    /// Whether any inode got extended attributes (the ext_attr feature).
+    any_xattrs: bool,
 }
 
 fn path_str(p: &TreePath) -> String {
@@ -185,6 +201,7 @@ impl<'f> Builder<'f> {
             journal: None,
             hash_seed,
             csum: opts.ext4.then(|| csum::volume_seed(&opts.uuid)),
+            any_xattrs: false,
             opts,
         };
         let now = Meta {
@@ -355,12 +372,54 @@ impl<'f> Builder<'f> {
             return;
         }
         let span = n.span;
+        let block = n.xattrs.as_ref().map_or(0, |x| x.block);
         if let Some(slot) = self.inodes.get_mut((ino - 1) as usize) {
             *slot = None;
         }
         if let Some((from, to)) = span {
             self.space.free_range(from, to);
         }
+        if block != 0 {
+            self.space.free_range(block, block + 1);
+        }
+    }
+
+    /// Gives inode `ino` the attributes `x` (replacing any it had): what
+    /// fits after the inode's extra fields goes there, the rest into an
+    /// attribute block written now.
+    fn set_xattrs(&mut self, ino: u32, x: &Xattrs, path: &TreePath) -> Result<(), Error> {
+        let old = self
+            .node_mut(ino)
+            .and_then(|n| n.xattrs.take())
+            .map_or(0, |x| x.block);
+        if old != 0 {
+            self.space.free_range(old, old + 1);
+        }
+        if x.is_empty() {
+            return Ok(());
+        }
+        let bs = self.space.geo.block_size as usize;
+        let ibody_space = inode::INODE_SIZE - 128 - usize::from(inode::EXTRA_ISIZE);
+        let placed = xattr::place(x, ibody_space, bs).map_err(|why| Error::Xattrs {
+            path: path_str(path),
+            why,
+        })?;
+        let mut block = 0;
+        if let Some(mut data) = placed.block {
+            block = self.space.alloc()?;
+            if let Some(v) = self.csum {
+                xattr::seal_block(v, u64::from(block), &mut data);
+            }
+            self.disk.write_blocks(u64::from(block), &data)?;
+        }
+        self.any_xattrs = true;
+        if let Some(n) = self.node_mut(ino) {
+            n.xattrs = Some(Box::new(NodeXattrs {
+                ibody: placed.ibody,
+                block,
+            }));
+        }
+        Ok(())
     }
 
     fn put_entry(&mut self, entry: &Entry, data: &mut dyn SparseRead) -> Result<(), Error> {
@@ -377,7 +436,7 @@ impl<'f> Builder<'f> {
                 root.meta = meta;
                 root.mode = (S_IFDIR | (meta.perm & 0o7777)) as u16;
             }
-            return Ok(());
+            return self.set_xattrs(inode::EXT2_ROOT_INO, &entry.xattrs, path);
         };
         let name = path.file_name();
         check_name(name, path)?;
@@ -400,7 +459,7 @@ impl<'f> Builder<'f> {
                     n.meta = entry.meta;
                     n.mode = (S_IFDIR | (entry.meta.perm & 0o7777)) as u16;
                 }
-                return Ok(());
+                return self.set_xattrs(ino, &entry.xattrs, path);
             }
         } else if existing_empty_dir == Some(false) {
             return Err(Error::ReplaceDir {
@@ -437,6 +496,7 @@ impl<'f> Builder<'f> {
             d.parent = parent;
         }
         self.set_inode(ino, node);
+        self.set_xattrs(ino, &entry.xattrs, path)?;
         if let Some(old) = existing {
             self.unlink(old);
         }
@@ -765,6 +825,9 @@ impl<'f> Builder<'f> {
             s_lastcheck_hi: t_hi,
             ..Default::default()
         };
+        if self.any_xattrs {
+            sb.s_feature_compat |= COMPAT_EXT_ATTR;
+        }
         if let Some(Some(j)) = self.inodes.get(inode::EXT2_JOURNAL_INO as usize - 1) {
             sb.s_feature_compat |= COMPAT_HAS_JOURNAL;
             sb.s_journal_inum = inode::EXT2_JOURNAL_INO;
@@ -803,12 +866,26 @@ impl<'f> Builder<'f> {
         let mut i = Inode::new(u32::from(n.mode), n.meta, inode::INODE_SIZE as u32);
         i.i_links_count = links.min(u32::from(u16::MAX)) as u16;
         i.i_block = n.i_block;
-        i.set_size(n.size, n.sectors);
+        // an attribute block counts in i_blocks
+        let mut sectors = n.sectors;
+        if let Some(x) = n.xattrs.as_ref().filter(|x| x.block != 0) {
+            i.i_file_acl_lo = x.block;
+            sectors += u64::from(self.space.geo.block_size / 512);
+        }
+        i.set_size(n.size, sectors);
         let mut raw = [0u8; inode::INODE_SIZE];
         if self.csum.is_some() {
             i.i_flags = n.flags;
             if n.dir.is_some() && links >= u32::from(inode::EXT4_LINK_MAX) {
                 i.i_links_count = 1;
+            }
+        }
+        // attributes after the extra fields, which encoding leaves as
+        // they are; the checksum covers them
+        if let Some(x) = n.xattrs.as_ref() {
+            let from = 128 + usize::from(inode::EXTRA_ISIZE);
+            if let Some(dst) = raw.get_mut(from..from + x.ibody.len()) {
+                dst.copy_from_slice(&x.ibody);
             }
         }
         i.store(&mut raw, ino, self.csum);

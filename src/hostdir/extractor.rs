@@ -31,11 +31,15 @@
 //! `AT_SYMLINK_NOFOLLOW`, and it would follow a directory swapped for a
 //! symlink to a file outside the target.
 //!
+//! Extended attributes are set last, through the same descriptors
+//! (`fsetxattr`; `setxattr` on the `/proc/self/fd` link of an `O_PATH`
+//! one), after the owner: `chown` clears `security.capability`.
+//!
 //! Files are written sparse: all-zero blocks become holes.
 
 use super::{Error, Warning};
 use crate::bytes;
-use crate::tree::{Entry, Kind, Meta, Sink, TreePath};
+use crate::tree::{Entry, Kind, Meta, Sink, TreePath, Xattrs};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,11 +69,13 @@ pub struct Extractor {
     egid: u32,
     // the parent directory resolved last: consecutive entries share it
     cache: Option<(TreePath, OwnedFd)>,
-    dirs: BTreeMap<TreePath, Meta>,
+    dirs: BTreeMap<TreePath, (Meta, Xattrs)>,
     implicit: BTreeSet<TreePath>,
     warnings: Vec<Warning>,
     owners_skipped: u64,
     first_owner_skipped: Option<TreePath>,
+    xattrs_skipped: u64,
+    first_xattr_skipped: Option<TreePath>,
     buf: Vec<u8>,
 }
 
@@ -197,6 +203,8 @@ impl Extractor {
             warnings: Vec::new(),
             owners_skipped: 0,
             first_owner_skipped: None,
+            xattrs_skipped: 0,
+            first_xattr_skipped: None,
             buf: vec![0u8; 128 * 1024],
         })
     }
@@ -380,6 +388,45 @@ impl Extractor {
         }
     }
 
+    /// Sets `xattrs` on the inode `node` holds; called after its owner is
+    /// set, since `chown` clears `security.capability`. What our
+    /// privileges or the file system refuse (`trusted.` and `security.`
+    /// names without root, a file system that keeps no attributes, `user.`
+    /// names on a symlink) is counted for one warning.
+    fn set_xattrs(&mut self, node: &Node, path: &TreePath, xattrs: &Xattrs) -> Result<(), Error> {
+        for (name, value) in xattrs.iter() {
+            let set = match node {
+                Node::Open(fd) => rfs::fsetxattr(fd, name, value, rfs::XattrFlags::empty()),
+                Node::Path(fd) => {
+                    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                    rfs::setxattr(&link, name, value, rfs::XattrFlags::empty())
+                }
+            };
+            match set {
+                Ok(()) => {}
+                Err(Errno::PERM | Errno::ACCESS | Errno::NOTSUP) => {
+                    self.xattrs_skipped += 1;
+                    if self.first_xattr_skipped.is_none() {
+                        self.first_xattr_skipped = Some(path.clone());
+                    }
+                }
+                Err(e) => return Err(self.io(path, "set extended attribute")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// An `O_PATH` descriptor of `name` itself, not followed.
+    fn open_path(&self, dir: &OwnedFd, name: &[u8], path: &TreePath) -> Result<OwnedFd, Error> {
+        rfs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(self.io(path, "open"))
+    }
+
     /// Opens the entry `name` just created as a node of type `ft` (a device,
     /// fifo or socket) without following it, and sets its metadata. Such
     /// nodes cannot be opened for I/O without side effects, hence O_PATH.
@@ -390,20 +437,17 @@ impl Extractor {
         ft: FileType,
         path: &TreePath,
         meta: &Meta,
+        xattrs: &Xattrs,
     ) -> Result<(), Error> {
-        let fd = rfs::openat(
-            dir,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(self.io(path, "open"))?;
+        let fd = self.open_path(dir, name, path)?;
         let st = rfs::fstat(&fd).map_err(self.io(path, "stat"))?;
         if FileType::from_raw_mode(st.st_mode) != ft {
             // replaced by a concurrent writer since we made it: not ours
             return Ok(());
         }
-        self.set_meta_fd(&Node::Path(fd), path, meta)
+        let node = Node::Path(fd);
+        self.set_meta_fd(&node, path, meta)?;
+        self.set_xattrs(&node, path, xattrs)
     }
 
     fn file(
@@ -448,7 +492,9 @@ impl Extractor {
                 .into())
             }
         }
-        self.set_meta_fd(&Node::Open(file.into()), path, &entry.meta)?;
+        let node = Node::Open(file.into());
+        self.set_meta_fd(&node, path, &entry.meta)?;
+        self.set_xattrs(&node, path, &entry.xattrs)?;
         Ok(())
     }
 
@@ -462,7 +508,8 @@ impl Extractor {
                 }
                 .into());
             }
-            self.dirs.insert(TreePath::root(), entry.meta);
+            self.dirs
+                .insert(TreePath::root(), (entry.meta, entry.xattrs.clone()));
             return Ok(());
         };
         if let Kind::CharDev { .. } | Kind::BlockDev { .. } = entry.kind {
@@ -501,14 +548,22 @@ impl Extractor {
                         .map_err(self.io(path, "create directory"))?;
                 }
                 self.implicit.remove(path);
-                self.dirs.insert(path.clone(), *meta);
+                self.dirs
+                    .insert(path.clone(), (*meta, entry.xattrs.clone()));
                 return Ok(());
             }
             Kind::Symlink { target } => {
                 self.clear(dir, name, path, "symlink", false)?;
                 rfs::symlinkat(target.as_slice(), dir, name)
                     .map_err(self.io(path, "create symlink"))?;
-                return Ok(self.set_link_meta(dir, name, path, meta)?);
+                self.set_link_meta(dir, name, path, meta)?;
+                if !entry.xattrs.is_empty() {
+                    // the link itself, through a descriptor that does not
+                    // follow it (a symlink has no mode to set)
+                    let fd = self.open_path(dir, name, path)?;
+                    self.set_xattrs(&Node::Path(fd), path, &entry.xattrs)?;
+                }
+                return Ok(());
             }
             Kind::HardLink { target } => {
                 self.clear(dir, name, path, "hard link", false)?;
@@ -550,19 +605,20 @@ impl Extractor {
             Kind::Fifo => FileType::Fifo,
             _ => FileType::Socket,
         };
-        Ok(self.set_node_meta(dir, name, ft, path, meta)?)
+        Ok(self.set_node_meta(dir, name, ft, path, meta, &entry.xattrs)?)
     }
 
     /// Applies directory metadata (deepest first) and returns what could
     /// not be done without privileges.
     pub fn finish(mut self) -> Result<Vec<Warning>, Error> {
         self.cache = None;
-        let mut all: Vec<(TreePath, Meta)> = std::mem::take(&mut self.dirs).into_iter().collect();
+        let mut all: Vec<(TreePath, (Meta, Xattrs))> =
+            std::mem::take(&mut self.dirs).into_iter().collect();
         for p in std::mem::take(&mut self.implicit) {
-            all.push((p, Meta::implicit_dir()));
+            all.push((p, (Meta::implicit_dir(), Xattrs::new())));
         }
         all.sort_by(|a, b| b.0.cmp(&a.0));
-        for (path, meta) in all {
+        for (path, (meta, xattrs)) in all {
             let parent = match path.parent() {
                 Some(parent) => Some(self.resolve_dir(&parent, &path)?),
                 None => None,
@@ -588,10 +644,17 @@ impl Extractor {
                 };
             drop(parent);
             self.set_meta_fd(&node, &path, &meta)?;
+            self.set_xattrs(&node, &path, &xattrs)?;
         }
         if let Some(first) = self.first_owner_skipped.take() {
             self.warnings.push(Warning::OwnersNotSet {
                 count: self.owners_skipped,
+                first,
+            });
+        }
+        if let Some(first) = self.first_xattr_skipped.take() {
+            self.warnings.push(Warning::XattrsNotSet {
+                count: self.xattrs_skipped,
                 first,
             });
         }

@@ -90,6 +90,10 @@ pub enum Warning {
     /// Giving files away needs `CAP_CHOWN`; `count` entries kept the
     /// extracting user as owner, the first being `first`.
     OwnersNotSet { count: u64, first: TreePath },
+    /// Extended attributes refused by the target's file system or needing
+    /// root (`trusted.`, `security.capability`): `count` of them, the
+    /// first on `first`.
+    XattrsNotSet { count: u64, first: TreePath },
 }
 
 impl fmt::Display for Warning {
@@ -101,6 +105,10 @@ impl fmt::Display for Warning {
             Warning::OwnersNotSet { count, first } => write!(
                 f,
                 "{count} entries (first: {first}) keep the extracting user as owner (changing owners needs root)"
+            ),
+            Warning::XattrsNotSet { count, first } => write!(
+                f,
+                "{count} extended attributes (first on {first}) not set: the target's file system refused them or they need root"
             ),
         }
     }

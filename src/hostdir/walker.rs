@@ -1,7 +1,7 @@
 //! Reading a host directory as a tree.
 
 use super::Error;
-use crate::tree::{Entry, Kind, Meta, Sink, Source, TreePath};
+use crate::tree::{Entry, Kind, Meta, Sink, Source, TreePath, Xattrs};
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
@@ -77,6 +77,55 @@ fn listing(dir: &Path) -> io::Result<std::vec::IntoIter<Vec<u8>>> {
     Ok(names.into_iter())
 }
 
+/// The extended attributes of `path` itself (a symlink is not followed),
+/// as the kernel lists them to us; none where the file system keeps none.
+/// An attribute removed between listing and reading is left out.
+pub(super) fn read_xattrs(path: &Path) -> io::Result<Xattrs> {
+    use rustix::fs as rfs;
+    use rustix::io::Errno;
+    let fail = |e: Errno| io_err(path, "read extended attributes")(e.into());
+    let mut out = Xattrs::new();
+    let mut list = Vec::new();
+    loop {
+        let n = match rfs::llistxattr_query(path) {
+            Ok(0) | Err(Errno::NOTSUP) => return Ok(out),
+            Ok(n) => n,
+            Err(e) => return Err(fail(e)),
+        };
+        list.resize(n, 0);
+        match rfs::llistxattr(path, &mut list[..]) {
+            Ok(n) => {
+                list.truncate(n);
+                break;
+            }
+            // grew meanwhile
+            Err(Errno::RANGE) => continue,
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    let mut value = Vec::new();
+    for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        loop {
+            let n = match rfs::lgetxattr_query(path, name) {
+                Ok(n) => n,
+                Err(Errno::NODATA) => break,
+                Err(e) => return Err(fail(e)),
+            };
+            value.resize(n, 0);
+            match rfs::lgetxattr(path, name, &mut value[..]) {
+                Ok(n) => {
+                    out.set(name.to_vec(), value[..n].to_vec());
+                    break;
+                }
+                Err(Errno::RANGE) => continue,
+                Err(Errno::NODATA) => break,
+                Err(e) => return Err(fail(e)),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A file's content, exactly as long as `lstat` said: a file that shrank
 /// meanwhile is an error, growth is cut off.
 struct Content {
@@ -143,6 +192,7 @@ impl Source for Walker {
                 path: TreePath::root(),
                 kind: Kind::Dir,
                 meta: self.meta(&md),
+                xattrs: read_xattrs(&self.root)?,
             },
             &mut io::empty(),
         )?;
@@ -180,6 +230,7 @@ impl Source for Walker {
                                 target: target.clone(),
                             },
                             meta,
+                            xattrs: Default::default(),
                         };
                         sink.put(&entry, &mut io::empty())?;
                         continue;
@@ -202,6 +253,7 @@ impl Source for Walker {
                     path,
                     kind: Kind::File { size },
                     meta,
+                    xattrs: read_xattrs(&host)?,
                 };
                 // a host file is not a stream: what a sink leaves unread
                 // is simply not read
@@ -219,7 +271,16 @@ impl Source for Walker {
                 Kind::Socket
             };
             let is_dir = kind == Kind::Dir && !(self.one_file_system && md.dev() != md_root.dev());
-            sink.put(&Entry { path, kind, meta }, &mut io::empty())?;
+            let xattrs = read_xattrs(&host)?;
+            sink.put(
+                &Entry {
+                    path,
+                    kind,
+                    meta,
+                    xattrs,
+                },
+                &mut io::empty(),
+            )?;
             if is_dir {
                 let names = listing(&host)?;
                 let tpath = tdir.join(&name);

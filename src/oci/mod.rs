@@ -431,6 +431,12 @@ fn write_tree(
         Ok((Box::new(archive), name))
     };
     flatten::flatten(layers.len(), &mut open, &mut writer).map_err(io_fault)?;
+    let dropped = writer.xattrs_dropped();
+    if dropped > 0 {
+        eprintln!(
+            "warning: {dropped} extended attributes of the image's layers not kept (the flattened image is a cpio archive)"
+        );
+    }
     let mut out = writer.finish().map_err(io_fault)?;
     out.inner.flush().map_err(io_fault)?;
     drop(out);

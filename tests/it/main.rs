@@ -71,4 +71,5 @@ mod template_bounds;
 mod transport_file;
 mod transport_ftp;
 mod transport_http;
+mod xattrs;
 mod xen_conformance;

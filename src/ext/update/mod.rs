@@ -557,6 +557,10 @@ impl<'v> Populator<'v> {
 
 impl Sink for Populator<'_> {
     fn put(&mut self, entry: &Entry, data: &mut dyn Read) -> std::io::Result<()> {
+        if !entry.xattrs.is_empty() {
+            let path = entry.path.display_abs();
+            return Err(Error::XattrsInPlace { path }.into());
+        }
         self.put_entry(entry, data).map_err(std::io::Error::from)
     }
 }

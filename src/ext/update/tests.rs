@@ -17,6 +17,7 @@ fn entry(path: &str, kind: Kind) -> Entry {
             gid: 0,
             mtime: 1_000_000,
         },
+        xattrs: Default::default(),
     }
 }
 
