@@ -188,11 +188,7 @@ fn random_tree((depth, name_len, leaves, crowd, hundred, bs): &Shape) -> MemTree
             break;
         }
         t.0.push((
-            Entry {
-                path: p.clone(),
-                kind: Kind::Dir,
-                meta: meta(0o755, i),
-            },
+            Entry::new(p.clone(), Kind::Dir, meta(0o755, i)),
             None,
         ));
         dirs.push(p);
@@ -245,11 +241,7 @@ fn random_tree((depth, name_len, leaves, crowd, hundred, bs): &Shape) -> MemTree
             },
         };
         t.0.push((
-            Entry {
-                path,
-                kind,
-                meta: meta(0o640, i),
-            },
+            Entry::new(path, kind, meta(0o640, i)),
             content,
         ));
     }
