@@ -321,6 +321,7 @@ impl Runner<'_> {
                 inodes,
                 uuid,
                 base,
+                format,
             } => self.image(
                 at,
                 path,
@@ -331,6 +332,7 @@ impl Runner<'_> {
                 *inodes,
                 *uuid,
                 base.as_deref(),
+                *format,
             ),
             Action::Put {
                 image,
