@@ -455,7 +455,7 @@ const OPTION_ERRORS: &[(&str, &str)] = &[
     ("[image /x 50M \"fs\" ext2][end]\n", "1:20: unexpected argument `ext2` to `[image`; usage: [image PATH SIZE [LABEL] [fs ext2|ext3|ext4|swap] [blocksize N] [inodes N] [uuid U] [base BASE] [format raw|qcow2]][end]"),
     ("[image /x 50M base /y][end]\n", "1:20: base /y is neither an ext2/ext3 image nor made by an earlier `[image]`"),
     ("[image /x 50M fs ext2 base /y][end]\n", "1:15: `fs` makes a new file system; a clone (`base`) keeps its base's"),
-    ("[image /x 50M fs swap format qcow2][end]\n", "1:29: a swap area is written raw; `format qcow2` is for ext2/3/4 images"),
+    ("[image /x 50M fs swap format qcow2][end]\n", "1:30: a swap area is written raw; `format qcow2` is for ext2/3/4 images"),
     ("[replace /etc/x image /y patch p][end]\n", "1:26: `patch` writes what changed in an archive; an image is changed in place"),
     ("[image /x 50M lbl \"uuid\" x][end]\n", "1:19: unexpected argument `uuid` to `[image`; usage: [image PATH SIZE [LABEL] [fs ext2|ext3|ext4|swap] [blocksize N] [inodes N] [uuid U] [base BASE] [format raw|qcow2]][end]"),
     ("[image /x 50M fs swap blocksize 1024][end]\n", "1:23: `blocksize` is an ext2/ext3 option; a swap area has none (its pages are 4096 bytes)"),
