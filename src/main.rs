@@ -222,7 +222,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
-    /// List a directory of an ext2/3/4 image without mounting it
+    /// List a directory of an ext2/3/4 image (raw or qcow2) without mounting it
     Ls {
         /// The image
         image: PathBuf,
@@ -230,7 +230,7 @@ enum Command {
         /// [default: /]
         path: Option<OsString>,
     },
-    /// Print a file of an ext2/3/4 image without mounting it
+    /// Print a file of an ext2/3/4 image (raw or qcow2) without mounting it
     Cat {
         /// The image
         image: PathBuf,

@@ -3,11 +3,17 @@
 //! through [`Block`] and never through the file beneath it.
 //!
 //! A [`File`] is a raw volume: byte `n` of the volume is byte `n` of the
-//! file (an image file or a device).
+//! file (an image file or a device). A file that starts with the qcow2
+//! magic is a [`qcow2::Qcow2`] volume, read through its backing chain:
+//! [`open`] tells them apart by content, never by name.
+
+pub mod qcow2;
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// A volume: a fixed run of bytes at offsets.
 // an empty volume holds no file system: nothing asks whether one is empty
@@ -47,6 +53,51 @@ pub trait Block {
     fn start_writeback(&self, offset: u64, len: u64) {
         let _ = (offset, len);
     }
+}
+
+/// Files staged under another name, each to be renamed to the name a
+/// backing chain may record: (name, staged file).
+static STAGED: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Until `staged` is renamed to `name`, a backing chain that names `name`
+/// reads `staged` (an overlay over a base built in the same run).
+pub fn stage(name: &Path, staged: &Path) {
+    let mut s = STAGED.lock().unwrap_or_else(|e| e.into_inner());
+    s.retain(|(n, _)| n != name);
+    s.push((name.to_path_buf(), staged.to_path_buf()));
+}
+
+/// Where the backing file named `path` is read from now: its staged file
+/// while there is one, else `path` itself.
+fn resolve(path: &Path) -> PathBuf {
+    let s = STAGED.lock().unwrap_or_else(|e| e.into_inner());
+    s.iter()
+        .rev()
+        .find(|(n, st)| n == path && st.exists())
+        .map_or_else(|| path.to_path_buf(), |(_, st)| st.clone())
+}
+
+/// Opens the volume at `path`, raw or qcow2 by its content; for writing
+/// when `write` (a qcow2 image's backing files are always read-only).
+pub fn open(path: &Path, write: bool) -> io::Result<Box<dyn Block>> {
+    let file = File::options().read(true).write(write).open(path)?;
+    open_file(file, path, write)
+}
+
+/// [`open`] on a file already open (the one a lock holds) that is named
+/// `path` or will be renamed beside it: a qcow2 image's relative backing
+/// names are found from `path`'s directory.
+pub fn open_file(file: File, path: &Path, write: bool) -> io::Result<Box<dyn Block>> {
+    if qcow2::is_qcow2(&file)? {
+        Ok(Box::new(qcow2::Qcow2::open(file, path, write)?))
+    } else {
+        Ok(Box::new(file))
+    }
+}
+
+/// The length of the volume at `path` (a qcow2 image's virtual size).
+pub fn volume_len(path: &Path) -> io::Result<u64> {
+    open(path, false)?.len()
 }
 
 impl<B: Block + ?Sized> Block for Box<B> {

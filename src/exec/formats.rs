@@ -2,7 +2,7 @@
 //! writing an archive, checking and populating an existing volume.
 
 use crate::tree::{Source, TreePath};
-use crate::{cpio, ext};
+use crate::{block, cpio, ext};
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::path::Path;
@@ -35,15 +35,14 @@ pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result
 
 /// Refuses a volume we will not be able to update, before anything runs.
 pub fn check_volume(target: &Path) -> io::Result<()> {
-    let f = File::open(target)?;
-    let vol = ext::Volume::open(f).map_err(io::Error::other)?;
+    let vol = ext::Volume::open_block(block::open(target, false)?).map_err(io::Error::other)?;
     ext::Populator::new(&vol, 0).map_err(io::Error::other)?;
     Ok(())
 }
 
-/// Populates an existing ext2/ext3 volume in place, then removes
-/// `deletes` (and the directories that leaves empty), all in one journal
-/// transaction.
+/// Populates an existing ext2/ext3 volume (raw or qcow2) in place, then
+/// removes `deletes` (and the directories that leaves empty), all in one
+/// journal transaction.
 pub fn populate_volume(
     target: &Path,
     src: Box<dyn Source>,
@@ -63,7 +62,8 @@ pub fn populate_open_volume(
     deletes: &[TreePath],
     timestamp: i64,
 ) -> io::Result<()> {
-    let vol = ext::Volume::open_rw(f).map_err(io::Error::other)?;
+    let vol =
+        ext::Volume::open_block(block::open_file(f, target, true)?).map_err(io::Error::other)?;
     let mut pop = ext::Populator::new(&vol, timestamp).map_err(io::Error::other)?;
     crate::progress::emit(
         &mut *src,

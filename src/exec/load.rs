@@ -26,13 +26,13 @@ impl World for HostWorld {
     }
 
     fn is_ext_image(&self, path: &Path) -> bool {
-        use std::os::unix::fs::FileExt;
-        let Ok(f) = std::fs::File::open(path) else {
+        // a raw or qcow2 volume, read through the block layer
+        let Ok(dev) = crate::block::open(path, false) else {
             return false;
         };
         // the superblock starts at byte 1024; s_magic is at offset 56
         let mut magic = [0u8; 2];
-        f.read_exact_at(&mut magic, 1024 + 56).is_ok() && magic == [0x53, 0xef]
+        dev.read_at(1024 + 56, &mut magic).is_ok() && magic == [0x53, 0xef]
     }
 
     fn is_qcow2(&self, path: &Path) -> bool {

@@ -72,9 +72,10 @@ pub fn open_tree(path: &Path) -> Result<Box<dyn Source>> {
         let mut f = File::open(path).map_err(|e| fail(&name, e))?;
         let mut head = [0u8; 1082];
         let n = f.read(&mut head).map_err(|e| fail(&name, e))?;
-        if n == head.len() && head[1080..] == [0x53, 0xef] {
-            let f = File::open(path).map_err(|e| fail(&name, e))?;
-            let vol = ext::Volume::open(f).map_err(|e| fail(&name, e))?;
+        let qcow2 = n >= 4 && head[..4] == crate::block::qcow2::MAGIC;
+        if qcow2 || n == head.len() && head[1080..] == [0x53, 0xef] {
+            let dev = crate::block::open(path, false).map_err(|e| fail(&name, e))?;
+            let vol = ext::Volume::open_block(dev).map_err(|e| fail(&name, e))?;
             return Ok(Box::new(vol));
         }
     }
@@ -206,8 +207,8 @@ pub fn diff_trees(old: &Path, new: &Path, out: &str, dir: Option<PathBuf>) -> Re
 }
 
 fn image(path: &Path) -> Result<ext::Volume> {
-    let f = File::open(path).map_err(|e| fail(path.display(), e))?;
-    ext::Volume::open(f).map_err(|e| {
+    let dev = crate::block::open(path, false).map_err(|e| fail(path.display(), e))?;
+    ext::Volume::open_block(dev).map_err(|e| {
         // an archive handed to ls or cat: say what it is and what reads it
         let what = File::open(path)
             .ok()

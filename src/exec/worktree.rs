@@ -604,17 +604,19 @@ impl Source for OverlaySource {
         let deleted = |p: &TreePath| matches!(overlay.get(p), Some(Change::Delete));
         let mut src: Box<dyn Source> = match base {
             Base::Archive(p) => archive_source(p, &self.name)?,
-            Base::Volume(p) => {
-                Box::new(crate::ext::Volume::open(File::open(p)?).map_err(io::Error::other)?)
-            }
+            Base::Volume(p) => Box::new(
+                crate::ext::Volume::open_block(crate::block::open(p, false)?)
+                    .map_err(io::Error::other)?,
+            ),
         };
         // A volume can be read again: the first surviving name of a hard
         // link group whose first name is deleted takes the data, and the
         // other names link to it.
         let reread = match base {
-            Base::Volume(p) => {
-                Some(crate::ext::Volume::open(File::open(p)?).map_err(io::Error::other)?)
-            }
+            Base::Volume(p) => Some(
+                crate::ext::Volume::open_block(crate::block::open(p, false)?)
+                    .map_err(io::Error::other)?,
+            ),
             Base::Archive(_) => None,
         };
         let mut heirs: HashMap<TreePath, TreePath> = HashMap::new();

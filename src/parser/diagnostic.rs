@@ -186,12 +186,12 @@ pub enum DiagnosticKind {
     MissingPatchTarget { path: PathBuf },
 
     // clones and images edited in place
-    #[error("format `qcow2`: vm-container clones raw images only; use `format raw`")]
-    Qcow2Clone,
-    #[error("format `{value}`: expected raw")]
+    #[error("format `{value}`: expected raw or qcow2")]
     BadFormat { value: String },
-    #[error("`format` is an option of a clone: it needs `base BASE`")]
-    FormatWithoutBase,
+    #[error("a swap area is written raw; `format qcow2` is for ext2/3/4 images")]
+    Qcow2Swap,
+    #[error("{} is a qcow2 image: a raw clone would copy its qcow2 file; use `format qcow2` for an overlay over it", .base.display())]
+    RawCloneOfQcow2 { base: PathBuf },
     #[error("`{key}` makes a new file system; a clone (`base`) keeps its base's")]
     CloneNewFs { key: String },
     #[error("a clone (`base`) keeps its base's label; give none")]

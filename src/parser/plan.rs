@@ -23,6 +23,17 @@ impl fmt::Display for UriRef {
     }
 }
 
+/// How an image's bytes are stored: `format raw|qcow2`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// Byte `n` of the volume is byte `n` of the file.
+    #[default]
+    Raw,
+    /// QEMU's qcow2 (version 3): a fresh image, or with `base BASE` an
+    /// overlay whose backing file is BASE.
+    Qcow2,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsType {
     Ext2,
@@ -92,6 +103,8 @@ pub enum Action {
         /// `base BASE`: a clone of the ext2/ext3 image BASE (an image
         /// path, or one an earlier `[image]` makes), which is only read.
         base: Option<PathBuf>,
+        /// `format qcow2`: a qcow2 image, or an overlay over `base`.
+        format: ImageFormat,
     },
     Populate {
         kind: TargetKind,
@@ -240,12 +253,17 @@ impl fmt::Display for Action {
                 path,
                 size,
                 base: Some(base),
+                format,
                 ..
             } => write!(
                 f,
-                "image {} {} bytes, a clone of {}",
+                "image {} {} bytes, {} {}",
                 path.display(),
                 size,
+                match format {
+                    ImageFormat::Raw => "a clone of",
+                    ImageFormat::Qcow2 => "a qcow2 overlay over",
+                },
                 base.display()
             ),
             Action::Image {
@@ -253,10 +271,11 @@ impl fmt::Display for Action {
                 size,
                 label,
                 fs,
+                format,
                 ..
             } => write!(
                 f,
-                "image {} {} bytes {} label {:?}",
+                "image {} {} bytes {}{} label {:?}",
                 path.display(),
                 size,
                 match fs {
@@ -264,6 +283,10 @@ impl fmt::Display for Action {
                     FsType::Ext3 => "ext3",
                     FsType::Ext4 => "ext4",
                     FsType::Swap => "swap",
+                },
+                match format {
+                    ImageFormat::Raw => "",
+                    ImageFormat::Qcow2 => " qcow2",
                 },
                 String::from_utf8_lossy(label)
             ),

@@ -49,6 +49,7 @@ mod net_limits;
 mod oci_sources;
 mod parser_props;
 mod progress;
+mod qcow2;
 mod run_changes;
 mod run_commit;
 mod run_dates;

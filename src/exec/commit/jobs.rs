@@ -32,7 +32,8 @@ impl Commit {
                 None => fs::File::open(&*target),
             }
             .map_err(|e| fail(&e))?;
-            let vol = crate::ext::Volume::open(f).map_err(|e| fail(&e))?;
+            let dev = crate::block::open_file(f, target, false).map_err(|e| fail(&e))?;
+            let vol = crate::ext::Volume::open_block(dev).map_err(|e| fail(&e))?;
             let mut trial = crate::ext::Populator::new(&vol, *timestamp)
                 .map_err(|e| fail(&e))?
                 .trial();

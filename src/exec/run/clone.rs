@@ -11,7 +11,7 @@ use crate::exec::{Error, Result};
 use crate::ext;
 use crate::parser::plan::PutContent;
 use crate::tree::TreePath;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -94,9 +94,8 @@ impl Runner<'_> {
     pub(super) fn clone_size(&self, at: &str, path: &Path, size: u64, base: &Path) -> Result<()> {
         let have = match self.images.get(base) {
             Some(img) => img.size(),
-            None => fs::metadata(base)
-                .map_err(|e| io_fail(at, base.display(), e))?
-                .len(),
+            // a qcow2 base's virtual size
+            None => crate::block::volume_len(base).map_err(|e| io_fail(at, base.display(), e))?,
         };
         if size != have {
             return Err(Error::run(format!(
@@ -171,9 +170,8 @@ impl Runner<'_> {
             Some(img) => (img.staged.clone(), true),
             None => (image.to_path_buf(), false),
         };
-        let vol =
-            ext::Volume::open(File::open(&file).map_err(|e| io_fail(at, image.display(), e))?)
-                .map_err(|e| io_fail(at, image.display(), e))?;
+        let dev = crate::block::open(&file, false).map_err(|e| io_fail(at, image.display(), e))?;
+        let vol = ext::Volume::open_block(dev).map_err(|e| io_fail(at, image.display(), e))?;
         let (mut perm, mut own) = (mode, owner);
         if let Ok(info) = vol.stat(path) {
             perm = perm.or(Some(info.meta.perm));

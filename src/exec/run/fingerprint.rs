@@ -7,7 +7,7 @@ use crate::exec::state::{self, Fingerprint, Record};
 use crate::exec::worktree::Change;
 use crate::exec::Result;
 use crate::hostdir;
-use crate::parser::plan::{Action, DirMeta, Edit, PatchTarget, Plan, Read, UriRef};
+use crate::parser::plan::{Action, DirMeta, Edit, ImageFormat, PatchTarget, Plan, Read, UriRef};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
@@ -281,10 +281,14 @@ pub fn expressions_digest(plan: &Plan) -> String {
                 inodes,
                 uuid,
                 base,
+                format,
             } => {
                 f.add("image", path.as_os_str().as_encoded_bytes());
                 if let Some(b) = base {
                     f.add("base", b.as_os_str().as_encoded_bytes());
+                }
+                if *format == ImageFormat::Qcow2 {
+                    f.add("format", b"qcow2");
                 }
                 f.add("label", label);
                 f.add(

@@ -4,9 +4,9 @@
 
 use super::{io_fail, Runner};
 use crate::exec::{Error, Result};
-use crate::parser::plan::{FsType, Plan, TargetKind, Write};
+use crate::parser::plan::{FsType, ImageFormat, Plan, TargetKind, Write};
 use crate::tree::Source;
-use crate::{ext, swap};
+use crate::{block, ext, swap};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::os::unix::fs::OpenOptionsExt;
@@ -30,6 +30,9 @@ pub(super) struct NewImage {
     /// The destination is a block device: the image is built in staging
     /// and written onto the device at commit.
     device: bool,
+    /// `format qcow2`: a qcow2 image, or a qcow2 overlay over a clone's
+    /// base.
+    qcow2: bool,
 }
 
 /// What a new image holds.
@@ -67,7 +70,9 @@ impl Runner<'_> {
         inodes: Option<u32>,
         uuid: Option<[u8; 16]>,
         base: Option<&Path>,
+        format: ImageFormat,
     ) -> Result<()> {
+        let qcow2 = format == ImageFormat::Qcow2;
         let uuid = uuid.unwrap_or_else(|| derive_uuid(path, size, label));
         let format = match fs {
             _ if base.is_some() => {
@@ -93,6 +98,12 @@ impl Runner<'_> {
         };
         let device = fs::metadata(path)
             .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+        if device && qcow2 {
+            return Err(Error::run(format!(
+                "{at}: {} is a block device; a qcow2 image is a file (use `format raw` on a device)",
+                path.display()
+            )));
+        }
         let (staged, dest) = if device {
             (self.device_image(at, path, size)?, path.to_path_buf())
         } else {
@@ -123,6 +134,13 @@ impl Runner<'_> {
             Format::Swap(options) => digest.add("swap", format!("{options:?}").as_bytes()),
             Format::Clone(base, _) => digest.add("clone", base.as_os_str().as_encoded_bytes()),
         }
+        if qcow2 {
+            digest.add("format", b"qcow2");
+        }
+        // a qcow2 overlay of this run over this image reads it where it
+        // is staged
+        block::stage(&dest, &staged);
+        block::stage(path, &staged);
         self.images.insert(
             path.to_path_buf(),
             NewImage {
@@ -134,6 +152,7 @@ impl Runner<'_> {
                 digest,
                 patched: false,
                 device,
+                qcow2,
             },
         );
         Ok(())
@@ -296,11 +315,45 @@ impl Runner<'_> {
                 .map_err(|e| io_fail(&at, staged.display(), e))?;
             let options = match &img.format {
                 Format::Ext(options) => options.clone(),
+                Format::Clone(base_path, size) if img.qcow2 => {
+                    let name = backing_name(&img.dest, base_path).ok_or_else(|| {
+                        Error::run(format!(
+                            "{at}: the name of {} is not UTF-8; a qcow2 header cannot record it",
+                            base_path.display()
+                        ))
+                    })?;
+                    let dev =
+                        block::qcow2::Qcow2::create_overlay(file, &staged, *size, &name, base_path)
+                            .map_err(|e| {
+                                io_fail(&at, format!("overlay over {}", base_path.display()), e)
+                            })?;
+                    block::Block::flush(&dev).map_err(|e| io_fail(&at, "image", e))?;
+                    drop(dev);
+                    log_line = Some(format!(
+                        "made {at} a qcow2 overlay over {}",
+                        base_path.display()
+                    ));
+                    for (label, src) in std::mem::take(&mut img.sources) {
+                        crate::exec::formats::populate_volume(&staged, src, &[], self.now)
+                            .map_err(|e| io_fail(&at, format!("populating from {label}"), e))?;
+                    }
+                    return Ok(());
+                }
                 Format::Clone(..) => {
                     drop(file);
                     let (from, _) = base.as_ref().ok_or_else(|| {
                         Error::run(format!("{at}: the base of a clone is unknown"))
                     })?;
+                    if block::qcow2::is_qcow2(
+                        &File::open(from).map_err(|e| io_fail(&at, from.display(), e))?,
+                    )
+                    .map_err(|e| io_fail(&at, from.display(), e))?
+                    {
+                        return Err(Error::run(format!(
+                            "{at}: {} is a qcow2 image: a raw clone would copy its qcow2 file; use `format qcow2` for an overlay over it",
+                            from.display()
+                        )));
+                    }
                     let how = super::clone::clone_file(from, &staged)
                         .map_err(|e| io_fail(&at, format!("cloning {}", from.display()), e))?;
                     log_line = Some(format!("cloned {} from {} ({how:?})", at, from.display()));
@@ -315,14 +368,22 @@ impl Runner<'_> {
                     return file.sync_all().map_err(|e| io_fail(&at, "swap area", e));
                 }
             };
+            let dev: Box<dyn block::Block> = if img.qcow2 {
+                Box::new(
+                    block::qcow2::Qcow2::create(file, &staged, options.size)
+                        .map_err(|e| io_fail(&at, "image", e))?,
+                )
+            } else {
+                Box::new(file)
+            };
             let mut builder =
-                ext::Builder::new(options, &file).map_err(|e| io_fail(&at, "image", e))?;
+                ext::Builder::new(options, &*dev).map_err(|e| io_fail(&at, "image", e))?;
             for (label, src) in img.sources.iter_mut() {
                 crate::progress::emit(&mut **src, &mut builder, format!("writing {at}"))
                     .map_err(|e| io_fail(&at, format!("populating from {label}"), e))?;
             }
             builder.finish().map_err(|e| io_fail(&at, "image", e))?;
-            file.sync_all().map_err(|e| io_fail(&at, "image", e))
+            dev.flush().map_err(|e| io_fail(&at, "image", e))
         })();
         if let Err(e) = built {
             // the staged image is beside the destination: never leave it
@@ -343,6 +404,21 @@ impl Runner<'_> {
         }
         Ok(())
     }
+}
+
+/// How a qcow2 overlay at `dest` names its base: by file name alone when
+/// both are in one directory (the pair can move together, as QEMU finds a
+/// relative name from the overlay's directory), else by absolute path.
+/// The header holds text: a name that is not UTF-8 is refused.
+fn backing_name(dest: &Path, base: &Path) -> Option<String> {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (dest, base) = (abs(dest), abs(base));
+    let same_dir = dest.parent().is_some_and(|d| Some(d) == base.parent());
+    let name = match base.file_name() {
+        Some(name) if same_dir => Path::new(name),
+        _ => &base,
+    };
+    name.to_str().map(str::to_string)
 }
 
 /// A UUID derived from what defines the image, so that the same container

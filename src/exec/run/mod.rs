@@ -326,6 +326,7 @@ impl Runner<'_> {
                 inodes,
                 uuid,
                 base,
+                format,
             } => self.image(
                 at,
                 path,
@@ -336,6 +337,7 @@ impl Runner<'_> {
                 *inodes,
                 *uuid,
                 base.as_deref(),
+                *format,
             ),
             Action::Put {
                 image,

@@ -12,7 +12,7 @@ use crate::ext;
 use crate::parser::plan::{PatchTarget, UriRef};
 use crate::tree::{Source, TreePath};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::Path;
 
@@ -180,8 +180,8 @@ impl Runner<'_> {
             Some(img) => (img.staged.clone(), true),
             None => (path.to_path_buf(), false),
         };
-        let vol = ext::Volume::open(File::open(&file).map_err(|e| io_fail(at, path.display(), e))?)
-            .map_err(|e| io_fail(at, path.display(), e))?;
+        let dev = crate::block::open(&file, false).map_err(|e| io_fail(at, path.display(), e))?;
+        let vol = ext::Volume::open_block(dev).map_err(|e| io_fail(at, path.display(), e))?;
         let mut update = ImageUpdate {
             at,
             path,

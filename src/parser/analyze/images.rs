@@ -3,7 +3,7 @@
 
 use super::super::ast::{Expr, Span};
 use super::super::diagnostic::DiagnosticKind;
-use super::super::plan::{Action, FsType};
+use super::super::plan::{Action, FsType, ImageFormat};
 use super::args::{parse_size, parse_uuid, Arg, OptionKey};
 use super::Analyzer;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ option_keys! {
 impl Analyzer<'_> {
     pub(super) fn image(&mut self, e: &Expr, words: &[Arg]) -> Option<Action> {
         const USAGE: &str =
-            "[image PATH SIZE [LABEL] [fs ext2|ext3|ext4|swap] [blocksize N] [inodes N] [uuid U] [base BASE [format raw]]][end]";
+            "[image PATH SIZE [LABEL] [fs ext2|ext3|ext4|swap] [blocksize N] [inodes N] [uuid U] [base BASE] [format raw|qcow2]][end]";
         if words.len() < 2 {
             let what = if words.is_empty() {
                 "PATH and SIZE"
@@ -68,7 +68,8 @@ impl Analyzer<'_> {
         }
         let (mut fs, mut block_size, mut inodes, mut uuid) = (FsType::Ext3, None, None, None);
         let mut inodes_at = None;
-        let (mut base, mut format, mut fs_given) = (None, None, None);
+        let (mut base, mut fs_given) = (None, None);
+        let (mut format, mut format_at) = (ImageFormat::Raw, None);
         let opts = self.options::<ImageKey>(e, rest, USAGE)?;
         // options that only a file system has, for a swap area's error
         let mut fs_only: Vec<(&'static str, Span)> = Vec::new();
@@ -84,10 +85,10 @@ impl Analyzer<'_> {
             match opt.key {
                 ImageKey::Base => base = Some((self.path(w), w.span())),
                 ImageKey::Format => match v.as_str() {
-                    "raw" => format = Some(w.span()),
+                    "raw" => format = ImageFormat::Raw,
                     "qcow2" => {
-                        self.err(w.span(), DiagnosticKind::Qcow2Clone);
-                        return None;
+                        format = ImageFormat::Qcow2;
+                        format_at = Some(w.span());
                     }
                     other => {
                         self.err(
@@ -141,13 +142,13 @@ impl Analyzer<'_> {
             }
         }
         if let Some((base, base_span)) = base {
-            return self.clone_image(path, size, base, base_span, &label, fs_given);
-        }
-        if let Some(span) = format {
-            self.err(span, DiagnosticKind::FormatWithoutBase);
-            return None;
+            return self.clone_image(path, size, base, base_span, &label, fs_given, format);
         }
         if fs == FsType::Swap {
+            if let Some(span) = format_at {
+                self.err(span, DiagnosticKind::Qcow2Swap);
+                return None;
+            }
             let action = self.swap_image(path.clone(), size, label, uuid, &words[1], &fs_only)?;
             self.images.remove(&path);
             self.swaps.insert(path, e.keyword_span);
@@ -193,6 +194,7 @@ impl Analyzer<'_> {
             }
         }
         self.images.insert(path.clone());
+        self.set_qcow2(&path, format);
         Some(Action::Image {
             path,
             size,
@@ -202,11 +204,23 @@ impl Analyzer<'_> {
             inodes,
             uuid,
             base: None,
+            format,
         })
     }
 
+    /// Records whether an image this container makes is qcow2.
+    fn set_qcow2(&mut self, path: &Path, format: ImageFormat) {
+        if format == ImageFormat::Qcow2 {
+            self.qcow2.insert(path.to_path_buf());
+        } else {
+            self.qcow2.remove(path);
+        }
+    }
+
     /// `[image PATH SIZE base BASE]`: a clone has its base's file system,
-    /// so it takes no option that would make another.
+    /// so it takes no option that would make another. A raw clone is a
+    /// copy of a raw base; a qcow2 one an overlay over a base of either.
+    #[allow(clippy::too_many_arguments)]
     fn clone_image(
         &mut self,
         path: PathBuf,
@@ -215,6 +229,7 @@ impl Analyzer<'_> {
         base_span: Span,
         label: &[u8],
         fs_given: Option<(&str, Span)>,
+        format: ImageFormat,
     ) -> Option<Action> {
         if let Some((key, span)) = fs_given {
             self.err(
@@ -236,8 +251,18 @@ impl Analyzer<'_> {
         if !self.ext_image(base_span, &base, "base") {
             return None;
         }
+        let base_qcow2 = if self.images.contains(&base) {
+            self.qcow2.contains(&base)
+        } else {
+            self.world.is_qcow2(&base)
+        };
+        if format == ImageFormat::Raw && base_qcow2 {
+            self.err(base_span, DiagnosticKind::RawCloneOfQcow2 { base });
+            return None;
+        }
         self.swaps.remove(&path);
         self.images.insert(path.clone());
+        self.set_qcow2(&path, format);
         Some(Action::Image {
             path,
             size,
@@ -247,6 +272,7 @@ impl Analyzer<'_> {
             inodes: None,
             uuid: None,
             base: Some(base),
+            format,
         })
     }
 
@@ -318,6 +344,7 @@ impl Analyzer<'_> {
             inodes: None,
             uuid,
             base: None,
+            format: ImageFormat::Raw,
         })
     }
 

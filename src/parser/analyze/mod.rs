@@ -67,6 +67,8 @@ struct Analyzer<'a> {
     errors: Vec<Diagnostic>,
     steps: Vec<Step>,
     images: HashSet<PathBuf>,
+    /// The images of `images` made as qcow2 (`format qcow2`).
+    qcow2: HashSet<PathBuf>,
     /// Swap areas made by `[image ... fs swap]`, and where.
     swaps: BTreeMap<PathBuf, Span>,
     produced: HashSet<PathBuf>,
@@ -93,6 +95,7 @@ pub fn analyze(
         errors: Vec::new(),
         steps: Vec::new(),
         images: HashSet::new(),
+        qcow2: HashSet::new(),
         swaps: BTreeMap::new(),
         produced: HashSet::new(),
         settings: BTreeMap::new(),
