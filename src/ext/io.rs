@@ -36,6 +36,40 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
+/// The runs `(first, end)` of blocks of `block_size` bytes within
+/// `[first, first + count)` that may hold data. A hole of a sparse image
+/// reads as zeros, so a scan for nonzero blocks skips it unread (a clone's
+/// inode tables are mostly holes, and every block read of a fresh clone is
+/// a read from the disk). A file that cannot tell (no `SEEK_DATA`, a
+/// device) is data throughout.
+pub(super) fn data_runs(file: &File, block_size: u64, first: u64, count: u64) -> Vec<(u64, u64)> {
+    use rustix::fs::{seek, SeekFrom};
+    let end = first + count;
+    let mut runs = Vec::new();
+    let mut b = first;
+    while b < end {
+        let start = match seek(file, SeekFrom::Data(b * block_size)) {
+            Ok(at) => at / block_size,
+            // nothing but holes from here on
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) => {
+                runs.push((b, end));
+                break;
+            }
+        };
+        if start >= end {
+            break;
+        }
+        let stop = seek(file, SeekFrom::Hole(start * block_size))
+            .map(|at| at.div_ceil(block_size))
+            .unwrap_or(end)
+            .clamp(start + 1, end);
+        runs.push((start, stop));
+        b = stop;
+    }
+    runs
+}
+
 pub struct Disk<'f> {
     file: &'f File,
     block_size: u64,
