@@ -8,6 +8,7 @@
 //!   `oci` (OCI images as trees).
 
 pub mod archive;
+pub mod block;
 pub mod boot;
 pub mod bytes;
 pub mod cache;

@@ -256,7 +256,7 @@ fn check_superblock(vol: &Volume, geo: &Geo) -> Result<(), Error> {
     }
     // a regular file grows as it is written (mke2fs may leave it short);
     // a device does not
-    let regular = vol.file.metadata().is_ok_and(|m| m.file_type().is_file());
+    let regular = vol.file.grows();
     let len = vol.file_len;
     if !regular && geo.blocks.saturating_mul(geo.bs) > len {
         return Err(unsound(format!(
@@ -688,7 +688,7 @@ fn check_inodes(vol: &Volume, geo: &Geo, layout: &Layout) -> Result<(), Error> {
         if geo.csum && gd.bg_flags & EXT4_BG_INODE_UNINIT != 0 {
             continue;
         }
-        let runs = super::io::data_runs(&vol.file, geo.bs, gd.bg_inode_table, geo.itable_blocks);
+        let runs = super::io::data_runs(&*vol.file, geo.bs, gd.bg_inode_table, geo.itable_blocks);
         // holes read as zeros: skipped like any block of free inodes
         let blocks = runs
             .into_iter()

@@ -1,5 +1,5 @@
-//! The only place that touches the image file: positioned reads and
-//! writes, with contiguous writes gathered into large ones.
+//! The only place that touches the volume ([`Block`]): positioned reads
+//! and writes, with contiguous writes gathered into large ones.
 //!
 //! Every [`WRITEBACK`] bytes written, the kernel is asked to start writing
 //! the range written since the last time back to the disk
@@ -8,62 +8,37 @@
 //! final fsync, which stays the one durability point, finds little left.
 
 use super::Error;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use crate::block::Block;
 
 /// Writes are gathered until this many bytes are pending.
 const GATHER: usize = 1 << 20;
 /// Bytes written between two requests to start write-back.
 pub const WRITEBACK: u64 = 8 << 20;
 
-/// Asks the kernel to start writing `len` bytes at `offset` back to the
-/// disk, without waiting. Only a hint: a file system that cannot is left
-/// to the final fsync.
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return;
-        };
-        // SAFETY: a plain system call on a descriptor `file` keeps open;
-        // it reads and writes no memory of ours
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len);
-}
-
 /// The runs `(first, end)` of blocks of `block_size` bytes within
 /// `[first, first + count)` that may hold data. A hole of a sparse image
 /// reads as zeros, so a scan for nonzero blocks skips it unread (a clone's
 /// inode tables are mostly holes, and every block read of a fresh clone is
-/// a read from the disk). A file that cannot tell (no `SEEK_DATA`, a
-/// device) is data throughout.
-pub(super) fn data_runs(file: &File, block_size: u64, first: u64, count: u64) -> Vec<(u64, u64)> {
-    use rustix::fs::{seek, SeekFrom};
+/// a read from the disk). A volume that cannot tell is data throughout.
+pub(super) fn data_runs(
+    dev: &dyn Block,
+    block_size: u64,
+    first: u64,
+    count: u64,
+) -> Vec<(u64, u64)> {
     let end = first + count;
     let mut runs = Vec::new();
     let mut b = first;
     while b < end {
-        let start = match seek(file, SeekFrom::Data(b * block_size)) {
-            Ok(at) => at / block_size,
-            // nothing but holes from here on
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(_) => {
-                runs.push((b, end));
-                break;
-            }
+        let (start, stop) = match dev.data_run(b * block_size) {
+            Ok(Some((s, e))) => (s / block_size, e.div_ceil(block_size)),
+            Ok(None) => break,
+            Err(_) => (b, end),
         };
         if start >= end {
             break;
         }
-        let stop = seek(file, SeekFrom::Hole(start * block_size))
-            .map(|at| at.div_ceil(block_size))
-            .unwrap_or(end)
-            .clamp(start + 1, end);
+        let stop = stop.clamp(start + 1, end);
         runs.push((start, stop));
         b = stop;
     }
@@ -71,7 +46,7 @@ pub(super) fn data_runs(file: &File, block_size: u64, first: u64, count: u64) ->
 }
 
 pub struct Disk<'f> {
-    file: &'f File,
+    dev: &'f dyn Block,
     block_size: u64,
     pending_block: u64,
     pending: Vec<u8>,
@@ -85,9 +60,9 @@ pub struct Disk<'f> {
 }
 
 impl<'f> Disk<'f> {
-    pub fn new(file: &'f File, block_size: u32) -> Disk<'f> {
+    pub fn new(dev: &'f dyn Block, block_size: u32) -> Disk<'f> {
         Disk {
-            file,
+            dev,
             block_size: u64::from(block_size),
             pending_block: 0,
             pending: Vec::new(),
@@ -98,21 +73,13 @@ impl<'f> Disk<'f> {
         }
     }
 
-    /// Makes the file exactly `len` bytes of holes: the image is written
-    /// over a fresh sparse file so untouched blocks read as zeros.
+    /// Makes the volume exactly `len` bytes of holes: the image is written
+    /// over a fresh sparse volume so untouched blocks read as zeros.
     pub fn reset(&mut self, len: u64) -> Result<(), Error> {
-        let meta = self.file.metadata().map_err(|e| Error::Io {
-            offset: 0,
-            source: e,
-        })?;
-        if !meta.file_type().is_file() {
+        if self.dev.is_device() {
             return Err(Error::NotRegularFile);
         }
-        self.file.set_len(0).map_err(|e| Error::Io {
-            offset: 0,
-            source: e,
-        })?;
-        self.file.set_len(len).map_err(|e| Error::Io {
+        self.dev.reset(len).map_err(|e| Error::Io {
             offset: len,
             source: e,
         })
@@ -140,8 +107,8 @@ impl<'f> Disk<'f> {
         if self.discard {
             return Ok(());
         }
-        self.file
-            .write_all_at(data, offset)
+        self.dev
+            .write_at(offset, data)
             .map_err(|e| Error::Io { offset, source: e })?;
         self.wrote(offset, data.len());
         Ok(())
@@ -154,7 +121,8 @@ impl<'f> Disk<'f> {
         self.dirty_to = self.dirty_to.max(end);
         self.dirty += len as u64;
         if self.dirty >= WRITEBACK {
-            start_writeback(self.file, self.dirty_from, self.dirty_to - self.dirty_from);
+            self.dev
+                .start_writeback(self.dirty_from, self.dirty_to - self.dirty_from);
             self.dirty_from = u64::MAX;
             self.dirty_to = 0;
             self.dirty = 0;
@@ -170,8 +138,8 @@ impl<'f> Disk<'f> {
             return Ok(());
         }
         let offset = self.pending_block * self.block_size;
-        self.file
-            .write_all_at(&self.pending, offset)
+        self.dev
+            .write_at(offset, &self.pending)
             .map_err(|e| Error::Io { offset, source: e })?;
         let len = self.pending.len();
         self.pending.clear();
@@ -181,7 +149,7 @@ impl<'f> Disk<'f> {
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`.
-pub fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-    file.read_exact_at(buf, offset)
+pub fn read_at(dev: &dyn Block, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+    dev.read_at(offset, buf)
         .map_err(|e| Error::Io { offset, source: e })
 }

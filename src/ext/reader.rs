@@ -12,11 +12,11 @@ use super::inode::{self, Inode};
 use super::io::read_at;
 use super::superblock::*;
 use super::Error;
+use crate::block::Block;
 use crate::tree::{Entry, Kind, Meta, Sink, Source, TreePath};
 use crate::tree::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::io::Read;
 
 const SUPPORTED_INCOMPAT: u32 = INCOMPAT_FILETYPE
@@ -86,7 +86,8 @@ pub struct DirEntryInfo {
 
 /// An opened ext2/3/4 volume.
 pub struct Volume {
-    pub(super) file: File,
+    /// The volume, read and written through the block layer.
+    pub(super) file: Box<dyn Block>,
     pub(super) sb: Superblock,
     pub(super) block_size: u32,
     pub(super) blocks_count: u64,
@@ -100,9 +101,15 @@ pub struct Volume {
 impl Volume {
     /// Opens a volume, checking that the superblock is ext2/3/4 and that
     /// every incompatible feature is one this reader understands.
-    pub fn open(file: File) -> Result<Volume, Error> {
+    pub fn open(file: impl Block + 'static) -> Result<Volume, Error> {
+        Volume::open_block(Box::new(file))
+    }
+
+    /// [`Volume::open`] on a volume already boxed (an image opened by
+    /// [`crate::block`] whatever its format).
+    pub fn open_block(file: Box<dyn Block>) -> Result<Volume, Error> {
         let mut raw = [0u8; SUPERBLOCK_SIZE];
-        read_at(&file, SUPERBLOCK_OFFSET, &mut raw)?;
+        read_at(&*file, SUPERBLOCK_OFFSET, &mut raw)?;
         let sb = Superblock::decode(&raw);
         if sb.s_magic != EXT2_SUPER_MAGIC {
             return Err(Error::BadMagic { magic: sb.s_magic });
@@ -159,17 +166,14 @@ impl Volume {
         }
         let desc_size = sb.desc_size() as usize;
         // block devices report a zero length in their metadata
-        let file_len = {
-            use std::io::{Seek, SeekFrom};
-            (&file).seek(SeekFrom::End(0)).unwrap_or(u64::MAX)
-        };
+        let file_len = file.len().unwrap_or(u64::MAX);
         let gdt_len = (group_count as usize).saturating_mul(desc_size);
         if gdt_len as u64 > file_len {
             return Err(corrupt("group descriptors larger than the volume"));
         }
         let mut gdt = vec![0u8; gdt_len];
         read_at(
-            &file,
+            &*file,
             gdt_block(&sb, block_size) * u64::from(block_size),
             &mut gdt,
         )?;
@@ -190,7 +194,7 @@ impl Volume {
 
     /// Opens a volume for [`super::Populator`]; `file` must be open for
     /// reading and writing. Nothing is written here.
-    pub fn open_rw(file: File) -> Result<Volume, Error> {
+    pub fn open_rw(file: impl Block + 'static) -> Result<Volume, Error> {
         Volume::open(file)
     }
 

@@ -1131,7 +1131,7 @@ fn journal_superblock(vol: &Volume) -> Result<(Vec<u8>, Inode), Error> {
 }
 
 fn sync(vol: &Volume) -> Result<(), Error> {
-    vol.file.sync_data().map_err(|e| Error::Io {
+    vol.file.flush().map_err(|e| Error::Io {
         offset: 0,
         source: e,
     })

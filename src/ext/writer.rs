@@ -20,11 +20,11 @@ use super::journal::{default_journal_blocks, JournalSuperblock};
 use super::layout::{has_super, Geometry, LOG_GROUPS_PER_FLEX};
 use super::superblock::*;
 use super::{Error, Options};
+use crate::block::Block;
 use crate::tree::{Dense, Entry, Kind, Meta, Sink, SparseRead, TreePath};
 use crate::tree::{S_IFDIR, S_IFREG};
 use hashbrown::hash_table::{Entry as Slot, HashTable};
 use sha2::{Digest, Sha256};
-use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
 use std::io::Read;
 
@@ -152,9 +152,9 @@ fn path_str(p: &TreePath) -> String {
 }
 
 impl<'f> Builder<'f> {
-    /// Starts an image on `file`: the file is truncated to a sparse file
-    /// of `opts.size` bytes and the journal is laid down at once.
-    pub fn new(opts: Options, file: &'f File) -> Result<Builder<'f>, Error> {
+    /// Starts an image on `file`: the volume is reset to `opts.size`
+    /// bytes of holes and the journal is laid down at once.
+    pub fn new(opts: Options, file: &'f dyn Block) -> Result<Builder<'f>, Error> {
         if opts.label.len() > 16 {
             return Err(Error::LabelTooLong(opts.label.len()));
         }
