@@ -243,13 +243,19 @@ fn a_sparse_copy_where_no_extents_are_shared() {
     );
 }
 
-#[test]
-fn a_sparse_copy_on_the_build_file_system() {
-    // ext4 (or whatever holds the temporary directory) with no reflink
+/// A temporary directory holding `base.img`, built from the base tree.
+fn base_in_tempdir() -> (tempfile::TempDir, PathBuf) {
     let t = tempdir();
     let base = t.path().join("base.img");
     let tree = base_tree(t.path());
     base_job(t.path(), &base, &tree).ok();
+    (t, base)
+}
+
+#[test]
+fn a_sparse_copy_on_the_build_file_system() {
+    // ext4 (or whatever holds the temporary directory) with no reflink
+    let (t, base) = base_in_tempdir();
     let img = t.path().join("dom.img");
     clone_job(t.path(), "dom", &img, &base).ok();
     assert_domain(&img, "dom");
@@ -390,10 +396,7 @@ fn journal_sequence(img: &Path) -> u64 {
 /// clone and leaves nothing staged.
 #[test]
 fn a_clone_killed_while_personalised_is_not_there() {
-    let t = tempdir();
-    let base = t.path().join("base.img");
-    let tree = base_tree(t.path());
-    base_job(t.path(), &base, &tree).ok();
+    let (t, base) = base_in_tempdir();
     let base_sum = sha256(&base);
     let img = t.path().join("dom.img");
     let job = clone_job(t.path(), "dom", &img, &base);
@@ -419,10 +422,7 @@ fn a_clone_killed_while_personalised_is_not_there() {
 /// exists: others may use it) takes one journal transaction an edit.
 #[test]
 fn a_committed_clone_is_edited_through_its_journal() {
-    let t = tempdir();
-    let base = t.path().join("base.img");
-    let tree = base_tree(t.path());
-    base_job(t.path(), &base, &tree).ok();
+    let (t, base) = base_in_tempdir();
     let img = t.path().join("dom.img");
     clone_job(t.path(), "dom", &img, &base).ok();
     assert_domain(&img, "dom");

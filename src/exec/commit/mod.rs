@@ -479,13 +479,11 @@ fn sync_files(paths: &[PathBuf]) -> std::result::Result<(), (PathBuf, std::io::E
         [one] => sync(one),
         _ => std::thread::scope(|s| {
             let all: Vec<_> = paths.iter().map(|p| s.spawn(move || sync(p))).collect();
-            all.into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err((PathBuf::new(), std::io::Error::other("sync failed")))
-                    })
-                })
-                .collect()
+            // the scope waits for every sync, failed or not
+            all.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err((PathBuf::new(), std::io::Error::other("sync failed"))))
+            })
         }),
     }
 }
