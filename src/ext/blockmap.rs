@@ -184,6 +184,38 @@ impl FileMap for BlockMapper {
     }
 }
 
+/// A block map for a new inode: an extent tree (with the inode's
+/// checksum seed under metadata_csum) when `extents`, indirect blocks
+/// otherwise; and the `i_flags` it needs.
+pub(super) fn new_map(
+    block_size: u32,
+    extents: bool,
+    csum_seed: Option<u32>,
+) -> (Box<dyn FileMap>, u32) {
+    if extents {
+        (
+            Box::new(super::extent::ExtentMapper::new(block_size, csum_seed)),
+            inode::EXT4_EXTENTS_FL,
+        )
+    } else {
+        (Box::new(BlockMapper::new(block_size)), 0)
+    }
+}
+
+/// Writes `blocks` as logical blocks 0, 1, ... through `map`; returns
+/// the inode's `i_block` and sector count.
+pub(super) fn map_blocks(
+    map: &mut dyn FileMap,
+    space: &mut dyn BlockAlloc,
+    disk: &mut Disk,
+    blocks: &[Vec<u8>],
+) -> Result<([u32; inode::EXT2_N_BLOCKS], u64), Error> {
+    for (l, b) in blocks.iter().enumerate() {
+        map.map_block(space, disk, l as u64, Some(b))?;
+    }
+    map.complete(space, disk)
+}
+
 /// Streams `size` bytes of a file's content into freshly allocated
 /// blocks through `map`; all-zero blocks become holes, and so do the
 /// holes the source tells of, which are stepped over rather than read.

@@ -14,29 +14,20 @@
 
 use super::bitmap::Bitmap;
 use super::bytes::*;
+use super::group_desc::{EXT4_BG_BLOCK_UNINIT, EXT4_BG_INODE_UNINIT};
 use super::inode::{self, Inode};
 use super::io::read_at;
+use super::journal::{TxFormat, JBD2_MAGIC_NUMBER as JBD2_MAGIC, JBD2_SUPERBLOCK_V2};
 use super::layout::has_super;
 use super::superblock::*;
 use super::{Error, Volume};
 use crate::tree::{S_IFBLK, S_IFCHR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 use std::collections::HashSet;
 
-const COMPAT_SPARSE_SUPER2: u32 = 0x0200;
-const RO_COMPAT_GDT_CSUM: u32 = 0x0010;
 const RO_COMPAT_BIGALLOC: u32 = 0x0200;
-const RO_COMPAT_METADATA_CSUM: u32 = 0x0400;
 const EXT2_ERROR_FS: u16 = 2;
 
-const EXT4_BG_INODE_UNINIT: u16 = 0x1;
-const EXT4_BG_BLOCK_UNINIT: u16 = 0x2;
-
-const JBD2_MAGIC: u32 = 0xC03B_3998;
 const JBD2_SUPERBLOCK_V1: u32 = 3;
-const JBD2_SUPERBLOCK_V2: u32 = 4;
-/// The only journal feature a transaction written here is compatible
-/// with: revoke records (which a replay honours and we never write).
-const JBD2_WRITABLE_INCOMPAT: u32 = 0x1;
 /// e2fsck's and the kernel's smallest journal.
 const JBD2_MIN_JOURNAL_BLOCKS: u64 = 1024;
 const EXT4_EXT_MAGIC: u16 = 0xF30A;
@@ -469,16 +460,8 @@ fn check_journal_superblock(jsb: &[u8], block_size: u32, inode_blocks: u64) -> R
             )))
         }
     }
-    let unknown = incompat & !JBD2_WRITABLE_INCOMPAT;
-    if unknown != 0 {
-        return Err(unsound(format!(
-            "the journal has incompatible features {unknown:#x} not written here"
-        )));
-    }
-    if compat != 0 || ro_compat != 0 {
-        return Err(unsound(format!(
-            "the journal has features {compat:#x}/{ro_compat:#x} not written here"
-        )));
+    if let Err(m) = TxFormat::new(jsb) {
+        return Err(unsound(format!("the journal has {m}, not written here")));
     }
     let jbs = be32(jsb, 0xC);
     if jbs != block_size {
@@ -548,7 +531,7 @@ fn disjoint(mut ranges: Vec<(u64, u64, What)>) -> Result<Layout, Error> {
 /// number, index blocks (indirect, extent nodes) with `None`. Visits are
 /// not deduplicated; the caller bounds the walk by refusing a block seen
 /// twice.
-fn walk(
+pub(super) fn walk(
     vol: &Volume,
     ino: &Inode,
     f: &mut dyn FnMut(Option<u64>, u64) -> Result<(), Error>,
@@ -730,6 +713,20 @@ fn check_inodes(vol: &Volume, geo: &Geo, layout: &Layout) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether an inode's map names blocks: not a device, FIFO or socket,
+/// not inline data, not a fast symlink (whose target is in `i_block`).
+pub(super) fn holds_blocks(vol: &Volume, i: &Inode) -> bool {
+    let fmt = u32::from(i.i_mode) & S_IFMT;
+    let acl_sectors = if i.i_file_acl_lo != 0 {
+        u64::from(vol.block_size / 512)
+    } else {
+        0
+    };
+    !(matches!(fmt, S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK)
+        || i.i_flags & inode::EXT4_INLINE_DATA_FL != 0
+        || (fmt == S_IFLNK && u64::from(i.i_blocks_lo) <= acl_sectors && i.size() < 60))
+}
+
 /// Whether an inode's blocks must be kept: it has links, or it lost its
 /// links without being deleted (no deletion time), which e2fsck reports
 /// rather than silently frees.
@@ -748,7 +745,6 @@ fn check_inode_blocks(
     held: &mut Bitmap,
     xattr_blocks: &mut HashSet<u64>,
 ) -> Result<(), Error> {
-    let fmt = u32::from(i.i_mode) & S_IFMT;
     let acl = u64::from(i.i_file_acl_lo);
     let in_range = |b: u64| b >= geo.first && b < geo.blocks;
     let marked = |b: u64| bit(block_bitmaps, geo.bpg, b - geo.first) == Some(true);
@@ -765,15 +761,7 @@ fn check_inode_blocks(
         }
         xattr_blocks.insert(acl);
     }
-    let acl_sectors = if acl != 0 {
-        u64::from(vol.block_size / 512)
-    } else {
-        0
-    };
-    let no_blocks = matches!(fmt, S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK)
-        || i.i_flags & inode::EXT4_INLINE_DATA_FL != 0
-        || (fmt == S_IFLNK && u64::from(i.i_blocks_lo) <= acl_sectors && i.size() < 60);
-    if no_blocks {
+    if !holds_blocks(vol, i) {
         return Ok(());
     }
     let journal = vol.sb.s_feature_compat & COMPAT_HAS_JOURNAL != 0 && ino == vol.sb.s_journal_inum;
@@ -851,16 +839,7 @@ pub fn block_owners(vol: &Volume) -> Result<Vec<(u32, u64)>, Error> {
                 if acl != 0 && acl < vol.blocks_count {
                     out.push((ino, acl));
                 }
-                let fmt = u32::from(i.i_mode) & S_IFMT;
-                let acl_sectors = if acl != 0 {
-                    u64::from(vol.block_size / 512)
-                } else {
-                    0
-                };
-                if matches!(fmt, S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK)
-                    || i.i_flags & inode::EXT4_INLINE_DATA_FL != 0
-                    || (fmt == S_IFLNK && u64::from(i.i_blocks_lo) <= acl_sectors && i.size() < 60)
-                {
+                if !holds_blocks(vol, &i) {
                     continue;
                 }
                 // a damaged map ends the inode's walk, not the scan

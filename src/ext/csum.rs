@@ -43,6 +43,33 @@ pub fn seal_group_desc(volume: u32, group: u32, d: &mut [u8]) {
     put16(d, 0x1E, c as u16);
 }
 
+/// The crc16 (polynomial 0x8005, reflected) of e2fsprogs' and the
+/// kernel's `crc16`, continued from `crc`.
+fn crc16(mut crc: u16, data: &[u8]) -> u16 {
+    for &b in data {
+        crc ^= u16::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
+
+/// Fills in `bg_checksum` as gdt_csum (uninit_bg) wants it without
+/// metadata_csum: crc16 over the UUID, the group number and the
+/// descriptor less its checksum field.
+pub fn seal_group_desc_crc16(uuid: &[u8; 16], group: u32, d: &mut [u8]) {
+    let mut c = crc16(!0, uuid);
+    c = crc16(c, &group.to_le_bytes());
+    c = crc16(c, d.get(..0x1E).unwrap_or(&[]));
+    c = crc16(c, d.get(0x20..).unwrap_or(&[]));
+    put16(d, 0x1E, c);
+}
+
 /// The checksum of a bitmap: over the bytes of its group's bits only.
 pub fn bitmap(volume: u32, bits: &[u8], nbits: u32) -> u32 {
     raw(volume, bits.get(..(nbits / 8) as usize).unwrap_or(bits))
@@ -72,6 +99,14 @@ pub fn seal_extent_block(inode_seed: u32, block: &mut [u8]) {
     let end = 12 + 12 * max;
     let c = raw(inode_seed, block.get(..end).unwrap_or(&[]));
     put32(block, end, c);
+}
+
+/// Fills in an extended-attribute block's checksum (`h_checksum`):
+/// over its block number, then the block with the field taken as zero.
+pub fn seal_xattr_block(volume: u32, block_nr: u64, block: &mut [u8]) {
+    put32(block, 0x10, 0);
+    let c = raw(raw(volume, &block_nr.to_le_bytes()), block);
+    put32(block, 0x10, c);
 }
 
 /// Size of the fake directory entry holding a leaf block's checksum.
@@ -114,6 +149,35 @@ pub fn seal_journal_superblock(jsb: &mut [u8]) {
     put_be32(jsb, 0xFC, c);
 }
 
+/// jbd2's checksum seed: the raw crc32c of the journal's UUID.
+pub fn journal_seed(uuid: &[u8; 16]) -> u32 {
+    raw(!0, uuid)
+}
+
+/// Fills in the tail of a jbd2 descriptor block (its last four bytes):
+/// the crc over the whole block with the tail taken as zero.
+pub fn seal_journal_descriptor(seed: u32, block: &mut [u8]) {
+    let t = block.len() - 4;
+    put_be32(block, t, 0);
+    let c = raw(seed, block);
+    put_be32(block, t, c);
+}
+
+/// The checksum v3 of a block logged in transaction `seq`, as its tag
+/// carries it: over the sequence (big-endian) and the block as logged.
+pub fn journal_block(seed: u32, seq: u32, data: &[u8]) -> u32 {
+    raw(raw(seed, &seq.to_be_bytes()), data)
+}
+
+/// Fills in a jbd2 commit block's checksum (`h_chksum[0]`, with the
+/// checksum type and size bytes zero): the crc over the whole block.
+pub fn seal_journal_commit(seed: u32, block: &mut [u8]) {
+    put_bytes(block, 12, &[0, 0]);
+    put_be32(block, 16, 0);
+    let c = raw(seed, block);
+    put_be32(block, 16, c);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +189,11 @@ mod tests {
         assert_eq!(raw(!0, b"123456789"), !0xe306_9283);
         // continuing equals computing at once
         assert_eq!(raw(raw(!0, b"1234"), b"56789"), raw(!0, b"123456789"));
+    }
+
+    #[test]
+    fn crc16_is_the_arc_crc() {
+        // CRC-16/ARC of "123456789" is 0xbb3d
+        assert_eq!(crc16(0, b"123456789"), 0xbb3d);
     }
 }

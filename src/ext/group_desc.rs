@@ -21,6 +21,10 @@ pub struct GroupDesc {
     pub bg_itable_unused: u32,
 }
 
+/// `bg_flags`: the inode bitmap and table are not initialized yet.
+pub const EXT4_BG_INODE_UNINIT: u16 = 0x0001;
+/// `bg_flags`: the block bitmap is not initialized yet.
+pub const EXT4_BG_BLOCK_UNINIT: u16 = 0x0002;
 /// `bg_flags`: the inode table is known to be zeroed.
 pub const EXT4_BG_INODE_ZEROED: u16 = 0x0004;
 
@@ -77,22 +81,35 @@ impl GroupDesc {
     /// seal.
     pub fn encode_wide(&self, desc_size: usize) -> Vec<u8> {
         let mut b = vec![0u8; desc_size];
-        b[..GROUP_DESC_SIZE].copy_from_slice(&self.encode());
-        put16(&mut b, 0x18, self.bg_block_bitmap_csum as u16);
-        put16(&mut b, 0x1A, self.bg_inode_bitmap_csum as u16);
-        put16(&mut b, 0x1C, self.bg_itable_unused as u16);
-        if desc_size >= 64 {
-            put32(&mut b, 0x20, (self.bg_block_bitmap >> 32) as u32);
-            put32(&mut b, 0x24, (self.bg_inode_bitmap >> 32) as u32);
-            put32(&mut b, 0x28, (self.bg_inode_table >> 32) as u32);
-            put16(&mut b, 0x2C, (self.bg_free_blocks_count >> 16) as u16);
-            put16(&mut b, 0x2E, (self.bg_free_inodes_count >> 16) as u16);
-            put16(&mut b, 0x30, (self.bg_used_dirs_count >> 16) as u16);
-            put16(&mut b, 0x32, (self.bg_itable_unused >> 16) as u16);
-            put16(&mut b, 0x38, (self.bg_block_bitmap_csum >> 16) as u16);
-            put16(&mut b, 0x3A, (self.bg_inode_bitmap_csum >> 16) as u16);
-        }
+        self.encode_over(&mut b);
         b
+    }
+
+    /// Writes the fields this type holds over an existing descriptor of
+    /// `b.len()` bytes, the high halves only when it has room for them,
+    /// and leaves the rest (`bg_checksum`, the exclude bitmap) as it is.
+    pub fn encode_over(&self, b: &mut [u8]) {
+        put32(b, 0x0, self.bg_block_bitmap as u32);
+        put32(b, 0x4, self.bg_inode_bitmap as u32);
+        put32(b, 0x8, self.bg_inode_table as u32);
+        put16(b, 0xC, self.bg_free_blocks_count as u16);
+        put16(b, 0xE, self.bg_free_inodes_count as u16);
+        put16(b, 0x10, self.bg_used_dirs_count as u16);
+        put16(b, 0x12, self.bg_flags);
+        put16(b, 0x18, self.bg_block_bitmap_csum as u16);
+        put16(b, 0x1A, self.bg_inode_bitmap_csum as u16);
+        put16(b, 0x1C, self.bg_itable_unused as u16);
+        if b.len() >= 64 {
+            put32(b, 0x20, (self.bg_block_bitmap >> 32) as u32);
+            put32(b, 0x24, (self.bg_inode_bitmap >> 32) as u32);
+            put32(b, 0x28, (self.bg_inode_table >> 32) as u32);
+            put16(b, 0x2C, (self.bg_free_blocks_count >> 16) as u16);
+            put16(b, 0x2E, (self.bg_free_inodes_count >> 16) as u16);
+            put16(b, 0x30, (self.bg_used_dirs_count >> 16) as u16);
+            put16(b, 0x32, (self.bg_itable_unused >> 16) as u16);
+            put16(b, 0x38, (self.bg_block_bitmap_csum >> 16) as u16);
+            put16(b, 0x3A, (self.bg_inode_bitmap_csum >> 16) as u16);
+        }
     }
 }
 

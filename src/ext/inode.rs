@@ -93,11 +93,13 @@ impl Inode {
         }
     }
 
-    /// Sets the size and the 512-byte sector count (its low 32 bits).
+    /// Sets the size and the 512-byte sector count (its low 32 bits, and
+    /// the high 16 that huge_file adds).
     pub fn set_size(&mut self, size: u64, sectors: u64) {
         self.i_size_lo = size as u32;
         self.i_size_high = (size >> 32) as u32;
         self.i_blocks_lo = sectors as u32;
+        self.l_i_blocks_high = (sectors >> 32) as u16;
     }
 
     /// Decodes an inode record of `len` bytes (128 or more).
@@ -191,6 +193,16 @@ impl Inode {
             if off + 4 <= end {
                 put32(b, off, v);
             }
+        }
+    }
+
+    /// Writes this inode over its record `rec` (see [`Inode::encode_into`])
+    /// as inode `ino`, sealed with its checksum under metadata_csum
+    /// (`csum` is the volume's checksum seed).
+    pub fn store(&self, rec: &mut [u8], ino: u32, csum: Option<u32>) {
+        self.encode_into(rec);
+        if let Some(v) = csum {
+            super::csum::seal_inode(v, ino, rec);
         }
     }
 

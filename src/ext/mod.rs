@@ -7,7 +7,7 @@
 //! bitmaps, inode tables and superblocks at [`Builder::finish`].
 //! [`Volume`] reads an existing ext2/3/4 volume and is a
 //! [`crate::tree::Source`]. [`Populator`] adds a tree to an existing
-//! ext2/ext3 volume in place, through the journal on ext3.
+//! ext2/ext3/ext4 volume in place, through the journal when it has one.
 //!
 //! Structure names and field names follow the ext4 disk layout.
 

@@ -16,7 +16,11 @@ pub const EXT3_JNL_BACKUP_BLOCKS: u8 = 1;
 
 pub const COMPAT_HAS_JOURNAL: u32 = 0x0004;
 pub const COMPAT_EXT_ATTR: u32 = 0x0008;
+pub const COMPAT_RESIZE_INODE: u32 = 0x0010;
 pub const COMPAT_DIR_INDEX: u32 = 0x0020;
+pub const COMPAT_SPARSE_SUPER2: u32 = 0x0200;
+pub const COMPAT_STABLE_INODES: u32 = 0x0800;
+pub const COMPAT_ORPHAN_FILE: u32 = 0x1000;
 
 /// `s_default_mount_opts`: user_xattr and acl, as mke2fs sets them.
 pub const DEFM_XATTR_USER: u32 = 0x0004;
@@ -36,9 +40,40 @@ pub const INCOMPAT_INLINE_DATA: u32 = 0x8000;
 pub const RO_COMPAT_SPARSE_SUPER: u32 = 0x0001;
 pub const RO_COMPAT_LARGE_FILE: u32 = 0x0002;
 pub const RO_COMPAT_HUGE_FILE: u32 = 0x0008;
+pub const RO_COMPAT_GDT_CSUM: u32 = 0x0010;
 pub const RO_COMPAT_DIR_NLINK: u32 = 0x0020;
 pub const RO_COMPAT_EXTRA_ISIZE: u32 = 0x0040;
 pub const RO_COMPAT_METADATA_CSUM: u32 = 0x0400;
+pub const RO_COMPAT_ORPHAN_PRESENT: u32 = 0x10000;
+
+/// `s_flags`: directory hashes take bytes as unsigned.
+pub const EXT2_FLAGS_UNSIGNED_HASH: u32 = 0x0002;
+/// Offsets of fields [`Superblock`] does not hold.
+pub const SB_FREE_BLOCKS_HI: usize = 0x158;
+pub const SB_LAST_ORPHAN: usize = 0xE8;
+pub const SB_CHECKSUM_SEED: usize = 0x270;
+
+/// The names of the compatible features in `bits`.
+pub fn compat_names(bits: u32) -> String {
+    feature_names(
+        bits,
+        &[
+            (0x0001, "dir_prealloc"),
+            (0x0002, "imagic_inodes"),
+            (COMPAT_HAS_JOURNAL, "has_journal"),
+            (COMPAT_EXT_ATTR, "ext_attr"),
+            (COMPAT_RESIZE_INODE, "resize_inode"),
+            (COMPAT_DIR_INDEX, "dir_index"),
+            (0x0040, "lazy_bg"),
+            (0x0080, "snapshot_bitmap"),
+            (0x0100, "exclude_bitmap"),
+            (COMPAT_SPARSE_SUPER2, "sparse_super2"),
+            (0x0400, "fast_commit"),
+            (COMPAT_STABLE_INODES, "stable_inodes"),
+            (COMPAT_ORPHAN_FILE, "orphan_file"),
+        ],
+    )
+}
 
 /// The names e2fsprogs gives the incompatible features in `bits`, and
 /// the hex of any it has no name for.
@@ -87,7 +122,7 @@ pub fn ro_compat_names(bits: u32) -> String {
             (0x2000, "project"),
             (0x4000, "shared_blocks"),
             (0x8000, "verity"),
-            (0x10000, "orphan_present"),
+            (RO_COMPAT_ORPHAN_PRESENT, "orphan_present"),
         ],
     )
 }

@@ -8,10 +8,9 @@
 
 use super::alloc::Space;
 use super::bitmap::Bitmap;
-use super::blockmap::{copy_content, BlockMapper, FileMap};
+use super::blockmap::{copy_content, map_blocks, new_map, FileMap};
 use super::csum;
 use super::dir_entry;
-use super::extent::ExtentMapper;
 use super::group_desc::{GroupDesc, EXT4_BG_INODE_ZEROED};
 use super::htree::{DirFormat, DX_HASH_HALF_MD4};
 use super::inode::{self, Inode};
@@ -211,16 +210,8 @@ impl<'f> Builder<'f> {
     /// A block map for inode `ino`, and the `i_flags` it needs: extents
     /// on ext4, indirect blocks otherwise.
     fn mapper(&self, ino: u32) -> (Box<dyn FileMap>, u32) {
-        let bs = self.space.geo.block_size;
-        if self.opts.ext4 {
-            let seed = self.csum.map(|v| csum::inode_seed(v, ino, 0));
-            (
-                Box::new(ExtentMapper::new(bs, seed)),
-                inode::EXT4_EXTENTS_FL,
-            )
-        } else {
-            (Box::new(BlockMapper::new(bs)), 0)
-        }
+        let seed = self.csum.map(|v| csum::inode_seed(v, ino, 0));
+        new_map(self.space.geo.block_size, self.opts.ext4, seed)
     }
 
     /// How directory blocks of inode `ino` are laid out.
@@ -241,10 +232,8 @@ impl<'f> Builder<'f> {
         blocks: &[Vec<u8>],
     ) -> Result<(([u32; inode::EXT2_N_BLOCKS], u64), u32), Error> {
         let (mut m, flags) = self.mapper(ino);
-        for (l, b) in blocks.iter().enumerate() {
-            m.map_block(&mut self.space, &mut self.disk, l as u64, Some(b))?;
-        }
-        Ok((m.complete(&mut self.space, &mut self.disk)?, flags))
+        let map = map_blocks(&mut *m, &mut self.space, &mut self.disk, blocks)?;
+        Ok((map, flags))
     }
 
     fn set_inode(&mut self, ino: u32, node: Node) {
@@ -826,17 +815,13 @@ impl<'f> Builder<'f> {
         i.i_block = n.i_block;
         i.set_size(n.size, n.sectors);
         let mut raw = [0u8; inode::INODE_SIZE];
-        if let Some(v) = self.csum {
+        if self.csum.is_some() {
             i.i_flags = n.flags;
-            i.l_i_blocks_high = (n.sectors >> 32) as u16;
             if n.dir.is_some() && links >= u32::from(inode::EXT4_LINK_MAX) {
                 i.i_links_count = 1;
             }
-            i.encode_into(&mut raw);
-            csum::seal_inode(v, ino, &mut raw);
-        } else {
-            i.encode_into(&mut raw);
         }
+        i.store(&mut raw, ino, self.csum);
         Ok(raw)
     }
 }

@@ -224,7 +224,7 @@ fn sha(p: &Path) -> Vec<u8> {
 }
 
 #[test]
-fn refuses_ext4_and_unrecovered_volumes_untouched() {
+fn refuses_inline_data_and_unrecovered_volumes_untouched() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     fs::create_dir(&src).unwrap();
@@ -236,6 +236,8 @@ fn refuses_ext4_and_unrecovered_volumes_untouched() {
             "-F",
             "-t",
             "ext4",
+            "-O",
+            "inline_data",
             "-d",
             src.to_str().unwrap(),
             img.to_str().unwrap(),
@@ -244,7 +246,9 @@ fn refuses_ext4_and_unrecovered_volumes_untouched() {
     );
     let before = sha(&img);
     match populate(&img, &mut additions()) {
-        Err(e @ Error::UnsupportedForWrite(_)) => assert!(e.to_string().contains("ext4"), "{e}"),
+        Err(e @ Error::UnsupportedForWrite(_)) => {
+            assert!(e.to_string().contains("inline_data"), "{e}")
+        }
         other => panic!("expected UnsupportedForWrite, got {other:?}"),
     }
     assert!(sha(&img) == before, "ext4 image was modified");

@@ -27,6 +27,7 @@ mod diff_gnu_agreement;
 mod diff_oracle;
 mod diff_prop;
 mod dir_sources;
+mod ext4_update;
 mod ext4_write;
 mod ext_corrupt;
 mod ext_delete;

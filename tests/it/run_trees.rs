@@ -950,10 +950,10 @@ fn populate_dir_refuses_a_symlink_escape_and_writes_nothing_outside() {
     assert_eq!(snapshot(&outside), before_outside);
 }
 
-// ------------------------------------------------- 5. ext4: read only
+// ------------------------------------- 5. ext4 with inline data: read only
 
 #[test]
-fn an_ext4_image_is_read_but_never_populated() {
+fn an_ext4_image_with_inline_data_is_read_but_never_populated() {
     let t = tempdir();
     let w = t.path();
     let d = w.join("tree");
@@ -973,13 +973,13 @@ fn an_ext4_image_is_read_but_never_populated() {
     let img = w.join("ext4.img");
     run_ok(
         Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext4", "-d"])
+            .args(["-q", "-F", "-t", "ext4", "-O", "inline_data", "-d"])
             .arg(&d)
             .arg(&img)
             .arg("32M"),
     );
     let features = run_ok(Command::new("dumpe2fs").arg("-h").arg(&img));
-    assert!(features.contains("extent"), "{features}");
+    assert!(features.contains("inline_data"), "{features}");
 
     let ls = run_ok(bin().arg("ls").arg(&img));
     for n in ["etc", "var", "many", "lost+found"] {
@@ -1039,7 +1039,7 @@ fn an_ext4_image_is_read_but_never_populated() {
         ),
     )
     .fails(1);
-    assert!(err.contains("ext4"), "the message says why: {err}");
+    assert!(err.contains("inline_data"), "the message says why: {err}");
     assert!(
         err.contains(img.to_str().unwrap()),
         "the message names the image: {err}"
