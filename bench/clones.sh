@@ -7,10 +7,17 @@
 #   ours-full     by vm-container building each domain's whole image from
 #                 the base tree (`[image]`, `[populate image]`, the same edits);
 #   usual         by `cp --sparse=always` of the base, `mount -o loop`, the
-#                 hostname written, `patch -p1`, `umount` (as root).
+#                 hostname written, `patch -p1`, `umount` (as root);
+#   ours-qcow2    by vm-container qcow2 overlays of the base, when this
+#                 build writes them (else the table says "not available");
+#   qemu-img+guestfish
+#                 by `qemu-img create -b` overlays edited with guestfish,
+#                 when libguestfs-tools is installed (else the table says
+#                 why not).
 # All on one loop-mounted XFS file system. Prints hyperfine medians, the
-# milliseconds a domain and the MiB of new disk a domain (df before and
-# after one round of each).
+# milliseconds a domain (wall and CPU), the MiB of new disk a domain (df
+# before and after one round of each) and how many times faster than the
+# usual way each way is.
 #
 #   sudo bash bench/clones.sh
 # Environment: N (domains, default 100), RUNS (default 3), SIZE (the
@@ -91,16 +98,52 @@ for i in \$(seq -w 1 $N); do
   umount $work/edit
 done
 SH
-reset="rm -rf $mnt/clone $mnt/full $mnt/usual $work/w-clone $work/w-full; sync"
+# qemu-img overlays edited by guestfish: the hostname written, the
+# patched files downloaded, patched on the host and uploaded
+cat > "$work/guestfish.sh" <<SH
+set -e
+mkdir -p $mnt/guestfish $work/gf
+for i in \$(seq -w 1 $N); do
+  d=$mnt/guestfish/dom\$i.qcow2
+  qemu-img create -q -f qcow2 -b $mnt/base.img -F raw \$d
+  rm -rf $work/gf/etc; mkdir -p $work/gf/etc
+  guestfish -a \$d -m /dev/sda <<GF
+download /etc/passwd $work/gf/etc/passwd
+download /etc/group $work/gf/etc/group
+download /etc/shadow $work/gf/etc/shadow
+GF
+  patch -s -d $work/gf -p1 < $PATCH
+  guestfish -a \$d -m /dev/sda <<GF
+write /etc/HOSTNAME "dom\$i\n"
+upload $work/gf/etc/passwd /etc/passwd
+upload $work/gf/etc/group /etc/group
+upload $work/gf/etc/shadow /etc/shadow
+GF
+done
+SH
+ways="clone full usual"
+declare -A missing
+missing[ours-qcow2]="not available: this build writes no qcow2 images"
+if command -v guestfish >/dev/null && command -v qemu-img >/dev/null; then
+  ways="$ways guestfish"
+else
+  missing[qemu-img+guestfish]="not available: libguestfs-tools is not installed (about 170 packages with a kernel and an appliance; without KVM every guestfish launch boots that appliance under TCG, seconds a domain)"
+fi
+reset="rm -rf $mnt/clone $mnt/full $mnt/usual $mnt/guestfish $work/w-clone $work/w-full; sync"
 
 used() { df --output=used -B1 "$mnt" | tail -n 1; }
 declare -A mib
-for way in clone full usual; do
+for way in $ways; do
   eval "$reset"
   before=$(used)
-  if [ "$way" = usual ]; then bash "$work/usual.sh"; else bash "$work/ours.sh" "$way"; fi
+  case $way in
+    usual) bash "$work/usual.sh" ;;
+    guestfish) bash "$work/guestfish.sh" ;;
+    *) bash "$work/ours.sh" "$way" ;;
+  esac
   sync
   mib[$way]=$(( ($(used) - before) / N ))
+  [ "$way" = guestfish ] && continue
   # the first and last domains check clean and have their own name
   for i in $(seq -w 1 "$N" | sed -n '1p;$p'); do
     e2fsck -fn "$mnt/$way/dom$i.img" >/dev/null
@@ -108,18 +151,41 @@ for way in clone full usual; do
   done
 done
 
-hyperfine --runs "$RUNS" --prepare "$reset" --export-json "$work/h.json" \
-  -n ours-reflink "bash $work/ours.sh clone" \
-  -n ours-full "bash $work/ours.sh full" \
-  -n usual "bash $work/usual.sh" >&2
+runs=(-n ours-reflink "bash $work/ours.sh clone"
+  -n ours-full "bash $work/ours.sh full"
+  -n usual "bash $work/usual.sh")
+case " $ways " in
+  *" guestfish "*) runs+=(-n qemu-img+guestfish "bash $work/guestfish.sh") ;;
+esac
+hyperfine --runs "$RUNS" --prepare "$reset" --export-json "$work/h.json" "${runs[@]}" >&2
 
-python3 - "$work/h.json" "$N" "${mib[clone]}" "${mib[full]}" "${mib[usual]}" <<'PY'
+{
+  echo "ours-reflink ${mib[clone]}"
+  echo "ours-full ${mib[full]}"
+  echo "usual ${mib[usual]}"
+  [ -n "${mib[guestfish]:-}" ] && echo "qemu-img+guestfish ${mib[guestfish]}"
+  for w in "${!missing[@]}"; do echo "$w - ${missing[$w]}"; done
+} > "$work/mib"
+python3 - "$work/h.json" "$N" "$work/mib" <<'PY'
 import json, sys
 h = json.load(open(sys.argv[1]))
 n = int(sys.argv[2])
-mib = dict(zip(["ours-reflink", "ours-full", "usual"], (int(x) for x in sys.argv[3:6])))
-print(f"{'way':14} {'median s':>9} {'ms/domain':>10} {'MiB new disk/domain':>20}")
+mib, missing = {}, {}
+for line in open(sys.argv[3]):
+    way, v, *why = line.split(" ", 2)
+    if v == "-":
+        missing[way] = why[0].strip()
+    else:
+        mib[way] = int(v)
+usual = next((r["median"] for r in h["results"] if r["command"] == "usual"), None)
+print(f"{'way':19} {'median s':>9} {'ms/domain':>10} {'CPU ms/domain':>14} "
+      f"{'MiB new disk/domain':>20} {'x usual':>8}")
 for r in h["results"]:
     m = r["median"]
-    print(f"{r['command']:14} {m:9.2f} {m * 1000 / n:10.1f} {mib[r['command']] / 2**20:20.2f}")
+    cpu = (r["user"] + r["system"]) * 1000 / n
+    x = f"{usual / m:8.1f}" if usual else ""
+    print(f"{r['command']:19} {m:9.2f} {m * 1000 / n:10.1f} {cpu:14.1f} "
+          f"{mib[r['command']] / 2**20:20.2f} {x}")
+for way in sorted(missing):
+    print(f"{way:19} {missing[way]}")
 PY

@@ -53,6 +53,14 @@ pub trait Block {
     fn start_writeback(&self, offset: u64, len: u64) {
         let _ = (offset, len);
     }
+
+    /// The first run `(start, end)` of bytes at or after `offset` that
+    /// may hold data; `None` when only holes follow. A hole reads as
+    /// zeros, so a scan for nonzero bytes skips it unread. By default
+    /// everything is data.
+    fn data_run(&self, offset: u64) -> io::Result<Option<(u64, u64)>> {
+        Ok(Some((offset, u64::MAX)))
+    }
 }
 
 /// Files staged under another name, each to be renamed to the name a
@@ -125,6 +133,9 @@ impl<B: Block + ?Sized> Block for Box<B> {
     fn start_writeback(&self, offset: u64, len: u64) {
         (**self).start_writeback(offset, len)
     }
+    fn data_run(&self, offset: u64) -> io::Result<Option<(u64, u64)>> {
+        (**self).data_run(offset)
+    }
 }
 
 impl Block for File {
@@ -177,5 +188,19 @@ impl Block for File {
         }
         #[cfg(not(target_os = "linux"))]
         let _ = (offset, len);
+    }
+
+    /// `SEEK_DATA` and `SEEK_HOLE`; a file that cannot tell (a device, a
+    /// file system without them) is data throughout.
+    fn data_run(&self, offset: u64) -> io::Result<Option<(u64, u64)>> {
+        use rustix::fs::{seek, SeekFrom};
+        let start = match seek(self, SeekFrom::Data(offset)) {
+            Ok(at) => at,
+            // nothing but holes from here on
+            Err(rustix::io::Errno::NXIO) => return Ok(None),
+            Err(_) => return Ok(Some((offset, u64::MAX))),
+        };
+        let end = seek(self, SeekFrom::Hole(start)).unwrap_or(u64::MAX);
+        Ok(Some((start, end.max(start + 1))))
     }
 }

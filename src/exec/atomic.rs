@@ -134,6 +134,17 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     r
 }
 
+/// Replaces `path` with `bytes` atomically (a reader sees the old file or
+/// the new one) but not durably: for what a crash may lose.
+pub fn write_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temp_beside(path);
+    let r = fs::write(&tmp, bytes).and_then(|_| fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
 /// Syncs the directory holding `path`, so a rename in it survives a crash.
 pub fn sync_dir_of(path: Option<&Path>) -> std::io::Result<()> {
     match path.and_then(Path::parent) {

@@ -35,7 +35,13 @@ pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result
 
 /// Refuses a volume we will not be able to update, before anything runs.
 pub fn check_volume(target: &Path) -> io::Result<()> {
-    let vol = ext::Volume::open_block(block::open(target, false)?).map_err(io::Error::other)?;
+    check_open_volume(File::open(target)?, target)
+}
+
+/// [`check_volume`] through a file open on the volume.
+pub fn check_open_volume(f: File, target: &Path) -> io::Result<()> {
+    let vol =
+        ext::Volume::open_block(block::open_file(f, target, false)?).map_err(io::Error::other)?;
     ext::Populator::new(&vol, 0).map_err(io::Error::other)?;
     Ok(())
 }
@@ -58,13 +64,50 @@ pub fn populate_volume(
 pub fn populate_open_volume(
     f: File,
     target: &Path,
-    mut src: Box<dyn Source>,
+    src: Box<dyn Source>,
     deletes: &[TreePath],
     timestamp: i64,
 ) -> io::Result<()> {
+    populate(f, target, src, deletes, timestamp, false)
+}
+
+/// Populates a new image of this run under its staging name: no one sees
+/// it before the commit syncs it and renames it into place, so it is
+/// written without the journal and without syncs (an interrupted run
+/// leaves only a staging file, removed by the next run).
+pub fn populate_staged(
+    staged: &Path,
+    src: Box<dyn Source>,
+    deletes: &[TreePath],
+    timestamp: i64,
+) -> io::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static DONE: AtomicUsize = AtomicUsize::new(0);
+    let f = File::options().read(true).write(true).open(staged)?;
+    // a qcow2 image keeps its tables in memory until its flush, which
+    // only the journaled update makes
+    let direct = !block::qcow2::is_qcow2(&f)?;
+    populate(f, staged, src, deletes, timestamp, direct)?;
+    crate::exec::commit::fault_point("staged", DONE.fetch_add(1, Ordering::Relaxed));
+    Ok(())
+}
+
+fn populate(
+    f: File,
+    target: &Path,
+    mut src: Box<dyn Source>,
+    deletes: &[TreePath],
+    timestamp: i64,
+    staged: bool,
+) -> io::Result<()> {
     let vol =
         ext::Volume::open_block(block::open_file(f, target, true)?).map_err(io::Error::other)?;
-    let mut pop = ext::Populator::new(&vol, timestamp).map_err(io::Error::other)?;
+    let mut pop = if staged {
+        ext::Populator::new_staged(&vol, timestamp)
+    } else {
+        ext::Populator::new(&vol, timestamp)
+    }
+    .map_err(io::Error::other)?;
     crate::progress::emit(
         &mut *src,
         &mut pop,

@@ -247,7 +247,11 @@ impl Record {
         }
         let seal = seal_of(&text);
         text.push_str(&format!("end {seal}\n"));
-        super::atomic::write_synced(path, text.as_bytes())
+        // replaced atomically but not synced: a crash that loses it (or
+        // leaves it cut short, which its seal shows) is a run killed
+        // before it saved its record, and the next run does its work
+        // again
+        super::atomic::write_unsynced(path, text.as_bytes())
     }
 
     /// What this record, the last run's, says of a run whose inputs

@@ -93,14 +93,22 @@ fn unsound(m: impl Into<String>) -> Error {
 }
 
 /// Checks everything an in-place update relies on; nothing is written.
-/// Returns the volume's metadata layout for the allocator.
-pub(super) fn check_for_write(vol: &Volume) -> Result<Layout, Error> {
+/// Returns the volume's metadata layout for the allocator. Not `whole`
+/// (a volume built here, or a copy of one that passed the whole check,
+/// written since only by in-place updates): the journal and every
+/// inode's blocks are not checked again (the checks that walk the
+/// journal's block map and read the whole inode tables), and the layout
+/// leaves the journal to the bitmaps, found to hold it.
+pub(super) fn check_for_write(vol: &Volume, whole: bool) -> Result<Layout, Error> {
     let mut raw = [0u8; SUPERBLOCK_SIZE];
     read_at(&vol.file, SUPERBLOCK_OFFSET, &mut raw)?;
     let geo = Geo::new(vol, &raw)?;
     check_superblock(vol, &geo)?;
     let mut ranges = static_ranges(vol, &geo)?;
     check_descriptors(vol, &geo, &mut ranges)?;
+    if !whole {
+        return disjoint(ranges);
+    }
     // the descriptors first: the journal's inode is found through them
     disjoint(ranges.clone())?;
     let journal = check_journal(vol, &raw)?;
@@ -663,7 +671,12 @@ fn check_inodes(vol: &Volume, geo: &Geo, layout: &Layout) -> Result<(), Error> {
         if geo.csum && gd.bg_flags & EXT4_BG_INODE_UNINIT != 0 {
             continue;
         }
-        for tb in 0..geo.itable_blocks {
+        let runs = super::io::data_runs(&*vol.file, geo.bs, gd.bg_inode_table, geo.itable_blocks);
+        // holes read as zeros: skipped like any block of free inodes
+        let blocks = runs
+            .into_iter()
+            .flat_map(|(s, e)| s - gd.bg_inode_table..e - gd.bg_inode_table);
+        for tb in blocks {
             vol.read_block(gd.bg_inode_table + tb, &mut table)?;
             if crate::bytes::all_zero(&table) {
                 continue;

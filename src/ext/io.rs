@@ -15,6 +15,36 @@ const GATHER: usize = 1 << 20;
 /// Bytes written between two requests to start write-back.
 pub const WRITEBACK: u64 = 8 << 20;
 
+/// The runs `(first, end)` of blocks of `block_size` bytes within
+/// `[first, first + count)` that may hold data. A hole of a sparse image
+/// reads as zeros, so a scan for nonzero blocks skips it unread (a clone's
+/// inode tables are mostly holes, and every block read of a fresh clone is
+/// a read from the disk). A volume that cannot tell is data throughout.
+pub(super) fn data_runs(
+    dev: &dyn Block,
+    block_size: u64,
+    first: u64,
+    count: u64,
+) -> Vec<(u64, u64)> {
+    let end = first + count;
+    let mut runs = Vec::new();
+    let mut b = first;
+    while b < end {
+        let (start, stop) = match dev.data_run(b * block_size) {
+            Ok(Some((s, e))) => (s / block_size, e.div_ceil(block_size)),
+            Ok(None) => break,
+            Err(_) => (b, end),
+        };
+        if start >= end {
+            break;
+        }
+        let stop = stop.clamp(start + 1, end);
+        runs.push((start, stop));
+        b = stop;
+    }
+    runs
+}
+
 pub struct Disk<'f> {
     dev: &'f dyn Block,
     block_size: u64,

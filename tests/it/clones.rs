@@ -243,13 +243,19 @@ fn a_sparse_copy_where_no_extents_are_shared() {
     );
 }
 
-#[test]
-fn a_sparse_copy_on_the_build_file_system() {
-    // ext4 (or whatever holds the temporary directory) with no reflink
+/// A temporary directory holding `base.img`, built from the base tree.
+fn base_in_tempdir() -> (tempfile::TempDir, PathBuf) {
     let t = tempdir();
     let base = t.path().join("base.img");
     let tree = base_tree(t.path());
     base_job(t.path(), &base, &tree).ok();
+    (t, base)
+}
+
+#[test]
+fn a_sparse_copy_on_the_build_file_system() {
+    // ext4 (or whatever holds the temporary directory) with no reflink
+    let (t, base) = base_in_tempdir();
     let img = t.path().join("dom.img");
     clone_job(t.path(), "dom", &img, &base).ok();
     assert_domain(&img, "dom");
@@ -369,6 +375,82 @@ fn kill_during_personalisation_leaves_the_clone_or_none() {
         .collect();
     assert!(strays.is_empty(), "{strays:?}");
     assert_eq!(sha256(&base), base_sum);
+}
+
+/// The journal sequence number dumpe2fs reads from an image's journal
+/// superblock: one more for every transaction committed through it.
+fn journal_sequence(img: &Path) -> u64 {
+    let out = run_ok(Command::new("dumpe2fs").arg("-h").arg(img));
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Journal sequence:"))
+        .unwrap_or_else(|| panic!("no journal sequence in {out}"));
+    let hex = line.trim().trim_start_matches("0x");
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+/// A clone is personalised under its staging name, without its journal:
+/// killed after either of its two updates (`VMC_FAULT=staged:N`, a
+/// debug-build fault point) or just before its rename, the run leaves no
+/// clone at all and the base untouched; the next run makes the whole
+/// clone and leaves nothing staged.
+#[test]
+fn a_clone_killed_while_personalised_is_not_there() {
+    let (t, base) = base_in_tempdir();
+    let base_sum = sha256(&base);
+    let img = t.path().join("dom.img");
+    let job = clone_job(t.path(), "dom", &img, &base);
+    for fault in ["staged:0", "staged:1", "rename:0"] {
+        let out = job.command().env("VMC_FAULT", fault).output().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(9), "{fault}: not killed");
+        assert!(!img.exists(), "{fault}: a clone is there");
+        assert_eq!(sha256(&base), base_sum, "{fault}: the base changed");
+    }
+    job.ok();
+    assert_domain(&img, "dom");
+    let strays: Vec<_> = fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("vmc-tmp"))
+        .collect();
+    assert!(strays.is_empty(), "{strays:?}");
+}
+
+/// Only a clone being made skips the journal: its journal is the base's,
+/// untouched; the same clone edited in place by a later container (it
+/// exists: others may use it) takes one journal transaction an edit.
+#[test]
+fn a_committed_clone_is_edited_through_its_journal() {
+    let (t, base) = base_in_tempdir();
+    let img = t.path().join("dom.img");
+    clone_job(t.path(), "dom", &img, &base).ok();
+    assert_domain(&img, "dom");
+    let seq = journal_sequence(&base);
+    assert_eq!(
+        journal_sequence(&img),
+        seq,
+        "a staged clone used its journal"
+    );
+    let edit = Job::new(
+        t.path(),
+        "edit.vmc",
+        &format!(
+            "[replace /etc/HOSTNAME image {i}\n\nrenamed\n] [end]\n\
+             [replace /etc/motd image {i}\n\nhello\n] [end]\n",
+            i = img.display(),
+        ),
+    );
+    edit.ok();
+    fsck_clean(&img);
+    assert_eq!(cat(&img, "/etc/HOSTNAME"), "renamed\n");
+    assert_eq!(cat(&img, "/etc/motd"), "hello\n");
+    assert!(cat(&img, "/etc/passwd").contains("fido:"));
+    assert_eq!(
+        journal_sequence(&img),
+        seq + 2,
+        "not one transaction an edit"
+    );
 }
 
 #[test]

@@ -187,10 +187,7 @@ fn random_tree((depth, name_len, leaves, crowd, hundred, bs): &Shape) -> MemTree
         if p.as_bytes().len() > 3900 {
             break;
         }
-        t.0.push((
-            Entry::new(p.clone(), Kind::Dir, meta(0o755, i)),
-            None,
-        ));
+        t.0.push((Entry::new(p.clone(), Kind::Dir, meta(0o755, i)), None));
         dirs.push(p);
     }
     let mut files: Vec<TreePath> = Vec::new();
@@ -240,10 +237,7 @@ fn random_tree((depth, name_len, leaves, crowd, hundred, bs): &Shape) -> MemTree
                 None => (Kind::Fifo, None),
             },
         };
-        t.0.push((
-            Entry::new(path, kind, meta(0o640, i)),
-            content,
-        ));
+        t.0.push((Entry::new(path, kind, meta(0o640, i)), content));
     }
     t.dir("crowd", 0o755, 0, 0, 1_600_000_000);
     for i in 0..*crowd {

@@ -274,9 +274,11 @@ impl Commit {
             )));
         }
         let mut renames = beside;
+        // staged images are written unsynced: synced at the rename
+        let unsynced: Vec<PathBuf> = self.images.iter().map(|(s, _)| s.clone()).collect();
         renames.append(&mut self.images);
         renames.extend(self.dirs.drain(..).map(|(target, staged)| (staged, target)));
-        self.rename_all(log, &renames)?;
+        self.rename_all(log, &renames, &unsynced)?;
         for (payload, to) in std::mem::take(&mut self.streams) {
             let bytes = match payload {
                 Payload::Bytes(b) => b,
@@ -373,20 +375,36 @@ impl Commit {
         Ok(())
     }
 
-    /// The renames, made safe against a kill: the record of created
-    /// outputs is written (and synced) with the new paths first, then the
-    /// list of renames; the next run completes a list it finds.
+    /// The renames, made safe against a kill: every file in `unsynced`
+    /// (staged images) is synced, all at once and while the record of
+    /// created outputs is written (and synced) with the new paths; then,
+    /// when there are several renames, their list is written: the next run
+    /// completes a list it finds (a single rename is all or nothing by
+    /// itself). After the renames the directories that hold them are
+    /// synced. Nothing is synced that did not change: the record only
+    /// when it gains a path.
     fn rename_all(
         &mut self,
         log: &mut crate::exec::log::Log,
         renames: &[(PathBuf, PathBuf)],
+        unsynced: &[PathBuf],
     ) -> Result<()> {
         let io = |p: &Path, e: std::io::Error| Error::run(format!("{}: {e}", p.display()));
         self.created
             .extend(renames.iter().map(|(_, to)| to.clone()));
-        self.save_state()
-            .map_err(|e| io(self.state_file.as_deref().unwrap_or(Path::new("state")), e))?;
-        let intent = self.intent_file();
+        let (synced, saved) = std::thread::scope(|s| {
+            let syncing = s.spawn(|| sync_files(unsynced));
+            let saved = self
+                .save_state_if_changed()
+                .map_err(|e| io(self.state_file.as_deref().unwrap_or(Path::new("state")), e));
+            (syncing.join(), saved)
+        });
+        saved?;
+        match synced {
+            Ok(r) => r.map_err(|(p, e)| io(&p, e))?,
+            Err(_) => return Err(Error::run("syncing the staged images failed")),
+        }
+        let intent = self.intent_file().filter(|_| renames.len() > 1);
         if let Some(f) = &intent {
             let text: String = renames
                 .iter()
@@ -402,8 +420,15 @@ impl Commit {
             self.said.push(format!("built {}", to.display()));
         }
         fault_point("rename", renames.len());
+        // one name in each directory renamed into
+        let dirs: std::collections::BTreeMap<&Path, &Path> = renames
+            .iter()
+            .filter_map(|(_, to)| Some((to.parent()?, to.as_path())))
+            .collect();
+        for to in dirs.into_values() {
+            let _ = crate::exec::atomic::sync_dir_of(Some(to));
+        }
         if let Some(f) = &intent {
-            let _ = crate::exec::atomic::sync_dir_of(renames.first().map(|(_, to)| to.as_path()));
             let _ = fs::remove_file(f);
         }
         Ok(())
@@ -413,6 +438,18 @@ impl Commit {
     fn intent_file(&self) -> Option<PathBuf> {
         let state = self.state_file.as_ref()?.parent()?;
         Some(state.join(format!("commit-{}", std::process::id())))
+    }
+
+    /// [`Commit::save_state`] when the record on disk lacks a path of
+    /// ours.
+    fn save_state_if_changed(&self) -> std::io::Result<()> {
+        let Some(f) = &self.state_file else {
+            return Ok(());
+        };
+        if self.created.is_subset(&Commit::load(f.clone()).created) {
+            return Ok(());
+        }
+        self.save_state()
     }
 
     /// Writes the record of created outputs, synced with its directory.
@@ -429,11 +466,34 @@ impl Commit {
     }
 }
 
+/// Syncs every file of `paths`, the syncs issued together (one thread
+/// each) so that the file system can write them in one go.
+fn sync_files(paths: &[PathBuf]) -> std::result::Result<(), (PathBuf, std::io::Error)> {
+    let sync = |p: &PathBuf| {
+        fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| (p.clone(), e))
+    };
+    match paths {
+        [] => Ok(()),
+        [one] => sync(one),
+        _ => std::thread::scope(|s| {
+            let all: Vec<_> = paths.iter().map(|p| s.spawn(move || sync(p))).collect();
+            // the scope waits for every sync, failed or not
+            all.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err((PathBuf::new(), std::io::Error::other("sync failed"))))
+            })
+        }),
+    }
+}
+
 /// Fault injection for tests (debug builds only): `VMC_FAULT=rename:N`
 /// kills the process just before the commit's rename number N (counted
 /// from 0; N = the number of renames is just after the last one), as a
-/// power cut would.
-fn fault_point(what: &str, k: usize) {
+/// power cut would; `VMC_FAULT=staged:N` just after the run's staged
+/// image update number N (counted from 0) is written.
+pub(crate) fn fault_point(what: &str, k: usize) {
     #[cfg(debug_assertions)]
     if std::env::var("VMC_FAULT").ok().as_deref() == Some(&format!("{what}:{k}")) {
         let _ =

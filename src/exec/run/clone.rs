@@ -1,11 +1,10 @@
 //! Clones: `[image PATH SIZE base BASE]` shares its base's blocks where
 //! the host file system can (a reflink), else copies only the blocks that
 //! hold data; and `[replace|copy PATH image IMAGE]`, one file of an image
-//! written in place through its journal.
+//! written in place (through its journal when the image exists already).
 
 use super::{io_fail, Runner};
 use crate::exec::commit::Job;
-use crate::exec::formats::populate_volume;
 use crate::exec::worktree::{Change, Content, WorkTree};
 use crate::exec::{Error, Result};
 use crate::ext;
@@ -26,11 +25,12 @@ pub enum Cloned {
     Sparse(u64),
 }
 
-/// Makes `dest` a copy of `base`, which is only read: a reflink (the
+/// Makes `dest` a copy of `base` (open as `src`), which is only read: a reflink (the
 /// `FICLONE` ioctl) when both are on a file system that shares extents
 /// (XFS, btrfs), else a sparse copy, with a note of its cost on stderr.
-pub fn clone_file(base: &Path, dest: &Path) -> io::Result<Cloned> {
-    let src = File::open(base)?;
+/// Nothing is synced: `dest` is a staged image, synced once by the commit
+/// before it is renamed into place.
+pub fn clone_file(src: &File, base: &Path, dest: &Path) -> io::Result<Cloned> {
     let out = File::options()
         .write(true)
         .create(true)
@@ -38,14 +38,12 @@ pub fn clone_file(base: &Path, dest: &Path) -> io::Result<Cloned> {
         .open(dest)?;
     // any refusal (another file system, no reflink support, no such
     // ioctl) leaves the copy to do by hand; a real I/O error shows there
-    if rustix::fs::ioctl_ficlone(&out, &src).is_ok() {
-        out.sync_all()?;
+    if rustix::fs::ioctl_ficlone(&out, src).is_ok() {
         return Ok(Cloned::Reflink);
     }
     let len = src.metadata()?.len();
-    let written = sparse_copy(&src, &out, len)?;
+    let written = sparse_copy(src, &out, len)?;
     out.set_len(len)?;
-    out.sync_all()?;
     eprintln!(
         "note: {}: the file system shares no extents; a sparse copy of {} wrote {} MiB",
         dest.display(),
@@ -112,35 +110,39 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// The file a clone is made from and what identifies its content: a
-    /// new image of this run is built first (its digest), an existing one
-    /// is read where it is (its size and mtime).
-    pub(super) fn clone_base(&mut self, base: &Path) -> Result<(PathBuf, String)> {
+    /// The file a clone is made from, what identifies its content, and
+    /// whether it is vouched for (see `NewImage::vouched`): a new image of
+    /// this run is built first (its digest), an existing one is read where
+    /// it is (its size and mtime).
+    pub(super) fn clone_base(&mut self, base: &Path) -> Result<(PathBuf, String, bool)> {
         if self.images.contains_key(base) {
             self.build_image(base)?;
             let img = &self.images[base];
-            let file = if img.staged.exists() {
-                img.staged.clone()
+            // kept from the last run: a file like any other
+            let (file, vouched) = if img.staged.exists() {
+                (img.staged.clone(), img.vouched)
             } else {
-                img.dest.clone()
+                (img.dest.clone(), false)
             };
             let id = self
                 .image_digests
                 .get(&img.dest)
                 .cloned()
                 .unwrap_or_default();
-            return Ok((file, format!("image {id}")));
+            return Ok((file, format!("image {id}"), vouched));
         }
         Ok((
             base.to_path_buf(),
             format!("file {}", crate::exec::state::input_stamp(base)),
+            false,
         ))
     }
 
-    /// `[replace|copy PATH image IMAGE]`: the file written into the image
-    /// through its journal; a new image of this run now, in staging, an
-    /// existing one at commit. A replaced file keeps its mode and owner
-    /// unless `mode`/`owner` are given; a new one is 0644 0:0.
+    /// `[replace|copy PATH image IMAGE]`: the file written into the
+    /// image; a new image of this run now, in staging (no one sees it
+    /// before the commit: no journal), an existing one at commit through
+    /// its journal. A replaced file keeps its mode and owner unless
+    /// `mode`/`owner` are given; a new one is 0644 0:0.
     pub(super) fn put(
         &mut self,
         at: &str,
@@ -193,7 +195,7 @@ impl Runner<'_> {
         });
         let src: Box<dyn crate::tree::Source> = Box::new(tree.source());
         if staged {
-            populate_volume(&file, src, &[], self.now)
+            self.update_staged(image, src, &[])
                 .map_err(|e| io_fail(at, image.display(), e))?;
         } else {
             self.commit.job(Job::Volume {

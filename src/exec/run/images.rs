@@ -33,6 +33,11 @@ pub(super) struct NewImage {
     /// `format qcow2`: a qcow2 image, or a qcow2 overlay over a clone's
     /// base.
     qcow2: bool,
+    /// The staged file's inodes need no scan before it is updated in
+    /// place: it was built here, or it is a clone of a volume that was
+    /// built here or that passed the full check (see
+    /// `ext::Populator::new_staged`).
+    pub(super) vouched: bool,
 }
 
 /// What a new image holds.
@@ -141,6 +146,7 @@ impl Runner<'_> {
         // is staged
         block::stage(&dest, &staged);
         block::stage(path, &staged);
+        let vouched = !matches!(format, Format::Clone(..));
         self.images.insert(
             path.to_path_buf(),
             NewImage {
@@ -153,6 +159,7 @@ impl Runner<'_> {
                 patched: false,
                 device,
                 qcow2,
+                vouched,
             },
         );
         Ok(())
@@ -241,6 +248,28 @@ impl Runner<'_> {
         Ok(self.stage_path("device-image"))
     }
 
+    /// Writes `src`, then removes `deletes`, in the staged file of `path`,
+    /// a new image of this run already built: no one sees it before the
+    /// commit, so without its journal. One not vouched for (a clone not
+    /// known to be personalised when it was made) is checked in full
+    /// first.
+    pub(super) fn update_staged(
+        &mut self,
+        path: &Path,
+        src: Box<dyn Source>,
+        deletes: &[crate::tree::TreePath],
+    ) -> std::io::Result<()> {
+        let img = self
+            .images
+            .get_mut(path)
+            .ok_or_else(|| std::io::Error::other("not a new image of this run"))?;
+        if !img.vouched {
+            crate::exec::formats::check_volume(&img.staged)?;
+            img.vouched = true;
+        }
+        crate::exec::formats::populate_staged(&img.staged, src, deletes, self.now)
+    }
+
     /// Builds every new image still pending.
     pub(super) fn build_images(&mut self) -> Result<()> {
         let pending: Vec<PathBuf> = self
@@ -275,7 +304,7 @@ impl Runner<'_> {
         if img.built {
             return Ok(());
         }
-        if let Some((_, id)) = &base {
+        if let Some((_, id, _)) = &base {
             img.digest.add("base", id.as_bytes());
         }
         let digest = std::mem::take(&mut img.digest).finish();
@@ -341,7 +370,7 @@ impl Runner<'_> {
                 }
                 Format::Clone(..) => {
                     drop(file);
-                    let (from, _) = base.as_ref().ok_or_else(|| {
+                    let (from, _, base_vouched) = base.as_ref().ok_or_else(|| {
                         Error::run(format!("{at}: the base of a clone is unknown"))
                     })?;
                     if block::qcow2::is_qcow2(
@@ -354,18 +383,28 @@ impl Runner<'_> {
                             from.display()
                         )));
                     }
-                    let how = super::clone::clone_file(from, &staged)
+                    let src = File::open(from).map_err(|e| io_fail(&at, from.display(), e))?;
+                    // a clone written in place is its base checked in full
+                    // first, through the base's cache, shared by all its
+                    // clones (the clone's own is empty): the same bytes
+                    let personalised = img.patched || !img.sources.is_empty();
+                    if personalised && !base_vouched {
+                        src.try_clone()
+                            .and_then(|f| crate::exec::formats::check_open_volume(f, from))
+                            .map_err(|e| io_fail(&at, from.display(), e))?;
+                    }
+                    img.vouched = personalised || *base_vouched;
+                    let how = super::clone::clone_file(&src, from, &staged)
                         .map_err(|e| io_fail(&at, format!("cloning {}", from.display()), e))?;
                     log_line = Some(format!("cloned {} from {} ({how:?})", at, from.display()));
                     for (label, src) in std::mem::take(&mut img.sources) {
-                        crate::exec::formats::populate_volume(&staged, src, &[], self.now)
+                        crate::exec::formats::populate_staged(&staged, src, &[], self.now)
                             .map_err(|e| io_fail(&at, format!("populating from {label}"), e))?;
                     }
                     return Ok(());
                 }
                 Format::Swap(options) => {
-                    swap::write(&file, options).map_err(|e| io_fail(&at, "swap area", e))?;
-                    return file.sync_all().map_err(|e| io_fail(&at, "swap area", e));
+                    return swap::write(&file, options).map_err(|e| io_fail(&at, "swap area", e));
                 }
             };
             let dev: Box<dyn block::Block> = if img.qcow2 {
@@ -383,7 +422,12 @@ impl Runner<'_> {
                     .map_err(|e| io_fail(&at, format!("populating from {label}"), e))?;
             }
             builder.finish().map_err(|e| io_fail(&at, "image", e))?;
-            dev.flush().map_err(|e| io_fail(&at, "image", e))
+            // a qcow2 image's tables are written by its flush; a raw image
+            // is synced by the commit, with every other staged image
+            if img.qcow2 {
+                dev.flush().map_err(|e| io_fail(&at, "image", e))?;
+            }
+            Ok(())
         })();
         if let Err(e) = built {
             // the staged image is beside the destination: never leave it

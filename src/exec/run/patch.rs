@@ -5,7 +5,7 @@ use super::{io_fail, Runner};
 use crate::diff;
 use crate::exec::commit::Job;
 use crate::exec::error::{Cause, Place};
-use crate::exec::formats::{populate_volume, write_archive};
+use crate::exec::formats::write_archive;
 use crate::exec::worktree::{Change, Content, Overlay, WorkTree};
 use crate::exec::{Error, Result};
 use crate::ext;
@@ -212,7 +212,7 @@ impl Runner<'_> {
         let src: Box<dyn Source> = Box::new(tree.source());
         drop(vol);
         if staged {
-            populate_volume(&file, src, &deletes, self.now)
+            self.update_staged(path, src, &deletes)
                 .map_err(|e| io_fail(at, path.display(), e))?;
         } else {
             self.commit.job(Job::Volume {

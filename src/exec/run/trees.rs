@@ -4,7 +4,7 @@
 
 use super::{io_fail, Runner};
 use crate::exec::commit::Job;
-use crate::exec::formats::{check_volume, populate_volume, write_archive};
+use crate::exec::formats::{check_volume, write_archive};
 use crate::exec::worktree::{archive_source, WorkTree};
 use crate::exec::{Error, Result};
 use crate::hostdir;
@@ -80,8 +80,8 @@ impl Runner<'_> {
                 return Ok(());
             }
             // built already (a patch needed it): update the staged image
-            let staged = img.staged.clone();
-            return populate_volume(&staged, src, &[], self.now)
+            return self
+                .update_staged(target, src, &[])
                 .map_err(|e| io_fail(at, target.display(), e));
         }
         match kind {

@@ -19,6 +19,14 @@ impl Populator<'_> {
         self.st.release()?;
         let (sb_block, sb_off) = self.store_groups()?;
         self.disk.flush()?;
+        if self.direct {
+            for b in &self.st.dirty {
+                if let Some(d) = self.st.blocks.get(b) {
+                    self.disk.write_blocks(*b, d)?;
+                }
+            }
+            return self.disk.flush();
+        }
         sync(self.st.vol)?;
         let dirty: Vec<(u64, Vec<u8>)> = self
             .st

@@ -60,6 +60,9 @@ pub struct Populator<'v> {
     timestamp: i64,
     /// Where to stop committing, to stand for an interruption in tests.
     stop: Stop,
+    /// A staged volume (see [`Populator::new_staged`]): metadata written
+    /// in place, no journal, no sync.
+    direct: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,24 @@ impl<'v> Populator<'v> {
     /// into free blocks. `timestamp` is the superblock write time and
     /// commit time.
     pub fn new(vol: &'v Volume, timestamp: i64) -> Result<Populator<'v>, Error> {
+        Self::open(vol, timestamp, false)
+    }
+
+    /// For a volume no one else can see until it is published (a new
+    /// image under its staging name, renamed into place only once it is
+    /// synced): an interruption leaves a staging file that is discarded,
+    /// never a volume anyone mounts, so [`Populator::finish`] writes the
+    /// metadata straight to its place, without the journal, and syncs
+    /// nothing; the caller syncs the file once before publishing it. The
+    /// caller vouches for the volume (it was built here, or is a copy of
+    /// one that passed [`Populator::new`]'s checks, written since only by
+    /// populators): its journal and inodes are not checked again, the
+    /// rest is checked as [`Populator::new`] does.
+    pub fn new_staged(vol: &'v Volume, timestamp: i64) -> Result<Populator<'v>, Error> {
+        Self::open(vol, timestamp, true)
+    }
+
+    fn open(vol: &'v Volume, timestamp: i64, staged: bool) -> Result<Populator<'v>, Error> {
         let sb = &vol.sb;
         if sb.s_feature_incompat & INCOMPAT_RECOVER != 0 {
             return Err(Error::NeedsRecovery);
@@ -118,7 +139,7 @@ impl<'v> Populator<'v> {
                 csum::volume_seed(&sb.s_uuid)
             }
         });
-        let layout = super::check::check_for_write(vol)?;
+        let layout = super::check::check_for_write(vol, !staged)?;
         if vol.has_journal() {
             let (jsb, _) = commit::journal_superblock(vol)?;
             if be32(&jsb, 0) != super::journal::JBD2_MAGIC_NUMBER {
@@ -148,6 +169,7 @@ impl<'v> Populator<'v> {
             disk: Disk::new(&vol.file, vol.block_size),
             timestamp,
             stop: Stop::Never,
+            direct: staged,
         })
     }
 
