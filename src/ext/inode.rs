@@ -247,6 +247,19 @@ impl Inode {
     }
 }
 
+/// The `i_block` of a fast symlink: its target (shorter than 60 bytes)
+/// as the raw 60 bytes.
+pub fn fast_symlink(target: &[u8]) -> [u32; EXT2_N_BLOCKS] {
+    let mut raw = [0u8; 60];
+    let n = target.len().min(59);
+    raw[..n].copy_from_slice(&target[..n]);
+    let mut out = [0u32; EXT2_N_BLOCKS];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = le32(&raw, 4 * i);
+    }
+    out
+}
+
 /// Splits seconds since the epoch into the 32-bit field and the `_extra`
 /// field's epoch bits; `None` outside what two epoch bits can express
 /// without being mistaken for a pre-1970 time.

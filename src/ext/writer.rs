@@ -470,17 +470,7 @@ impl<'f> Builder<'f> {
                 let mut n = Node::new(mode, meta);
                 n.size = target.len() as u64;
                 if target.len() < 60 {
-                    let mut raw = [0u8; 60];
-                    raw[..target.len()].copy_from_slice(target);
-                    for (i, slot) in n.i_block.iter_mut().enumerate() {
-                        let off = 4 * i;
-                        *slot = u32::from_le_bytes([
-                            raw[off],
-                            raw[off + 1],
-                            raw[off + 2],
-                            raw[off + 3],
-                        ]);
-                    }
+                    n.i_block = inode::fast_symlink(target);
                 } else {
                     let bs = self.space.geo.block_size as usize;
                     if target.len() >= bs {

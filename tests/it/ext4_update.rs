@@ -395,3 +395,52 @@ fn refuses_what_it_cannot_write_untouched() {
         assert!(fs::read(&img).unwrap() == before, "{feature}: modified");
     }
 }
+
+/// Groups mke2fs leaves uninitialised (BLOCK_UNINIT, INODE_UNINIT) take
+/// blocks and inodes: their bitmaps are made as the kernel makes them,
+/// the flags go, and e2fsck agrees with every count.
+#[test]
+fn allocates_in_uninitialised_groups() {
+    let t = tempdir();
+    let w = t.path();
+    let img = w.join("vol.img");
+    mkfs(&img, &["-b", "1024", "-N", "4096"], "64M");
+    let groups = |img: &Path| {
+        let out = run_ok(Command::new("dumpe2fs").arg(img));
+        out.lines()
+            .filter(|l| l.starts_with("Group ") && l.contains("(Blocks"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let before = groups(&img);
+    assert!(
+        before[1].contains("[INODE_UNINIT, BLOCK_UNINIT]"),
+        "{before:?}"
+    );
+    assert!(before[3].contains("BLOCK_UNINIT"), "{before:?}");
+    let src = w.join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    let big: Vec<u8> = (0..20u32 << 20).map(|i| (i % 253) as u8 + 1).collect();
+    fs::write(src.join("big"), &big).unwrap();
+    // more files than group 0 has inodes
+    for i in 0..700 {
+        fs::write(src.join(format!("d/f{i}")), format!("{i}")).unwrap();
+    }
+    let c = w.join("run.vmc");
+    fs::write(
+        &c,
+        format!(
+            "[populate image {} / {}][end]\n",
+            img.display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    run_ok(&mut vmc(&c, &w.join("work")));
+    e2fsck_clean(&img);
+    let after = groups(&img);
+    assert!(!after[1].contains("UNINIT"), "{after:?}");
+    assert!(!after[3].contains("BLOCK_UNINIT"), "{after:?}");
+    assert!(cat(&img, "/big") == big, "/big differs");
+    assert_eq!(cat(&img, "/d/f699"), b"699");
+}

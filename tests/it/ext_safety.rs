@@ -224,8 +224,14 @@ fn refused_damages() -> Vec<(Damage, &'static str)> {
             "incompatible features 0x80",
         ),
         (
-            ("journal csum v3", |img| patch_journal(img, 0x28, 0x10)),
-            "incompatible features 0x10",
+            ("journal async commit", |img| patch_journal(img, 0x28, 0x4)),
+            "incompatible features 0x4",
+        ),
+        (
+            ("journal csum v3 of no checksum type", |img| {
+                patch_journal(img, 0x28, 0x10)
+            }),
+            "checksum type other than crc32c",
         ),
         (
             ("journal s_first 0", |img| patch_journal(img, 0x14, 0)),

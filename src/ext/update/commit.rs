@@ -75,7 +75,8 @@ impl Populator<'_> {
         let desc = vol.sb.desc_size() as usize;
         let first = u64::from(vol.sb.s_first_data_block);
         let gdt_start = first + 1;
-        let (mut free_b, mut free_i) = (0u64, 0u64);
+        // the superblock's totals move by what the groups' counts move
+        let (mut moved_b, mut moved_i) = (0i64, 0i64);
         for (g, gd) in vol.groups.iter().enumerate() {
             let c = self.st.groups[g];
             let upd = |v: u32, d: i64| (i64::from(v) + d).max(0) as u32;
@@ -83,8 +84,8 @@ impl Populator<'_> {
             n.bg_free_blocks_count = upd(gd.bg_free_blocks_count, c.free_blocks);
             n.bg_free_inodes_count = upd(gd.bg_free_inodes_count, c.free_inodes);
             n.bg_used_dirs_count = upd(gd.bg_used_dirs_count, c.used_dirs);
-            free_b += u64::from(n.bg_free_blocks_count);
-            free_i += u64::from(n.bg_free_inodes_count);
+            moved_b += i64::from(n.bg_free_blocks_count) - i64::from(gd.bg_free_blocks_count);
+            moved_i += i64::from(n.bg_free_inodes_count) - i64::from(gd.bg_free_inodes_count);
             if !c.touched && n == *gd {
                 continue;
             }
@@ -129,6 +130,10 @@ impl Populator<'_> {
         let wide = vol.sb.s_feature_incompat & INCOMPAT_64BIT != 0;
         let blk = self.st.block(sb_block)?;
         let sb = &mut blk[sb_off..sb_off + SUPERBLOCK_SIZE];
+        let hi = if wide { le32(sb, SB_FREE_BLOCKS_HI) } else { 0 };
+        let old_b = (u64::from(hi) << 32) | u64::from(le32(sb, 0xC));
+        let free_b = (old_b as i64 + moved_b).max(0) as u64;
+        let free_i = (i64::from(le32(sb, 0x10)) + moved_i).max(0) as u64;
         put32(sb, 0xC, free_b as u32);
         if wide {
             put32(sb, SB_FREE_BLOCKS_HI, (free_b >> 32) as u32);

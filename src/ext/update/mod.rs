@@ -514,11 +514,7 @@ impl<'v> Populator<'v> {
                     });
                 }
                 if target.len() < 60 {
-                    let mut raw = [0u8; 60];
-                    raw[..target.len()].copy_from_slice(target);
-                    for (k, slot) in i.i_block.iter_mut().enumerate() {
-                        *slot = le32(&raw, 4 * k);
-                    }
+                    i.i_block = inode::fast_symlink(target);
                     i.set_size(target.len() as u64, 0);
                 } else {
                     if target.len() >= bs as usize {
