@@ -58,6 +58,7 @@ mod run_dirmeta;
 mod run_faults;
 mod run_holders;
 mod run_hooks;
+mod run_inplace_order;
 mod run_messages;
 mod run_outputs;
 mod run_paper;

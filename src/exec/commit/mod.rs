@@ -29,6 +29,13 @@ pub enum Job {
     },
 }
 
+/// An in-place update of a volume queued for the commit.
+pub struct PendingUpdate<'a> {
+    pub at: &'a str,
+    pub source: &'a mut dyn Source,
+    pub deletes: &'a [TreePath],
+}
+
 /// What is streamed to a device or FIFO output.
 enum Payload {
     Bytes(Vec<u8>),
@@ -183,6 +190,29 @@ impl Commit {
 
     pub fn job(&mut self, job: Job) {
         self.jobs.push(job);
+    }
+
+    /// The in-place updates of the volume `target` queued so far, in
+    /// order: each expression's place, its source and its deletions. A
+    /// later expression reading the volume sees them laid over it.
+    pub fn pending_volume(&mut self, target: &Path) -> Vec<PendingUpdate<'_>> {
+        self.jobs
+            .iter_mut()
+            .filter_map(|j| match j {
+                Job::Volume {
+                    at,
+                    target: t,
+                    source,
+                    deletes,
+                    ..
+                } if t == target => Some(PendingUpdate {
+                    at: at.as_str(),
+                    source: source.as_mut(),
+                    deletes: deletes.as_slice(),
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Removes staged images beside their destinations (a failed run).

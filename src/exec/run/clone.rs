@@ -175,10 +175,19 @@ impl Runner<'_> {
         let dev = crate::block::open(&file, false).map_err(|e| io_fail(at, image.display(), e))?;
         let vol = ext::Volume::open_block(dev).map_err(|e| io_fail(at, image.display(), e))?;
         let (mut perm, mut own) = (mode, owner);
-        if let Ok(info) = vol.stat(path) {
-            perm = perm.or(Some(info.meta.perm));
-            own = own.or(Some((info.meta.uid, info.meta.gid)));
+        // the file as the updates queued before this one leave it
+        let mut pending = if staged {
+            Vec::new()
+        } else {
+            self.commit.pending_volume(image)
+        };
+        let paths = std::collections::BTreeSet::from([path.clone()]);
+        let through = super::patch::read_through(at, image, &vol, &mut pending, &paths, false)?;
+        if let Some(&(p, uid, gid)) = through.meta.get(path) {
+            perm = perm.or(Some(p));
+            own = own.or(Some((uid, gid)));
         }
+        drop(pending);
         drop(vol);
         let mut tree = WorkTree::new(image.display().to_string(), None, self.now);
         tree.put_file(path, content, perm, own)

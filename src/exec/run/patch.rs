@@ -3,14 +3,14 @@
 
 use super::{io_fail, Runner};
 use crate::diff;
-use crate::exec::commit::Job;
+use crate::exec::commit::{Job, PendingUpdate};
 use crate::exec::error::{Cause, Place};
 use crate::exec::formats::write_archive;
 use crate::exec::worktree::{Change, Content, Overlay, WorkTree};
 use crate::exec::{Error, Result};
 use crate::ext;
 use crate::parser::plan::{PatchTarget, UriRef};
-use crate::tree::{Source, TreePath};
+use crate::tree::{Entry, FnSink, Kind, Source, TreePath};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io;
@@ -80,43 +80,31 @@ impl Patchable for ArchiveTree<'_> {
 /// An update of an ext2/ext3 image: the changed files laid over it as a
 /// tree, and the deletions, removed in the same transaction after the
 /// writes. Metadata of replaced files is kept; new ones are 0644 0:0.
-struct ImageUpdate<'a> {
+struct ImageUpdate<'a, 'p> {
     at: &'a str,
     path: &'a Path,
     vol: &'a ext::Volume,
+    /// The in-place updates of the image queued before this patch.
+    pending: Vec<PendingUpdate<'p>>,
+    /// Permissions and owner of the files read, as `pending` leaves them.
+    meta: BTreeMap<TreePath, (u32, u32, u32)>,
     tree: WorkTree,
     deletes: Vec<TreePath>,
 }
 
-impl Patchable for ImageUpdate<'_> {
+impl Patchable for ImageUpdate<'_, '_> {
     fn read(&mut self, paths: &BTreeSet<TreePath>) -> Result<BTreeMap<TreePath, Vec<u8>>> {
-        let at = self.at;
-        let mut files = BTreeMap::new();
-        for p in paths {
-            if let Ok(mut r) = self.vol.read_file(p) {
-                if r.size() > crate::exec::worktree::MAX_WHOLE_FILE {
-                    return Err(Error::run(format!(
-                        "{at}: {}: {} is {} bytes; patch targets over 64 MiB are refused",
-                        self.path.display(),
-                        p.display_abs(),
-                        r.size()
-                    )));
-                }
-                let mut v = Vec::new();
-                io::Read::read_to_end(&mut r, &mut v)
-                    .map_err(|e| io_fail(at, p.display_abs(), e))?;
-                files.insert(p.clone(), v);
-            }
-        }
-        Ok(files)
+        let through = read_through(self.at, self.path, self.vol, &mut self.pending, paths, true)?;
+        self.meta = through.meta;
+        Ok(through.files)
     }
 
     fn write(&mut self, path: &TreePath, content: Vec<u8>, mode: Option<u32>) -> Result<()> {
         let mut perm = mode;
         let mut owner = None;
-        if let Ok(info) = self.vol.stat(path) {
-            perm = perm.or(Some(info.meta.perm));
-            owner = Some((info.meta.uid, info.meta.gid));
+        if let Some(&(p, uid, gid)) = self.meta.get(path) {
+            perm = perm.or(Some(p));
+            owner = Some((uid, gid));
         }
         self.tree
             .put_file(path, Content::Bytes(content), perm, owner)
@@ -127,6 +115,96 @@ impl Patchable for ImageUpdate<'_> {
         self.tree.delete(&path);
         self.deletes.push(path);
     }
+}
+
+/// Files of an existing image as the in-place updates queued before an
+/// expression leave them (expressions take effect in order).
+pub(super) struct Through {
+    /// The content of each regular file read (with `content`).
+    pub(super) files: BTreeMap<TreePath, Vec<u8>>,
+    /// Permissions, owner and group of each path that exists.
+    pub(super) meta: BTreeMap<TreePath, (u32, u32, u32)>,
+}
+
+/// Reads `paths` of `vol` (the image `image`), then lays each pending
+/// update over them in order: what its source puts at a path replaces
+/// it, and its deletions remove it.
+pub(super) fn read_through(
+    at: &str,
+    image: &Path,
+    vol: &ext::Volume,
+    pending: &mut [PendingUpdate<'_>],
+    paths: &BTreeSet<TreePath>,
+    content: bool,
+) -> Result<Through> {
+    let max = crate::exec::worktree::MAX_WHOLE_FILE;
+    let too_big = |p: &TreePath, size: u64| {
+        Error::run(format!(
+            "{at}: {}: {} is {size} bytes; patch targets over 64 MiB are refused",
+            image.display(),
+            p.display_abs(),
+        ))
+    };
+    let mut files = BTreeMap::new();
+    let mut meta = BTreeMap::new();
+    for p in paths {
+        if let Ok(info) = vol.stat(p) {
+            meta.insert(p.clone(), (info.meta.perm, info.meta.uid, info.meta.gid));
+        }
+        if !content {
+            continue;
+        }
+        if let Ok(mut r) = vol.read_file(p) {
+            if r.size() > max {
+                return Err(too_big(p, r.size()));
+            }
+            let mut v = Vec::new();
+            io::Read::read_to_end(&mut r, &mut v).map_err(|e| io_fail(at, p.display_abs(), e))?;
+            files.insert(p.clone(), v);
+        }
+    }
+    for up in pending.iter_mut() {
+        let by = up.at;
+        let mut failed: Option<Error> = None;
+        let mut sink = FnSink(|e: &Entry, data: &mut dyn io::Read| {
+            if !paths.contains(&e.path) || failed.is_some() {
+                return Ok(());
+            }
+            files.remove(&e.path);
+            meta.insert(e.path.clone(), (e.meta.perm, e.meta.uid, e.meta.gid));
+            match &e.kind {
+                Kind::File { .. } if content => {
+                    let mut v = Vec::new();
+                    io::Read::read_to_end(&mut io::Read::take(data, max + 1), &mut v)?;
+                    if v.len() as u64 > max {
+                        failed = Some(too_big(&e.path, v.len() as u64));
+                    } else {
+                        files.insert(e.path.clone(), v);
+                    }
+                }
+                Kind::HardLink { .. } if content => {
+                    failed = Some(Error::run(format!(
+                        "{at}: {}: {} is a hard link {by} makes in this run; it cannot be read before the commit",
+                        image.display(),
+                        e.path.display_abs(),
+                    )));
+                }
+                _ => {}
+            }
+            Ok(())
+        });
+        up.source
+            .emit(&mut sink)
+            .map_err(|e| io_fail(at, format!("{} as {by} leaves it", image.display()), e))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        for d in up.deletes {
+            files.retain(|p, _| !p.starts_with(d));
+            meta.retain(|p, _| !p.starts_with(d));
+        }
+    }
+    Ok(Through { files, meta })
 }
 
 impl Runner<'_> {
@@ -182,10 +260,25 @@ impl Runner<'_> {
         };
         let dev = crate::block::open(&file, false).map_err(|e| io_fail(at, path.display(), e))?;
         let vol = ext::Volume::open_block(dev).map_err(|e| io_fail(at, path.display(), e))?;
+        let pending = if staged {
+            Vec::new()
+        } else {
+            self.commit.pending_volume(path)
+        };
+        if let (Some(up), Some(f)) = (pending.first(), fork) {
+            // the fork is written now, from the image as it is
+            return Err(Error::run(format!(
+                "{at}: {f} cannot be forked from {} before the commit applies {}",
+                path.display(),
+                up.at
+            )));
+        }
         let mut update = ImageUpdate {
             at,
             path,
             vol: &vol,
+            pending,
+            meta: BTreeMap::new(),
             tree: WorkTree::new(path.display().to_string(), None, self.now),
             deletes: Vec::new(),
         };
