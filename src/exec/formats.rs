@@ -2,24 +2,24 @@
 //! writing an archive, checking and populating an existing volume.
 
 use crate::tree::{Source, TreePath};
-use crate::{cpio, ext};
+use crate::uri::Uri;
+use crate::{archive, ext};
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::path::Path;
 
-/// Writes a tree as a gzip-compressed newc archive.
-pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result<()> {
+/// Writes a tree to `out` as the archive the name of `dest` calls for
+/// ([`archive::output_format`]); `name` names it in messages.
+pub fn write_archive(src: &mut dyn Source, out: &Path, dest: &Uri, name: &str) -> io::Result<()> {
+    let format = archive::output_format(&dest.file_name_hint())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     if let Some(parent) = out.parent() {
         fs::create_dir_all(parent)?;
     }
     let f = File::create(out)?;
-    // level 7: zlib-rs's 6 is a faster matcher than zlib's and packs
-    // about 0.6% larger than gzip -6; its 7 is zlib's lazy matcher, within
-    // 0.1% of pigz -6 at 0.7 of its CPU time
-    let gz = cpio::gzip_encoder(BufWriter::with_capacity(256 * 1024, f), 7);
-    let mut w = cpio::Writer::new(gz, name.to_string());
+    let mut w = archive::ArchiveWriter::new(BufWriter::with_capacity(256 * 1024, f), format, name)?;
     crate::progress::emit(src, &mut w, format!("packing {name}"))?;
-    let buf = w.finish_gzip()?;
+    let buf = w.finish()?;
     let f = buf.into_inner().map_err(|e| e.into_error())?;
     match f.sync_all() {
         // a FIFO or character device (`pack DIR /dev/stdout`) cannot sync
