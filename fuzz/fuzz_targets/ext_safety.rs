@@ -56,6 +56,7 @@ fn entry(path: &str, kind: Kind) -> Entry {
             gid: 0,
             mtime: T,
         },
+        xattrs: Default::default(),
     }
 }
 

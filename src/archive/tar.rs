@@ -699,7 +699,12 @@ impl<R: Read> Source for TarReader<R> {
             if path.is_root() && kind != Kind::Dir {
                 return Err(s.error("the root member `.` is not a directory"));
             }
-            let entry = Entry { path, kind, meta };
+            let entry = Entry {
+                path,
+                kind,
+                meta,
+                xattrs: Default::default(),
+            };
             if let Kind::File { size: file_size } = entry.kind {
                 let map = sparse.unwrap_or(SparseMap {
                     segments: vec![(0, stored)],

@@ -329,7 +329,7 @@ impl<S: Read> Parser<S> {
         // Only symlinks carry meaningful data besides files; anything else
         // a writer attached is skipped.
         let consumed = matches!(kind, Kind::Symlink { .. });
-        sink.put(&Entry { path, kind, meta }, &mut io::empty())?;
+        sink.put(&Entry::new(path, kind, meta), &mut io::empty())?;
         let rest = if consumed { 0 } else { size };
         self.stream.skip(rest + pad4(size), "inside member data")?;
         Ok(())
@@ -371,6 +371,7 @@ impl<S: Read> Parser<S> {
                     path,
                     kind: Kind::File { size: 0 },
                     meta,
+                    xattrs: Default::default(),
                 };
                 match &g.data {
                     Some(target) => {
@@ -391,6 +392,7 @@ impl<S: Read> Parser<S> {
             path,
             kind: Kind::File { size },
             meta,
+            xattrs: Default::default(),
         };
         let mut data = Data {
             stream: &mut self.stream,

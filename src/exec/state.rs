@@ -64,10 +64,13 @@ pub fn listing(mut walker: crate::hostdir::Walker, dir: &Path) -> std::io::Resul
         let times = fs::symlink_metadata(&host)
             .map(|m| (m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
             .ok();
-        f.add(
-            &e.path.to_string(),
-            format!("{:?} {:?} {times:?}", e.kind, e.meta).as_bytes(),
-        );
+        let mut line = format!("{:?} {:?} {times:?}", e.kind, e.meta);
+        // extended attributes, where there are any (a listing without
+        // them reads as it always did)
+        if !e.xattrs.is_empty() {
+            line.push_str(&format!(" {:?}", e.xattrs));
+        }
+        f.add(&e.path.to_string(), line.as_bytes());
         Ok(())
     });
     walker.emit(&mut sink)?;

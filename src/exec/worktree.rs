@@ -182,6 +182,7 @@ impl WorkTree {
                 path: TreePath::root(),
                 kind: Kind::Dir,
                 meta: Meta::implicit_dir(),
+                xattrs: Default::default(),
             }));
         }
         match self.overlay.get(path) {
@@ -229,6 +230,7 @@ impl WorkTree {
                     gid: self.new_dirs.owner.map_or(0, |(_, g)| g),
                     mtime: self.now,
                 },
+                xattrs: Default::default(),
             };
             self.overlay.insert(
                 p,
@@ -279,6 +281,7 @@ impl WorkTree {
             path: path.clone(),
             kind: Kind::File { size },
             meta,
+            xattrs: Default::default(),
         };
         self.overlay.insert(
             path.clone(),
@@ -561,6 +564,7 @@ mod tests {
             path: p("/etc"),
             kind: Kind::Dir,
             meta,
+            xattrs: Default::default(),
         };
         w.put(&dir, &mut io::empty()).unwrap();
         for name in files {
@@ -568,6 +572,7 @@ mod tests {
                 path: p(name),
                 kind: Kind::File { size: 1 },
                 meta,
+                xattrs: Default::default(),
             };
             w.put(&e, &mut &b"x"[..]).unwrap();
         }

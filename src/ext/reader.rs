@@ -688,6 +688,7 @@ impl Volume {
                             target: first.clone(),
                         },
                         meta,
+                        xattrs: Default::default(),
                     };
                     sink.put(&entry, &mut std::io::empty())?;
                     continue;
@@ -715,6 +716,7 @@ impl Volume {
                 path: child.clone(),
                 kind,
                 meta,
+                xattrs: Default::default(),
             };
             if ft == FileType::File {
                 let mut r = self.file_reader(i, &child)?;
@@ -761,6 +763,7 @@ impl Source for Volume {
             path: TreePath::root(),
             kind: Kind::Dir,
             meta: meta_of(&root),
+            xattrs: Default::default(),
         };
         sink.put(&entry, &mut std::io::empty())?;
         let mut seen = HashSet::new();

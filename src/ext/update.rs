@@ -1133,6 +1133,7 @@ mod tests {
                 gid: 0,
                 mtime: 1_000_000,
             },
+            xattrs: Default::default(),
         }
     }
 

@@ -143,6 +143,7 @@ impl Source for Walker {
                 path: TreePath::root(),
                 kind: Kind::Dir,
                 meta: self.meta(&md),
+                xattrs: Default::default(),
             },
             &mut io::empty(),
         )?;
@@ -180,6 +181,7 @@ impl Source for Walker {
                                 target: target.clone(),
                             },
                             meta,
+                            xattrs: Default::default(),
                         };
                         sink.put(&entry, &mut io::empty())?;
                         continue;
@@ -202,6 +204,7 @@ impl Source for Walker {
                     path,
                     kind: Kind::File { size },
                     meta,
+                    xattrs: Default::default(),
                 };
                 // a host file is not a stream: what a sink leaves unread
                 // is simply not read
@@ -219,7 +222,15 @@ impl Source for Walker {
                 Kind::Socket
             };
             let is_dir = kind == Kind::Dir && !(self.one_file_system && md.dev() != md_root.dev());
-            sink.put(&Entry { path, kind, meta }, &mut io::empty())?;
+            sink.put(
+                &Entry {
+                    path,
+                    kind,
+                    meta,
+                    xattrs: Default::default(),
+                },
+                &mut io::empty(),
+            )?;
             if is_dir {
                 let names = listing(&host)?;
                 let tpath = tdir.join(&name);

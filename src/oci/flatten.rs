@@ -311,6 +311,7 @@ pub fn flatten(
             path,
             kind: Kind::Dir,
             meta: Meta::implicit_dir(),
+            xattrs: Default::default(),
         };
         sink.put(&e, &mut io::empty())?;
     }

@@ -2,9 +2,10 @@
 //!
 //! Two trees are identical when their manifests are equal: same paths, and
 //! for each the type, permission bits, uid, gid, mtime, size, content
-//! digest, symlink target, device numbers and hard-link group.
+//! digest, symlink target, device numbers, extended attributes and
+//! hard-link group.
 
-use super::{Entry, Kind, Meta, Sink, Source, TreePath};
+use super::{Entry, Kind, Meta, Sink, Source, TreePath, Xattrs};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -20,6 +21,8 @@ pub struct Record {
     pub sha256: String,
     pub symlink: Option<Vec<u8>>,
     pub device: Option<(u32, u32)>,
+    /// Extended attributes, sorted by name.
+    pub xattrs: Xattrs,
     /// The smallest path of this path's hard-link group, when it has more
     /// than one name.
     pub link_group: Option<TreePath>,
@@ -81,6 +84,7 @@ impl Sink for Builder {
             sha256: String::new(),
             symlink: None,
             device: None,
+            xattrs: entry.xattrs.clone(),
             link_group: None,
         };
         match &entry.kind {

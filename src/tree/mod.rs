@@ -258,15 +258,120 @@ impl Meta {
     }
 }
 
+/// The longest extended attribute name Linux accepts (`XATTR_NAME_MAX`).
+pub const XATTR_NAME_MAX: usize = 255;
+/// The largest extended attribute value Linux accepts (`XATTR_SIZE_MAX`).
+pub const XATTR_SIZE_MAX: usize = 65536;
+
+/// The extended attributes of an inode (`security.capability`,
+/// `user.mime_type`, ...): full names with their values, sorted by name,
+/// each name once. Most entries have none, which costs no allocation.
+#[derive(Clone, PartialEq, Eq, Default, Hash)]
+pub struct Xattrs(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl Xattrs {
+    pub fn new() -> Xattrs {
+        Xattrs(Vec::new())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Sets `name` to `value`, replacing what it held.
+    pub fn set(&mut self, name: Vec<u8>, value: Vec<u8>) {
+        match self.0.binary_search_by(|(n, _)| n.as_slice().cmp(&name)) {
+            Ok(i) => {
+                if let Some(slot) = self.0.get_mut(i) {
+                    slot.1 = value;
+                }
+            }
+            Err(i) => self.0.insert(i, (name, value)),
+        }
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        let i = self
+            .0
+            .binary_search_by(|(n, _)| n.as_slice().cmp(name))
+            .ok()?;
+        self.0.get(i).map(|(_, v)| v.as_slice())
+    }
+
+    /// Names and values, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.0.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))
+    }
+
+    /// An unambiguous encoding for digests: for each attribute in name
+    /// order, the name's length (4 bytes, little-endian), the name, the
+    /// value's length and the value. Empty for no attributes.
+    pub fn digest_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, v) in &self.0 {
+            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
+            out.extend_from_slice(n);
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+        out
+    }
+}
+
+impl FromIterator<(Vec<u8>, Vec<u8>)> for Xattrs {
+    fn from_iter<I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>>(iter: I) -> Xattrs {
+        let mut x = Xattrs::new();
+        for (n, v) in iter {
+            x.set(n, v);
+        }
+        x
+    }
+}
+
+/// `{"security.capability": 0100000200200000..., "user.a": 78}`: names as
+/// text, values in hex.
+impl fmt::Debug for Xattrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (n, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{:?}: ", String::from_utf8_lossy(n))?;
+            for b in v {
+                write!(f, "{b:02x}")?;
+            }
+        }
+        f.write_str("}")
+    }
+}
+
 /// One entry of a tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub path: TreePath,
     pub kind: Kind,
     pub meta: Meta,
+    /// The extended attributes of the entry's inode; a hard link has
+    /// none of its own (it shares its target's inode).
+    pub xattrs: Xattrs,
 }
 
 impl Entry {
+    /// An entry without extended attributes.
+    pub fn new(path: TreePath, kind: Kind, meta: Meta) -> Entry {
+        Entry {
+            path,
+            kind,
+            meta,
+            xattrs: Xattrs::new(),
+        }
+    }
+
     /// The full `st_mode`: format bits and permission bits.
     pub fn mode(&self) -> u32 {
         self.kind.format_bits() | (self.meta.perm & 0o7777)
@@ -405,5 +510,30 @@ mod tests {
         assert!(p.starts_with(&TreePath::from_member(b"etc").unwrap()));
         assert!(!p.starts_with(&TreePath::from_member(b"et").unwrap()));
         assert!(p.starts_with(&TreePath::root()));
+    }
+
+    #[test]
+    fn xattrs_stay_sorted_and_digest_every_byte() {
+        let mut x = Xattrs::new();
+        x.set(b"user.b".to_vec(), b"2".to_vec());
+        x.set(b"security.capability".to_vec(), vec![1, 0]);
+        x.set(b"user.a".to_vec(), b"1".to_vec());
+        x.set(b"user.b".to_vec(), b"3".to_vec());
+        let names: Vec<&[u8]> = x.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"security.capability"[..], b"user.a", b"user.b"]);
+        assert_eq!(x.get(b"user.b"), Some(&b"3"[..]));
+        assert_eq!(x.get(b"user.c"), None);
+        assert_eq!(
+            format!("{x:?}"),
+            r#"{"security.capability": 0100, "user.a": 31, "user.b": 33}"#
+        );
+        let mut y = x.clone();
+        y.set(b"user.a".to_vec(), b"10".to_vec());
+        assert_ne!(x.digest_bytes(), y.digest_bytes());
+        // a name and value split differently is another encoding
+        let a: Xattrs = [(b"ab".to_vec(), b"c".to_vec())].into_iter().collect();
+        let b: Xattrs = [(b"a".to_vec(), b"bc".to_vec())].into_iter().collect();
+        assert_ne!(a.digest_bytes(), b.digest_bytes());
+        assert!(Xattrs::new().digest_bytes().is_empty());
     }
 }

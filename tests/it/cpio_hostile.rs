@@ -201,6 +201,7 @@ fn writer_refuses_oversized_files_and_checks_writes() {
         path: TreePath::from_member(b"big").unwrap(),
         kind,
         meta: Meta::default(),
+        xattrs: Default::default(),
     };
     let mut w = Writer::new(Vec::new(), "out.cpio");
     let e = w

@@ -35,6 +35,7 @@ fn big_file(t: &mut MemTree, path: &str, size: u64, hole_every: u64, seed: u8) {
                 gid: 0,
                 mtime: T,
             },
+            xattrs: Default::default(),
         },
         Some(Content::Pattern {
             size,

@@ -92,6 +92,7 @@ fn to_mem(
                 path,
                 kind: Kind::Dir,
                 meta: *m,
+                xattrs: Default::default(),
             },
             None,
         ));
@@ -149,6 +150,7 @@ fn to_mem(
                 path,
                 kind,
                 meta: *m,
+                xattrs: Default::default(),
             },
             content,
         ));
@@ -201,7 +203,8 @@ proptest! {
             let entry = Entry {
                 path: TreePath::from_member(&[&b"d/"[..], n].concat()).unwrap(),
                 kind: Kind::File { size: 0 },
-                meta: Meta { perm: 0o644, uid: 0, gid: 0, mtime: 0 },
+                meta: Meta { perm: 0o644, uid: 0, gid: 0, mtime: 0 }, xattrs: Default::default(),
+
             };
             t.0.push((entry, Some(Content::Bytes(Vec::new()))));
         }

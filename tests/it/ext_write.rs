@@ -74,6 +74,7 @@ fn full_tree() -> MemTree {
                 gid: 0,
                 mtime: T,
             },
+            xattrs: Default::default(),
         },
         Some(Content::Pattern {
             size: 68 << 20,

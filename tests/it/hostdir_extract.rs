@@ -390,6 +390,7 @@ fn zero_blocks_become_holes() {
         path: TreePath::from_member(name).unwrap(),
         kind: Kind::File { size },
         meta,
+        xattrs: Default::default(),
     };
     let start = std::time::Instant::now();
     let mut w = vm_container::cpio::Writer::new(ZeroMembers::new(), "zeros.cpio.gz");

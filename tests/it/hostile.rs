@@ -308,6 +308,7 @@ fn hard_link_whose_target_is_outside_is_refused() {
                 target: s.outside().to_str().unwrap().as_bytes().to_vec(),
             },
             meta,
+            xattrs: Default::default(),
         },
         &mut std::io::empty(),
     )
@@ -319,6 +320,7 @@ fn hard_link_whose_target_is_outside_is_refused() {
                 target: p("s/passwd"),
             },
             meta,
+            xattrs: Default::default(),
         },
         &mut std::io::empty(),
     );

@@ -72,6 +72,7 @@ impl MemTree {
                     gid,
                     mtime,
                 },
+                xattrs: Default::default(),
             },
             size.map(|s| Content::Pattern {
                 size: s,
@@ -104,6 +105,7 @@ impl MemTree {
                     gid,
                     mtime,
                 },
+                xattrs: Default::default(),
             },
             Some(content),
         ));
@@ -200,6 +202,7 @@ fn walk(
             path: path.clone(),
             kind,
             meta,
+            xattrs: Default::default(),
         };
         if let Kind::File { .. } = entry.kind {
             sink.put(&entry, &mut File::open(e.path())?)?;
