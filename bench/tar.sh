@@ -16,7 +16,8 @@
 #   bench/tar.sh [TREE [SIZE]]
 # Environment: TREE, SIZE (default 1G), RUNS (default 3), WARMUP (default 1),
 #   BENCH_WORK (where to make the work directory, default /tmp),
-#   BENCH_KEEP=1 (keep it).
+#   BENCH_KEEP=1 (keep it), VMC_BIN (time this binary instead of building
+#   target/release/vm-container).
 # Every timed run starts from nothing: its --prepare removes the image, the
 # extraction directory and our --dir, then runs `sync`.
 set -euo pipefail
@@ -39,8 +40,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ -d "$TREE" ] || { echo "no such directory: $TREE (make one with bash bench/boot-minbase.sh, or give TREE)" >&2; exit 2; }
 
-cargo build --release -q >&2
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/vm-container
+if [ -n "${VMC_BIN:-}" ]; then
+    BIN=$VMC_BIN
+else
+    cargo build --release -q >&2
+    BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/vm-container
+fi
 
 mkdir -p "${BENCH_WORK:-/tmp}"
 WORK=$(mktemp -d "${BENCH_WORK:-/tmp}/vmc-tar-bench.XXXXXX")

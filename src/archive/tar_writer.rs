@@ -237,6 +237,13 @@ impl<W: Write> TarWriter<W> {
             put_octal(&mut h.0[329..337], 0);
             put_octal(&mut h.0[337..345], 0);
         }
+        if typeflag != b'1' {
+            // GNU tar's `--xattrs` records; a hard link shares its target's
+            for (key, value) in entry.xattrs.iter() {
+                let key = format!("SCHILY.xattr.{}", String::from_utf8_lossy(key));
+                pax_record(&mut pax, &key, value);
+            }
+        }
         if !pax.is_empty() {
             self.extended(&entry.path, entry.meta.mtime, &pax)?;
         }
@@ -343,24 +350,24 @@ mod tests {
 
     #[test]
     fn headers_are_ustar_with_valid_checksums_and_read_back() {
-        let e = |path: &str, kind: Kind, uid: u32, mtime: i64| Entry {
-            path: TreePath::from_member(path.as_bytes()).unwrap(),
-            kind,
-            meta: Meta {
-                perm: 0o644,
-                uid,
-                gid: 7,
-                mtime,
-            },
+        let e = |path: &str, kind: Kind, uid: u32, mtime: i64| {
+            Entry::new(
+                TreePath::from_member(path.as_bytes()).unwrap(),
+                kind,
+                Meta {
+                    perm: 0o644,
+                    uid,
+                    gid: 7,
+                    mtime,
+                },
+            )
         };
         let long = "d/".repeat(80) + "f";
         let mut w = TarWriter::new(Vec::new(), "t.tar");
         w.put(&e("", Kind::Dir, 0, 5), &mut io::empty()).unwrap();
-        w.put(
-            &e(&long, Kind::File { size: 3 }, 3_000_000, -1),
-            &mut &b"abc"[..],
-        )
-        .unwrap();
+        let mut file = e(&long, Kind::File { size: 3 }, 3_000_000, -1);
+        file.xattrs.set(b"user.k".to_vec(), b"v\0w".to_vec());
+        w.put(&file, &mut &b"abc"[..]).unwrap();
         w.put(
             &e(
                 "l",
@@ -375,6 +382,8 @@ mod tests {
         .unwrap();
         let out = w.finish().unwrap();
         assert_eq!(out.len() as u64 % RECORD, 0);
+        let record = b"27 SCHILY.xattr.user.k=v\0w\n";
+        assert!(out.windows(record.len()).any(|w| w == record));
         assert!(super::super::tar::header_checksum_ok(&out));
         let mut seen = Vec::new();
         let mut r = super::super::TarReader::new(&out[..], "t.tar".to_string());

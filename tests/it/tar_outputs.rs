@@ -168,13 +168,9 @@ fn outputs_extract_with_gnu_tools_reproducibly(build: &dyn Fn(&Path)) {
     let c = w.join("pinned.vmc");
     fs::write(&c, text).unwrap();
     run_ok(&mut vmc(&c, &w.join("work-pinned")));
-    for i in 0..pins.len() {
+    for (i, (f, _)) in pins.iter().enumerate() {
         let got = without_root(tree_of(&w.join(format!("p{i}"))));
-        assert_same(
-            &want,
-            &got,
-            &format!("source vs populated from {:?}", pins[i].0),
-        );
+        assert_same(&want, &got, &format!("source vs populated from {f:?}"));
     }
 }
 
@@ -272,4 +268,60 @@ fn check_refuses_outputs_named_for_archives_that_are_not_written() {
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&cmd, &out));
     assert!(!w.join("x.tar.lz4").exists());
+}
+
+#[test]
+fn extended_attributes_reach_gnu_tar_as_schily_records() {
+    use vm_container::archive::{output_format, ArchiveWriter};
+    use vm_container::tree::{Entry, Kind, Meta, Sink, TreePath};
+    let t = tempdir();
+    let w = t.path();
+    let a = w.join("x.tar.zst");
+    let out = fs::File::create(&a).unwrap();
+    let format = output_format("x.tar.zst").unwrap();
+    let mut tar = ArchiveWriter::new(out, format, "x.tar.zst").unwrap();
+    let meta = Meta {
+        perm: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 1_600_000_000,
+    };
+    let path = |p: &str| TreePath::from_member(p.as_bytes()).unwrap();
+    let mut dir = Entry::new(
+        path("d"),
+        Kind::Dir,
+        Meta {
+            perm: 0o755,
+            ..meta
+        },
+    );
+    dir.xattrs
+        .set(b"user.dir".to_vec(), b"on a directory".to_vec());
+    let binary = vec![0, 1, 2, 255, b'\n', b'=', b' '];
+    let mut file = Entry::new(path("d/f"), Kind::File { size: 5 }, meta);
+    file.xattrs.set(b"user.bin".to_vec(), binary.clone());
+    file.xattrs.set(b"user.text".to_vec(), b"hello".to_vec());
+    tar.put(&dir, &mut std::io::empty()).unwrap();
+    tar.put(&file, &mut &b"12345"[..]).unwrap();
+    tar.finish().unwrap();
+
+    let x = w.join("x");
+    fs::create_dir(&x).unwrap();
+    run_ok(
+        Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=*", "-xf"])
+            .arg(&a)
+            .arg("-C")
+            .arg(&x),
+    );
+    let get = |p: &Path, name: &str| {
+        let mut buf = vec![0u8; 256];
+        let n = rustix::fs::lgetxattr(p, name, &mut buf[..]).unwrap();
+        buf.truncate(n);
+        buf
+    };
+    assert_eq!(get(&x.join("d/f"), "user.bin"), binary);
+    assert_eq!(get(&x.join("d/f"), "user.text"), b"hello");
+    assert_eq!(get(&x.join("d"), "user.dir"), b"on a directory");
+    assert_eq!(fs::read(x.join("d/f")).unwrap(), b"12345");
 }
