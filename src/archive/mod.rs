@@ -8,18 +8,26 @@
 //! else is refused with a message saying what it looks like, so that a
 //! zip file or a disk image named `*.tar.gz` is not read as garbage.
 //!
+//! Writing goes the other way, chosen by the output's name rather than
+//! content ([`output`]): cpio or tar ([`tar_writer`]), raw or compressed
+//! with gzip, xz or zstd.
+//!
 //! Nothing here knows about containers or URIs: an archive is named by
 //! whatever string the caller passes.
 
+pub mod output;
 mod pipe;
 mod tar;
+pub mod tar_writer;
 
 use crate::cpio;
 use crate::tree::{Sink, Source};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 
+pub use self::output::{output_format, ArchiveWriter, NameError, OutputFormat};
 pub use self::tar::TarReader;
+pub use self::tar_writer::TarWriter;
 
 const BUF: usize = 64 * 1024;
 /// The most memory an xz stream may ask for, in KiB.

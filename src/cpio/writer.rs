@@ -3,7 +3,7 @@
 use super::gzip::Encoder;
 use super::header::{pad4, Header, MAGIC_NEWC, NAME_MAX, TRAILER};
 use super::Error;
-use crate::tree::{Entry, Kind, Sink, TreePath};
+use crate::tree::{copy_content, CopyError, Entry, Kind, Sink, TreePath};
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
@@ -224,39 +224,29 @@ impl<W: Write> Writer<W> {
 
     fn copy_data(&mut self, path: &TreePath, size: u64, data: &mut dyn Read) -> Result<(), Error> {
         let mut buf = std::mem::take(&mut self.buf);
-        let mut done = 0u64;
-        let result = (|| {
-            while done < size {
-                let want = (size - done).min(buf.len() as u64) as usize;
-                let chunk = buf.get_mut(..want).unwrap_or_default();
-                let n = match data.read(chunk) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(source) => {
-                        return Err(Error::Read {
-                            archive: format!("{} (content of {path})", self.archive),
-                            offset: done,
-                            source,
-                        })
-                    }
-                };
-                self.write(chunk.get(..n).unwrap_or_default())?;
-                done += n as u64;
+        let copied = copy_content(data, size, &mut buf, |chunk| self.write(chunk));
+        self.buf = buf;
+        match copied {
+            Ok(()) => {}
+            Err(CopyError::Write(e)) => return Err(e),
+            Err(CopyError::Read { done, source }) => {
+                return Err(Error::Read {
+                    archive: format!("{} (content of {path})", self.archive),
+                    offset: done,
+                    source,
+                })
             }
-            if done < size {
+            Err(CopyError::Short { done }) => {
                 return Err(Error::ShortData {
                     archive: self.archive.clone(),
                     path: path.clone(),
                     expected: size,
                     got: done,
-                });
+                })
             }
-            let pad = pad4(size) as usize;
-            self.write(&[0u8; 3][..pad])
-        })();
-        self.buf = buf;
-        result
+        }
+        let pad = pad4(size) as usize;
+        self.write(&[0u8; 3][..pad])
     }
 
     /// Writes the trailer and the padding GNU cpio uses (to a multiple of

@@ -2,21 +2,22 @@
 //! writing an archive, checking and populating an existing volume.
 
 use crate::tree::{Source, TreePath};
-use crate::{block, cpio, ext};
+use crate::uri::Uri;
+use crate::{archive, block, ext};
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::path::Path;
 
-/// Writes a tree as a gzip-compressed newc archive.
-pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result<()> {
+/// Writes a tree to `out` as the archive the name of `dest` calls for
+/// ([`archive::output_format`]); `name` names it in messages.
+pub fn write_archive(src: &mut dyn Source, out: &Path, dest: &Uri, name: &str) -> io::Result<()> {
+    let format = archive::output_format(&dest.file_name_hint())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     if let Some(parent) = out.parent() {
         fs::create_dir_all(parent)?;
     }
     let f = File::create(out)?;
-    // libdeflate's level 6: smaller than gzip -6 and pigz -6 (about 1 %
-    // on a Debian tree) at about 0.4 of their CPU time
-    let gz = cpio::gzip_encoder(BufWriter::with_capacity(256 * 1024, f), 6);
-    let mut w = cpio::Writer::new(gz, name.to_string());
+    let mut w = archive::ArchiveWriter::new(BufWriter::with_capacity(256 * 1024, f), format, name)?;
     crate::progress::emit(src, &mut w, format!("packing {name}"))?;
     let dropped = w.xattrs_dropped();
     if dropped > 0 {
@@ -24,7 +25,7 @@ pub fn write_archive(src: &mut dyn Source, out: &Path, name: &str) -> io::Result
             "warning: {name}: {dropped} extended attributes not written (cpio archives cannot hold them)"
         );
     }
-    let buf = w.finish_gzip()?;
+    let buf = w.finish()?;
     let f = buf.into_inner().map_err(|e| e.into_error())?;
     match f.sync_all() {
         // a FIFO or character device (`pack DIR /dev/stdout`) cannot sync

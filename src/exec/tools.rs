@@ -37,13 +37,15 @@ pub fn pack(dir: &Path, dest: &str) -> Result<()> {
     if !dir.is_dir() {
         return Err(Error::usage(format!("{}: not a directory", dir.display())));
     }
+    crate::archive::output_format(&uri.file_name_hint())
+        .map_err(|e| Error::usage(e.to_string()))?;
     let mut walker = hostdir::Walker::new(dir).clamp_mtime(source_date_epoch());
     match uri.local_path() {
         Some(p) => match super::atomic::dest(p).map_err(|e| fail(dest, e))? {
             super::atomic::Dest::Atomic(p) => {
                 let tmp = super::atomic::temp_beside(&p);
-                let r =
-                    write_archive(&mut walker, &tmp, dest).and_then(|()| std::fs::rename(&tmp, &p));
+                let r = write_archive(&mut walker, &tmp, &uri, dest)
+                    .and_then(|()| std::fs::rename(&tmp, &p));
                 if let Err(e) = r {
                     let _ = std::fs::remove_file(&tmp);
                     return Err(fail(dest, e));
@@ -51,12 +53,12 @@ pub fn pack(dir: &Path, dest: &str) -> Result<()> {
             }
             super::atomic::Dest::Stream(p) => {
                 // a device or FIFO: packed straight into it
-                write_archive(&mut walker, &p, dest).map_err(|e| fail(dest, e))?;
+                write_archive(&mut walker, &p, &uri, dest).map_err(|e| fail(dest, e))?;
             }
         },
         None => {
             let tmp = tempfile::NamedTempFile::new().map_err(|e| fail("temporary file", e))?;
-            write_archive(&mut walker, tmp.path(), dest).map_err(|e| fail(dest, e))?;
+            write_archive(&mut walker, tmp.path(), &uri, dest).map_err(|e| fail(dest, e))?;
             crate::transport::publish(tmp.path(), &uri, &Default::default())
                 .map_err(Error::failed)?;
         }

@@ -100,6 +100,8 @@ pub enum DiagnosticKind {
     BodyNotAllowed { keyword: Keyword },
     #[error(transparent)]
     Uri(UriError),
+    #[error("output {0}")]
+    OutputName(crate::archive::NameError),
     #[error("`[{keyword}` is missing {what}; usage: {usage}")]
     MissingArgument {
         keyword: Keyword,

@@ -440,6 +440,41 @@ pub trait Source {
     fn emit(&mut self, sink: &mut dyn Sink) -> io::Result<()>;
 }
 
+/// Why [`copy_content`] stopped.
+#[derive(Debug)]
+pub enum CopyError<E> {
+    /// Reading the content failed after `done` bytes.
+    Read { done: u64, source: io::Error },
+    /// The content ended after `done` bytes, short of the size announced.
+    Short { done: u64 },
+    /// `out` failed.
+    Write(E),
+}
+
+/// Hands exactly `size` bytes of `data` to `out`, in pieces of at most
+/// `buf`'s length: what every archive writer does with a file's content.
+pub fn copy_content<E>(
+    data: &mut dyn Read,
+    size: u64,
+    buf: &mut [u8],
+    mut out: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), CopyError<E>> {
+    let mut done = 0u64;
+    while done < size {
+        let want = (size - done).min(buf.len() as u64) as usize;
+        let chunk = buf.get_mut(..want).unwrap_or_default();
+        let n = match data.read(chunk) {
+            Ok(0) => return Err(CopyError::Short { done }),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(CopyError::Read { done, source }),
+        };
+        out(chunk.get(..n).unwrap_or_default()).map_err(CopyError::Write)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 /// A sink that calls a closure: handy in tests and adapters.
 pub struct FnSink<F>(pub F);
 

@@ -25,7 +25,7 @@ fn gnu_extract(archive_gz: &[u8], out: &Path) {
 /// (it creates those at the very end, after setting the directory's time,
 /// because an empty member with `c_nlink` > 1 may be a deferred hard link).
 /// With `all_dirs`, every directory mtime (parents-first archives).
-fn mask_gnu_limits(mut m: Manifest, all_dirs: bool) -> Manifest {
+pub(crate) fn mask_gnu_limits(mut m: Manifest, all_dirs: bool) -> Manifest {
     let late_dirs: Vec<TreePath> = m
         .iter()
         .filter(|(_, r)| r.kind == "file" && r.size == 0)

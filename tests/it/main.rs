@@ -68,6 +68,8 @@ mod run_uptodate;
 mod sign_oracles;
 mod sign_proptest;
 mod swap;
+mod tar_matrix;
+mod tar_outputs;
 mod tar_sources;
 mod template_bounds;
 mod transport_file;

@@ -23,7 +23,7 @@ use std::process::Command;
 
 /// Builds the special cases under `$1`. Needs root for the device nodes
 /// and the owners.
-const SPECIAL_TREE: &str = r#"
+pub(crate) const SPECIAL_TREE: &str = r#"
 set -e
 d=$1
 mkdir -p "$d/etc" "$d/dev" "$d/srv"
@@ -60,7 +60,7 @@ touch -d @1400000000 "$d/srv" "$d/etc" "$d/dev" "$d"
 
 /// Packs `src` with GNU tar in `format` (`gnu` or `posix`) and compresses
 /// it with `compress` (a command reading standard input, or `cat`).
-fn gnu_tar(src: &Path, format: &str, compress: &str, dest: &Path) {
+pub(crate) fn gnu_tar(src: &Path, format: &str, compress: &str, dest: &Path) {
     sh_ok(
         &format!(
             "tar --format={format} --sparse --numeric-owner -C '{}' -cf - . | {compress} > '{}'",

@@ -171,7 +171,8 @@ impl Runner<'_> {
     pub(super) fn fork(&mut self, at: &str, archive: &UriRef, dest: &UriRef) -> Result<()> {
         let staged = self.stage_path(&dest.uri.file_name_hint());
         let mut src = self.tree_source(at, archive)?;
-        write_archive(src.as_mut(), &staged, &dest.text).map_err(|e| io_fail(at, dest, e))?;
+        write_archive(src.as_mut(), &staged, &dest.uri, &dest.text)
+            .map_err(|e| io_fail(at, dest, e))?;
         // the fork's own working tree starts from what was just written
         self.output(at, dest, staged)
     }

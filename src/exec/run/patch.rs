@@ -326,7 +326,8 @@ impl Runner<'_> {
             } else {
                 tree.over_volume(path.to_path_buf())
             };
-            write_archive(&mut src, &staged_fork, &f.text).map_err(|e| io_fail(at, f, e))?;
+            write_archive(&mut src, &staged_fork, &f.uri, &f.text)
+                .map_err(|e| io_fail(at, f, e))?;
             self.output(at, f, staged_fork)?;
         }
         Ok(())

@@ -23,7 +23,8 @@ impl Runner<'_> {
         }
         let staged = self.stage_path(&dest.uri.file_name_hint());
         let mut walker = hostdir::Walker::new(src).clamp_mtime(self.epoch);
-        write_archive(&mut walker, &staged, &dest.text).map_err(|e| io_fail(at, dest, e))?;
+        write_archive(&mut walker, &staged, &dest.uri, &dest.text)
+            .map_err(|e| io_fail(at, dest, e))?;
         self.output(at, dest, staged)
     }
 

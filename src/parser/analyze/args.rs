@@ -109,6 +109,17 @@ impl Analyzer<'_> {
         }
     }
 
+    /// An archive written by the container: its name must choose a format
+    /// that is written ([`crate::archive::output_format`]).
+    pub(super) fn output_uri(&mut self, a: &Arg) -> Option<UriRef> {
+        let u = self.uri(a)?;
+        if let Err(e) = crate::archive::output_format(&u.uri.file_name_hint()) {
+            self.err(a.span(), DiagnosticKind::OutputName(e));
+            return None;
+        }
+        Some(u)
+    }
+
     /// Reports a missing argument at the end of the header.
     pub(super) fn missing(&mut self, e: &Expr, words: &[Arg], what: &str, usage: &'static str) {
         let span = words.last().map(Arg::span).unwrap_or(e.keyword_span);

@@ -41,7 +41,7 @@ impl Analyzer<'_> {
             return None;
         }
         let src = self.path(&words[0]);
-        let dest = self.uri(&words[1])?;
+        let dest = self.output_uri(&words[1])?;
         if let Some(p) = dest.uri.local_path() {
             self.produced.insert(p.to_path_buf());
         }
@@ -173,11 +173,10 @@ impl Analyzer<'_> {
                 EditKey::Image => image = Some((self.path(w), w.span())),
                 EditKey::Patch | EditKey::Fork => {
                     archive_only.get_or_insert((opt.key.name(), opt.name.span()));
-                    let u = Some(self.uri(w)?);
                     if opt.key == EditKey::Patch {
-                        patch = u;
+                        patch = Some(self.uri(w)?);
                     } else {
-                        fork = u;
+                        fork = Some(self.output_uri(w)?);
                     }
                 }
                 EditKey::Mode | EditKey::DirMode => match parse_mode(v) {
@@ -384,7 +383,7 @@ impl Analyzer<'_> {
         let patch = self.uri(&words[1])?;
         self.check_local_input(&patch);
         let fork = match words.get(2) {
-            Some(w) => Some(self.uri(w)?),
+            Some(w) => Some(self.output_uri(w)?),
             None => None,
         };
         if let Some(p) = fork.as_ref().and_then(|f| f.uri.local_path()) {
@@ -410,8 +409,6 @@ pub(super) enum Edited {
 }
 
 fn looks_like_archive(p: &Path) -> bool {
-    let s = p.to_string_lossy();
-    [".cpio.gz", ".cpio", ".cgz", ".gz"]
-        .iter()
-        .any(|ext| s.ends_with(ext))
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    name.ends_with(".gz") || matches!(crate::archive::output::named_format(&name), Ok(Some(_)))
 }
