@@ -12,7 +12,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// An ext3 image made by mke2fs holding `/etc/hosts` ("old").
+/// An ext3 image made by mke2fs holding `/etc/hosts` and `/opt/a`
+/// ("old").
 fn old_image(w: &Path) -> PathBuf {
     let img = w.join("vol.img");
     crate::common::mke2fs(&img, "vol", "16M");
@@ -21,7 +22,10 @@ fn old_image(w: &Path) -> PathBuf {
     let script = w.join("script");
     fs::write(
         &script,
-        format!("mkdir /etc\nwrite {} /etc/hosts\n", old.display()),
+        format!(
+            "mkdir /etc\nwrite {o} /etc/hosts\nmkdir /opt\nwrite {o} /opt/a\n",
+            o = old.display()
+        ),
     )
     .unwrap();
     let out = Command::new("debugfs")
@@ -37,12 +41,14 @@ fn old_image(w: &Path) -> PathBuf {
 }
 
 /// The tree a populate lays over the image: `/etc/hosts` replaced,
-/// `/etc/added` new (mode 0600).
+/// `/etc/added` new (mode 0600), `/opt/b` new beside `/opt/a`.
 fn populate_tree(w: &Path) -> PathBuf {
     let src = w.join("src");
     fs::create_dir_all(src.join("etc")).unwrap();
     fs::write(src.join("etc/hosts"), "populated\n").unwrap();
     fs::write(src.join("etc/added"), "added\n").unwrap();
+    fs::create_dir_all(src.join("opt")).unwrap();
+    fs::write(src.join("opt/b"), "b\n").unwrap();
     fs::set_permissions(src.join("etc/added"), fs::Permissions::from_mode(0o600)).unwrap();
     src
 }
@@ -93,7 +99,9 @@ fn patch_after_populate_sees_the_populated_files() {
     fs::write(
         &first,
         file_patch("etc/hosts", &["populated"], &["populated", "patched"])
-            + &file_patch("etc/added", &["added"], &["added", "patched"]),
+            + &file_patch("etc/added", &["added"], &["added", "patched"])
+            // /opt keeps the file the populate put beside the one deleted
+            + "--- a/opt/a\n+++ /dev/null\n@@ -1 +0,0 @@\n-old\n",
     )
     .unwrap();
     let second = w.join("second.patch");
@@ -122,6 +130,8 @@ fn patch_after_populate_sees_the_populated_files() {
     );
     // the patched file keeps the mode the populate gave it
     assert_added(&img, "added\npatched\n");
+    assert_eq!(debugfs(&img, "cat /opt/b"), "b\n");
+    assert!(debugfs(&img, "ls /opt").contains('b') && !debugfs(&img, "ls -l /opt").contains(" a "));
 }
 
 #[test]
