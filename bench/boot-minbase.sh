@@ -41,6 +41,9 @@ cargo build -q
 vmc=$PWD/target/debug/vm-container
 mkdir -p "$work"
 
+# the tests make the same tree (tests/it/ext4_tree.rs): one at a time
+exec 9>"$work/.lock"
+flock 9
 if [ ! -d "$work/rootfs" ]; then
   rm -rf "$work/rootfs.new"
   debootstrap --variant=minbase --include=systemd-sysv,udev bookworm "$work/rootfs.new" "$MIRROR"
@@ -50,6 +53,7 @@ if [ ! -f "$work/minbase.cpio.gz" ]; then
   "$vmc" pack "$work/rootfs" "$work/minbase.cpio.gz.new"
   mv "$work/minbase.cpio.gz.new" "$work/minbase.cpio.gz"
 fi
+exec 9>&-
 
 # The initramfs tests/it/boot.rs makes: busybox, the virtio modules in load
 # order, examples/trees/boot-initramfs/init.

@@ -55,6 +55,13 @@ fn minbase_archive() -> PathBuf {
         return archive;
     }
     fs::create_dir_all(&work).unwrap();
+    // bench/boot-minbase.sh (the boot test) may be making the same tree
+    // right now: one of us at a time, the second finds it made
+    let lock = fs::File::create(work.join(".lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    if archive.exists() {
+        return archive;
+    }
     let rootfs = work.join("rootfs");
     if !rootfs.exists() {
         let new = work.join("rootfs.new");
